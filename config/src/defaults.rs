@@ -1,0 +1,76 @@
+//! Named defaults for every config field. The schema's serde defaults call the functions
+//! here; documentation and `coregate check` quote the constants.
+
+/// Longest request line in bytes (414 beyond). nginx uses 8 KiB for a large header buffer.
+pub const REQUEST_LINE_BYTES_MAX: usize = 8 * 1024;
+/// Largest request head in bytes (431 beyond).
+pub const HEADER_BYTES_MAX: usize = 32 * 1024;
+/// Most header fields in a request (431 beyond).
+pub const HEADER_COUNT_MAX: usize = 100;
+/// Largest request body in bytes (413 beyond): 16 MiB.
+pub const BODY_BYTES_MAX: u64 = 16 * 1024 * 1024;
+/// Time to receive a complete request head, ms (408 beyond).
+pub const HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// Idle keep-alive client connections are closed after this, ms.
+pub const CLIENT_IDLE_TIMEOUT_MS: u64 = 60_000;
+/// Longest wait for the next piece of a request body, ms.
+pub const BODY_READ_TIMEOUT_MS: u64 = 30_000;
+/// Most open client connections per worker.
+pub const CONNECTIONS_MAX_PER_WORKER: usize = 65_536;
+/// Time to connect to an upstream endpoint, ms (504 beyond).
+pub const CONNECT_TIMEOUT_MS: u64 = 2_000;
+/// Time from the end of the request to the upstream's complete response head, ms.
+pub const RESPONSE_HEADER_TIMEOUT_MS: u64 = 30_000;
+/// Longest silence while reading an upstream response body, ms.
+pub const IDLE_READ_TIMEOUT_MS: u64 = 60_000;
+/// Idle keep-alive upstream connections kept per endpoint per worker.
+pub const POOL_IDLE_MAX: usize = 64;
+/// Idle upstream connections are closed after this, ms.
+pub const POOL_IDLE_TIMEOUT_MS: u64 = 30_000;
+/// Weight of an endpoint that names none.
+pub const ENDPOINT_WEIGHT: u32 = 1;
+/// Largest endpoint weight accepted.
+pub const ENDPOINT_WEIGHT_MAX: u32 = 1_000;
+
+pub(crate) fn request_line_bytes_max() -> usize {
+    REQUEST_LINE_BYTES_MAX
+}
+pub(crate) fn header_bytes_max() -> usize {
+    HEADER_BYTES_MAX
+}
+pub(crate) fn header_count_max() -> usize {
+    HEADER_COUNT_MAX
+}
+pub(crate) fn body_bytes_max() -> u64 {
+    BODY_BYTES_MAX
+}
+pub(crate) fn header_read_timeout_ms() -> u64 {
+    HEADER_READ_TIMEOUT_MS
+}
+pub(crate) fn client_idle_timeout_ms() -> u64 {
+    CLIENT_IDLE_TIMEOUT_MS
+}
+pub(crate) fn body_read_timeout_ms() -> u64 {
+    BODY_READ_TIMEOUT_MS
+}
+pub(crate) fn connections_max_per_worker() -> usize {
+    CONNECTIONS_MAX_PER_WORKER
+}
+pub(crate) fn connect_timeout_ms() -> u64 {
+    CONNECT_TIMEOUT_MS
+}
+pub(crate) fn response_header_timeout_ms() -> u64 {
+    RESPONSE_HEADER_TIMEOUT_MS
+}
+pub(crate) fn idle_read_timeout_ms() -> u64 {
+    IDLE_READ_TIMEOUT_MS
+}
+pub(crate) fn pool_idle_max() -> usize {
+    POOL_IDLE_MAX
+}
+pub(crate) fn pool_idle_timeout_ms() -> u64 {
+    POOL_IDLE_TIMEOUT_MS
+}
+pub(crate) fn endpoint_weight() -> u32 {
+    ENDPOINT_WEIGHT
+}

@@ -1,0 +1,203 @@
+//! The TOML schema: what an operator writes in `gateway.toml`.
+//!
+//! Every struct rejects unknown keys, every field says its unit and default, and every default
+//! lives in a named constant in [`crate::defaults`]. These types are only the *shape* of the
+//! file; [`crate::validate`] checks the values and [`crate::Snapshot`] is what the data plane
+//! reads.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::defaults;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Process-wide settings: workers and limits.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Public listeners. At least one is required.
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<ListenerConfig>,
+    /// Named upstream groups, referenced by routes.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// Routes, in declared order (the order breaks ties between equally specific routes).
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[server]`: process-wide settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Number of worker threads, each pinned to one core. 0 means one per core this process
+    /// may run on (its CPU affinity mask). Default 0. Needs a restart to change.
+    #[serde(default)]
+    pub workers: usize,
+    /// Longest request line (method, target, version) in bytes; longer gets 414.
+    /// Default [`defaults::REQUEST_LINE_BYTES_MAX`].
+    #[serde(default = "defaults::request_line_bytes_max")]
+    pub request_line_bytes_max: usize,
+    /// Largest request head (request line plus headers) in bytes; larger gets 431.
+    /// Default [`defaults::HEADER_BYTES_MAX`].
+    #[serde(default = "defaults::header_bytes_max")]
+    pub header_bytes_max: usize,
+    /// Most header fields in one request; more gets 431. Default [`defaults::HEADER_COUNT_MAX`].
+    #[serde(default = "defaults::header_count_max")]
+    pub header_count_max: usize,
+    /// Largest request body in bytes for routes that set no limit of their own; larger gets
+    /// 413. Default [`defaults::BODY_BYTES_MAX`].
+    #[serde(default = "defaults::body_bytes_max")]
+    pub body_bytes_max: u64,
+    /// Time allowed to receive a complete request head, from its first byte, in milliseconds;
+    /// slower gets 408. Default [`defaults::HEADER_READ_TIMEOUT_MS`].
+    #[serde(default = "defaults::header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
+    /// How long an idle keep-alive client connection is kept, in milliseconds.
+    /// Default [`defaults::CLIENT_IDLE_TIMEOUT_MS`].
+    #[serde(default = "defaults::client_idle_timeout_ms")]
+    pub client_idle_timeout_ms: u64,
+    /// Longest wait for the next piece of a request body from the client, in milliseconds.
+    /// Default [`defaults::BODY_READ_TIMEOUT_MS`].
+    #[serde(default = "defaults::body_read_timeout_ms")]
+    pub body_read_timeout_ms: u64,
+    /// Most open client connections per worker; further accepts wait. Default
+    /// [`defaults::CONNECTIONS_MAX_PER_WORKER`].
+    #[serde(default = "defaults::connections_max_per_worker")]
+    pub connections_max_per_worker: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            workers: 0,
+            request_line_bytes_max: defaults::REQUEST_LINE_BYTES_MAX,
+            header_bytes_max: defaults::HEADER_BYTES_MAX,
+            header_count_max: defaults::HEADER_COUNT_MAX,
+            body_bytes_max: defaults::BODY_BYTES_MAX,
+            header_read_timeout_ms: defaults::HEADER_READ_TIMEOUT_MS,
+            client_idle_timeout_ms: defaults::CLIENT_IDLE_TIMEOUT_MS,
+            body_read_timeout_ms: defaults::BODY_READ_TIMEOUT_MS,
+            connections_max_per_worker: defaults::CONNECTIONS_MAX_PER_WORKER,
+        }
+    }
+}
+
+/// `[[listener]]`: one public address. Every worker binds it with SO_REUSEPORT.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Name used in logs and metrics. Default: the address.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `IP:port` to listen on, e.g. `"0.0.0.0:8080"` or `"[::1]:8080"`. Required.
+    pub address: String,
+}
+
+/// `[upstreams.NAME]`: a group of endpoints that serve the same thing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// The endpoints. At least one is required.
+    pub endpoints: Vec<EndpointConfig>,
+    /// How an endpoint is chosen. Default `round_robin`.
+    #[serde(default)]
+    pub balancer: BalancerKind,
+    /// For `consistent_hash`: what is hashed, `"client_ip"` or `"header:NAME"`.
+    /// Required with `consistent_hash`, rejected otherwise.
+    #[serde(default)]
+    pub hash_key: Option<String>,
+    /// Time allowed to open a TCP connection to an endpoint, in milliseconds; slower gets 504.
+    /// Default [`defaults::CONNECT_TIMEOUT_MS`].
+    #[serde(default = "defaults::connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Time allowed from the end of the request to the complete response head, in
+    /// milliseconds; slower gets 504. Default [`defaults::RESPONSE_HEADER_TIMEOUT_MS`].
+    #[serde(default = "defaults::response_header_timeout_ms")]
+    pub response_header_timeout_ms: u64,
+    /// Longest silence while reading a response body, in milliseconds; the connection is then
+    /// closed. Default [`defaults::IDLE_READ_TIMEOUT_MS`].
+    #[serde(default = "defaults::idle_read_timeout_ms")]
+    pub idle_read_timeout_ms: u64,
+    /// Most idle keep-alive connections kept per endpoint per worker. 0 disables reuse.
+    /// Default [`defaults::POOL_IDLE_MAX`].
+    #[serde(default = "defaults::pool_idle_max")]
+    pub pool_idle_max: usize,
+    /// How long an idle pooled connection is kept, in milliseconds.
+    /// Default [`defaults::POOL_IDLE_TIMEOUT_MS`].
+    #[serde(default = "defaults::pool_idle_timeout_ms")]
+    pub pool_idle_timeout_ms: u64,
+}
+
+/// One endpoint of an upstream group.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// `IP:port` of the endpoint. Required.
+    pub address: String,
+    /// Relative share of traffic, 1..=1000. Default 1.
+    #[serde(default = "defaults::endpoint_weight")]
+    pub weight: u32,
+}
+
+/// How a request picks an endpoint of its upstream group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BalancerKind {
+    /// Smooth weighted round robin (as nginx does it).
+    #[default]
+    RoundRobin,
+    /// Two endpoints drawn at random (weighted), the one with fewer requests in flight on
+    /// this worker wins.
+    LeastOutstanding,
+    /// A hash ring over `hash_key`; the same key goes to the same endpoint while it exists.
+    ConsistentHash,
+}
+
+/// `[[route]]`: a matcher and what to do with matching requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Name used in logs and metrics. Default: `route-N` by position (from 0).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Host to match: exact (`"api.example.com"`), wildcard (`"*.example.com"`, which matches
+    /// any name ending in `.example.com` but not `example.com` itself). Matched without the
+    /// port, case-insensitively. Default: any host.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Methods to match, e.g. `["GET", "HEAD"]`. Default: any method.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Path to match exactly. Segments written `{name}` match any one non-empty segment and
+    /// capture it. Exactly one of `path` and `path_prefix` is required.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Path prefix to match, by whole segments: `"/api"` matches `/api`, `/api/` and `/api/x`
+    /// but not `/apix`. `"/"` matches every path.
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// Header fields that must be present with exactly this value (name case-insensitive,
+    /// value case-sensitive). Default: none.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Header fields that must be present, whatever their value. Default: none.
+    #[serde(default)]
+    pub headers_present: Vec<String>,
+    /// Name of the upstream group that serves this route. Required.
+    pub upstream: String,
+    /// With `path_prefix`: remove the matched prefix before forwarding (`/api/users` →
+    /// `/users`; an empty rest becomes `/`). Default false.
+    #[serde(default)]
+    pub strip_prefix: bool,
+    /// With `path_prefix`: replace the matched prefix with this before forwarding
+    /// (`"/v2"`: `/api/users` → `/v2/users`). Default: unset.
+    #[serde(default)]
+    pub replace_prefix: Option<String>,
+    /// Largest request body in bytes; larger gets 413. Default: `server.body_bytes_max`.
+    #[serde(default)]
+    pub body_bytes_max: Option<u64>,
+}

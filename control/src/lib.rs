@@ -1,0 +1,1 @@
+//! coregate-control: the control thread.

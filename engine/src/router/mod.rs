@@ -1,0 +1,1 @@
+//! Router: host → path trie → method/header filters, compiled once per snapshot.

@@ -1,0 +1,1 @@
+//! Upstreams: balancers and per-worker keep-alive connection pools.

@@ -1,0 +1,1 @@
+//! coregate-loadtest: fixture origin servers and the load harness.
