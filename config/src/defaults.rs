@@ -1,5 +1,6 @@
-//! Named defaults for every config field. The schema's serde defaults call the functions
-//! here; documentation and `coregate check` quote the constants.
+//! Named defaults for every config field, and the bounds validation holds them to. The
+//! schema's serde defaults call the functions here; documentation and `coregate check` quote
+//! the constants, and the engine sizes fixed arrays from the ceilings.
 
 /// Longest request line in bytes (414 beyond). nginx uses 8 KiB for a large header buffer.
 pub const REQUEST_LINE_BYTES_MAX: usize = 8 * 1024;
@@ -31,6 +32,19 @@ pub const POOL_IDLE_TIMEOUT_MS: u64 = 30_000;
 pub const ENDPOINT_WEIGHT: u32 = 1;
 /// Largest endpoint weight accepted.
 pub const ENDPOINT_WEIGHT_MAX: u32 = 1_000;
+
+/// Smallest `request_line_bytes_max` accepted: room for a method, a short target and the
+/// version.
+pub const REQUEST_LINE_BYTES_MAX_FLOOR: usize = 64;
+/// Largest `request_line_bytes_max` accepted: 64 KiB.
+pub const REQUEST_LINE_BYTES_MAX_CEILING: usize = 64 * 1024;
+/// Largest `header_bytes_max` accepted: 1 MiB. (Its floor is `request_line_bytes_max`.)
+pub const HEADER_BYTES_MAX_CEILING: usize = 1024 * 1024;
+/// Largest `header_count_max` accepted: the engine parses a head into a fixed array of this
+/// many headers.
+pub const HEADER_COUNT_MAX_CEILING: usize = 256;
+/// Most worker threads accepted.
+pub const WORKERS_MAX: usize = 1_024;
 
 pub(crate) fn request_line_bytes_max() -> usize {
     REQUEST_LINE_BYTES_MAX

@@ -2,13 +2,20 @@
 //!
 //! Owns the schema ([`schema`], serde with `deny_unknown_fields`), the named defaults
 //! ([`defaults`]), validation with errors that name file, line, column, field and a hint
-//! ([`ConfigError`]), and the validated [`Config`] the engine compiles into its snapshot.
-//! Never touches a socket and never runs on a worker thread.
+//! ([`ConfigError`]), the validated [`Config`] the engine compiles into its snapshot, and the
+//! summary `coregate check` prints ([`Config::summary`]). Never touches a socket and never
+//! runs on a worker thread.
+//!
+//! Inside: `parse` turns text into the schema (syntax and shape errors), `validate` checks
+//! values and builds the model, `locate` maps field paths and byte offsets to lines.
 
 pub mod defaults;
 mod error;
+mod locate;
 mod model;
+mod parse;
 pub mod schema;
+mod summary;
 mod validate;
 
 pub use error::ConfigError;

@@ -2,8 +2,8 @@
 //!
 //! Every struct rejects unknown keys, every field says its unit and default, and every default
 //! lives in a named constant in [`crate::defaults`]. These types are only the *shape* of the
-//! file; [`crate::validate`] checks the values and [`crate::Snapshot`] is what the data plane
-//! reads.
+//! file; validation checks the values (ranges below, enforced with bounds from
+//! [`crate::defaults`]) and builds [`crate::Config`], which is what the data plane compiles.
 
 use std::collections::BTreeMap;
 
@@ -34,18 +34,22 @@ pub struct ConfigFile {
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// Number of worker threads, each pinned to one core. 0 means one per core this process
-    /// may run on (its CPU affinity mask). Default 0. Needs a restart to change.
+    /// may run on (its CPU affinity mask). At most [`defaults::WORKERS_MAX`]. Default 0.
+    /// Needs a restart to change.
     #[serde(default)]
     pub workers: usize,
     /// Longest request line (method, target, version) in bytes; longer gets 414.
+    /// [`defaults::REQUEST_LINE_BYTES_MAX_FLOOR`]..=[`defaults::REQUEST_LINE_BYTES_MAX_CEILING`].
     /// Default [`defaults::REQUEST_LINE_BYTES_MAX`].
     #[serde(default = "defaults::request_line_bytes_max")]
     pub request_line_bytes_max: usize,
     /// Largest request head (request line plus headers) in bytes; larger gets 431.
+    /// From `request_line_bytes_max` to [`defaults::HEADER_BYTES_MAX_CEILING`].
     /// Default [`defaults::HEADER_BYTES_MAX`].
     #[serde(default = "defaults::header_bytes_max")]
     pub header_bytes_max: usize,
-    /// Most header fields in one request; more gets 431. Default [`defaults::HEADER_COUNT_MAX`].
+    /// Most header fields in one request; more gets 431.
+    /// 1..=[`defaults::HEADER_COUNT_MAX_CEILING`]. Default [`defaults::HEADER_COUNT_MAX`].
     #[serde(default = "defaults::header_count_max")]
     pub header_count_max: usize,
     /// Largest request body in bytes for routes that set no limit of their own; larger gets
@@ -53,18 +57,18 @@ pub struct ServerConfig {
     #[serde(default = "defaults::body_bytes_max")]
     pub body_bytes_max: u64,
     /// Time allowed to receive a complete request head, from its first byte, in milliseconds;
-    /// slower gets 408. Default [`defaults::HEADER_READ_TIMEOUT_MS`].
+    /// slower gets 408. At least 1. Default [`defaults::HEADER_READ_TIMEOUT_MS`].
     #[serde(default = "defaults::header_read_timeout_ms")]
     pub header_read_timeout_ms: u64,
-    /// How long an idle keep-alive client connection is kept, in milliseconds.
+    /// How long an idle keep-alive client connection is kept, in milliseconds. At least 1.
     /// Default [`defaults::CLIENT_IDLE_TIMEOUT_MS`].
     #[serde(default = "defaults::client_idle_timeout_ms")]
     pub client_idle_timeout_ms: u64,
     /// Longest wait for the next piece of a request body from the client, in milliseconds.
-    /// Default [`defaults::BODY_READ_TIMEOUT_MS`].
+    /// At least 1. Default [`defaults::BODY_READ_TIMEOUT_MS`].
     #[serde(default = "defaults::body_read_timeout_ms")]
     pub body_read_timeout_ms: u64,
-    /// Most open client connections per worker; further accepts wait. Default
+    /// Most open client connections per worker; further accepts wait. At least 1. Default
     /// [`defaults::CONNECTIONS_MAX_PER_WORKER`].
     #[serde(default = "defaults::connections_max_per_worker")]
     pub connections_max_per_worker: usize,
@@ -90,14 +94,17 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
-    /// Name used in logs and metrics. Default: the address.
+    /// Name used in logs and metrics: non-empty, no whitespace, unique. Default: the address
+    /// as written.
     #[serde(default)]
     pub name: Option<String>,
-    /// `IP:port` to listen on, e.g. `"0.0.0.0:8080"` or `"[::1]:8080"`. Required.
+    /// `IP:port` to listen on, e.g. `"0.0.0.0:8080"` or `"[::1]:8080"`; host names are not
+    /// resolved. Unique among listeners. Required.
     pub address: String,
 }
 
-/// `[upstreams.NAME]`: a group of endpoints that serve the same thing.
+/// `[upstreams.NAME]`: a group of endpoints that serve the same thing. NAME uses letters,
+/// digits, `_`, `.` and `-`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
@@ -106,27 +113,28 @@ pub struct UpstreamConfig {
     /// How an endpoint is chosen. Default `round_robin`.
     #[serde(default)]
     pub balancer: BalancerKind,
-    /// For `consistent_hash`: what is hashed, `"client_ip"` or `"header:NAME"`.
-    /// Required with `consistent_hash`, rejected otherwise.
+    /// For `consistent_hash`: what is hashed, `"client_ip"` or `"header:NAME"` (NAME a header
+    /// name, matched case-insensitively). Required with `consistent_hash`, rejected otherwise.
     #[serde(default)]
     pub hash_key: Option<String>,
     /// Time allowed to open a TCP connection to an endpoint, in milliseconds; slower gets 504.
-    /// Default [`defaults::CONNECT_TIMEOUT_MS`].
+    /// At least 1. Default [`defaults::CONNECT_TIMEOUT_MS`].
     #[serde(default = "defaults::connect_timeout_ms")]
     pub connect_timeout_ms: u64,
     /// Time allowed from the end of the request to the complete response head, in
-    /// milliseconds; slower gets 504. Default [`defaults::RESPONSE_HEADER_TIMEOUT_MS`].
+    /// milliseconds; slower gets 504. At least 1. Default
+    /// [`defaults::RESPONSE_HEADER_TIMEOUT_MS`].
     #[serde(default = "defaults::response_header_timeout_ms")]
     pub response_header_timeout_ms: u64,
     /// Longest silence while reading a response body, in milliseconds; the connection is then
-    /// closed. Default [`defaults::IDLE_READ_TIMEOUT_MS`].
+    /// closed. At least 1. Default [`defaults::IDLE_READ_TIMEOUT_MS`].
     #[serde(default = "defaults::idle_read_timeout_ms")]
     pub idle_read_timeout_ms: u64,
     /// Most idle keep-alive connections kept per endpoint per worker. 0 disables reuse.
     /// Default [`defaults::POOL_IDLE_MAX`].
     #[serde(default = "defaults::pool_idle_max")]
     pub pool_idle_max: usize,
-    /// How long an idle pooled connection is kept, in milliseconds.
+    /// How long an idle pooled connection is kept, in milliseconds. At least 1.
     /// Default [`defaults::POOL_IDLE_TIMEOUT_MS`].
     #[serde(default = "defaults::pool_idle_timeout_ms")]
     pub pool_idle_timeout_ms: u64,
@@ -136,9 +144,11 @@ pub struct UpstreamConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointConfig {
-    /// `IP:port` of the endpoint. Required.
+    /// `IP:port` of the endpoint; host names are not resolved. Unique within the group.
+    /// Required.
     pub address: String,
-    /// Relative share of traffic, 1..=1000. Default 1.
+    /// Relative share of traffic, 1..=[`defaults::ENDPOINT_WEIGHT_MAX`]. Default
+    /// [`defaults::ENDPOINT_WEIGHT`].
     #[serde(default = "defaults::endpoint_weight")]
     pub weight: u32,
 }
@@ -161,23 +171,29 @@ pub enum BalancerKind {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
-    /// Name used in logs and metrics. Default: `route-N` by position (from 0).
+    /// Name used in logs and metrics: non-empty, no whitespace, unique among routes.
+    /// Default: `route-N` by position (from 0).
     #[serde(default)]
     pub name: Option<String>,
     /// Host to match: exact (`"api.example.com"`), wildcard (`"*.example.com"`, which matches
     /// any name ending in `.example.com` but not `example.com` itself). Matched without the
-    /// port, case-insensitively. Default: any host.
+    /// port, case-insensitively; a port here is an error. An IPv6 host is written in brackets,
+    /// `"[::1]"`. Default: any host.
     #[serde(default)]
     pub host: Option<String>,
-    /// Methods to match, e.g. `["GET", "HEAD"]`. Default: any method.
+    /// Methods to match, e.g. `["GET", "HEAD"]`; upper-cased, each listed once. Default: any
+    /// method.
     #[serde(default)]
     pub methods: Vec<String>,
     /// Path to match exactly. Segments written `{name}` match any one non-empty segment and
-    /// capture it. Exactly one of `path` and `path_prefix` is required.
+    /// capture it (names are identifiers, unique in the path; a brace elsewhere is an error).
+    /// Starts with `/`; no `?`, `#`, whitespace or `//`. Exactly one of `path` and
+    /// `path_prefix` is required.
     #[serde(default)]
     pub path: Option<String>,
     /// Path prefix to match, by whole segments: `"/api"` matches `/api`, `/api/` and `/api/x`
-    /// but not `/apix`. `"/"` matches every path.
+    /// but not `/apix`. `"/"` matches every path. Literal segments only; a trailing `/` is
+    /// ignored; same character rules as `path`.
     #[serde(default)]
     pub path_prefix: Option<String>,
     /// Header fields that must be present with exactly this value (name case-insensitive,
@@ -194,7 +210,8 @@ pub struct RouteConfig {
     #[serde(default)]
     pub strip_prefix: bool,
     /// With `path_prefix`: replace the matched prefix with this before forwarding
-    /// (`"/v2"`: `/api/users` → `/v2/users`). Default: unset.
+    /// (`"/v2"`: `/api/users` → `/v2/users`). Starts with `/`; a trailing `/` is ignored.
+    /// Not together with `strip_prefix`. Default: unset.
     #[serde(default)]
     pub replace_prefix: Option<String>,
     /// Largest request body in bytes; larger gets 413. Default: `server.body_bytes_max`.

@@ -1,11 +1,65 @@
-//! Validation: schema → [`crate::Config`], with errors located in the text.
+//! Validation: schema → [`crate::Config`], with every rejected value located at its key or
+//! value in the text and given a hint.
+//!
+//! Owns the value rules (ranges, address syntax, names, host and path patterns, references
+//! between routes and upstreams) and the normalisation the model promises (lower-case hosts
+//! and header names, upper-case methods, split paths, upstream indexes). Runs on the control
+//! side only; the first rule broken is reported.
 
+use std::collections::HashMap;
+use std::net::{Ipv6Addr, SocketAddr};
 use std::path::Path;
+use std::time::SystemTime;
 
-use crate::{Config, ConfigError};
+use crate::defaults::{
+    CONNECTIONS_MAX_PER_WORKER, ENDPOINT_WEIGHT_MAX, HEADER_BYTES_MAX, HEADER_BYTES_MAX_CEILING,
+    HEADER_COUNT_MAX, HEADER_COUNT_MAX_CEILING, REQUEST_LINE_BYTES_MAX,
+    REQUEST_LINE_BYTES_MAX_CEILING, REQUEST_LINE_BYTES_MAX_FLOOR, WORKERS_MAX,
+};
+use crate::locate::{line_column, Document, FieldPath, Target};
+use crate::schema::{BalancerKind, ConfigFile, RouteConfig, ServerConfig, UpstreamConfig};
+use crate::{
+    Balancer, Config, ConfigError, Endpoint, HashKey, HostMatch, Listener, PathKind, PathPattern,
+    Rewrite, Route, Segment, Source, Upstream,
+};
 
 pub(crate) fn load_file(path: &Path) -> Result<Config, ConfigError> {
-    todo!()
+    let display_name = path.display().to_string();
+    let unplaced = |message: String, hint: Option<String>| ConfigError {
+        file: display_name.clone(),
+        line: 0,
+        column: 0,
+        field: String::new(),
+        message,
+        hint,
+    };
+    let bytes = std::fs::read(path).map_err(|error| {
+        let hint = match error.kind() {
+            std::io::ErrorKind::NotFound => {
+                Some("check the path; `coregate check FILE` validates a file")
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                Some("the gateway's user needs read permission")
+            }
+            _ => None,
+        };
+        unplaced(
+            format!("cannot read the config file: {error}"),
+            hint.map(str::to_owned),
+        )
+    })?;
+    let text = std::str::from_utf8(&bytes).map_err(|error| {
+        let (line, column) = line_column(&bytes, error.valid_up_to());
+        ConfigError {
+            line,
+            column,
+            ..unplaced(
+                "the file is not valid UTF-8".to_owned(),
+                Some("TOML files are UTF-8; save the file with that encoding".to_owned()),
+            )
+        }
+    })?;
+    load_str(text, &display_name, Some(path))
 }
 
 pub(crate) fn load_str(
@@ -13,5 +67,958 @@ pub(crate) fn load_str(
     display_name: &str,
     path: Option<&Path>,
 ) -> Result<Config, ConfigError> {
-    todo!()
+    let (doc, file) = crate::parse::parse(text, display_name)?;
+    let source = Source {
+        path: path.map(Path::to_path_buf),
+        display_name: display_name.to_owned(),
+        hash: fnv1a_64(text.as_bytes()),
+        loaded_at: SystemTime::now(),
+    };
+    validate(&doc, file, source)
+}
+
+/// FNV-1a, 64 bit: cheap, stable across versions and platforms, and enough to tell two
+/// config texts apart (it is not a defence against a hostile file).
+fn fnv1a_64(bytes: &[u8]) -> u64 {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes.iter().fold(OFFSET_BASIS, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+    })
+}
+
+fn validate(doc: &Document<'_>, file: ConfigFile, source: Source) -> Result<Config, ConfigError> {
+    check_server(doc, &file.server)?;
+    let listeners = check_listeners(doc, &file)?;
+    let upstreams = file
+        .upstreams
+        .iter()
+        .map(|(name, upstream)| check_upstream(doc, name, upstream))
+        .collect::<Result<Vec<_>, _>>()?;
+    let routes = check_routes(doc, &file, &upstreams)?;
+    Ok(Config {
+        source,
+        server: file.server,
+        listeners,
+        upstreams,
+        routes,
+    })
+}
+
+/// A value error: what is wrong and how to fix it.
+fn fail<T>(
+    doc: &Document<'_>,
+    path: &FieldPath,
+    target: Target,
+    message: String,
+    hint: &str,
+) -> Result<T, ConfigError> {
+    Err(doc.error(path, target, message, Some(hint.to_owned())))
+}
+
+fn check_server(doc: &Document<'_>, server: &ServerConfig) -> Result<(), ConfigError> {
+    let at = FieldPath::root().key("server");
+    if server.workers > WORKERS_MAX {
+        return fail(
+            doc,
+            &at.key("workers"),
+            Target::Value,
+            format!("workers = {} is more than {WORKERS_MAX}", server.workers),
+            "0 starts one worker per core, which is usually what you want",
+        );
+    }
+    let line = server.request_line_bytes_max;
+    if !(REQUEST_LINE_BYTES_MAX_FLOOR..=REQUEST_LINE_BYTES_MAX_CEILING).contains(&line) {
+        return fail(
+            doc,
+            &at.key("request_line_bytes_max"),
+            Target::Value,
+            format!(
+                "request_line_bytes_max = {line} is outside \
+                 {REQUEST_LINE_BYTES_MAX_FLOOR}..={REQUEST_LINE_BYTES_MAX_CEILING}"
+            ),
+            &format!("the default, {REQUEST_LINE_BYTES_MAX}, fits browsers and common clients"),
+        );
+    }
+    let head = server.header_bytes_max;
+    if head < line {
+        // Point at whichever of the two the operator wrote; the other is a default.
+        let header_field = at.key("header_bytes_max");
+        let field = if doc.contains(&header_field) {
+            header_field
+        } else {
+            at.key("request_line_bytes_max")
+        };
+        return fail(
+            doc,
+            &field,
+            Target::Value,
+            format!("header_bytes_max = {head} is less than request_line_bytes_max = {line}"),
+            "the head includes the request line, so header_bytes_max must be at least \
+             request_line_bytes_max",
+        );
+    }
+    if head > HEADER_BYTES_MAX_CEILING {
+        return fail(
+            doc,
+            &at.key("header_bytes_max"),
+            Target::Value,
+            format!("header_bytes_max = {head} is more than {HEADER_BYTES_MAX_CEILING} (1 MiB)"),
+            &format!(
+                "large heads are usually a mistake or an attack; the default is {HEADER_BYTES_MAX}"
+            ),
+        );
+    }
+    let count = server.header_count_max;
+    if !(1..=HEADER_COUNT_MAX_CEILING).contains(&count) {
+        return fail(
+            doc,
+            &at.key("header_count_max"),
+            Target::Value,
+            format!("header_count_max = {count} is outside 1..={HEADER_COUNT_MAX_CEILING}"),
+            &format!(
+                "the engine parses a head into a fixed array of {HEADER_COUNT_MAX_CEILING} \
+                 headers; the default is {HEADER_COUNT_MAX}"
+            ),
+        );
+    }
+    check_timeouts(
+        doc,
+        &at,
+        &[
+            ("header_read_timeout_ms", server.header_read_timeout_ms),
+            ("client_idle_timeout_ms", server.client_idle_timeout_ms),
+            ("body_read_timeout_ms", server.body_read_timeout_ms),
+        ],
+    )?;
+    if server.connections_max_per_worker == 0 {
+        return fail(
+            doc,
+            &at.key("connections_max_per_worker"),
+            Target::Value,
+            "connections_max_per_worker = 0 would accept no connection".to_owned(),
+            &format!("use at least 1; the default is {CONNECTIONS_MAX_PER_WORKER}"),
+        );
+    }
+    Ok(())
+}
+
+fn check_timeouts(
+    doc: &Document<'_>,
+    table: &FieldPath,
+    timeouts: &[(&str, u64)],
+) -> Result<(), ConfigError> {
+    match timeouts.iter().find(|(_, ms)| *ms == 0) {
+        Some((name, _)) => fail(
+            doc,
+            &table.key(name),
+            Target::Value,
+            format!("{name} = 0 would time out at once"),
+            "timeouts are in milliseconds and at least 1; remove the key for the default",
+        ),
+        None => Ok(()),
+    }
+}
+
+fn check_listeners(doc: &Document<'_>, file: &ConfigFile) -> Result<Vec<Listener>, ConfigError> {
+    let table = FieldPath::root().key("listener");
+    if file.listeners.is_empty() {
+        return fail(
+            doc,
+            &table,
+            Target::Value,
+            "no [[listener]] is defined".to_owned(),
+            "add [[listener]] with address = \"0.0.0.0:8080\"",
+        );
+    }
+    let mut by_address: HashMap<SocketAddr, usize> = HashMap::new();
+    let mut by_name: HashMap<String, usize> = HashMap::new();
+    let mut listeners = Vec::with_capacity(file.listeners.len());
+    for (i, listener) in file.listeners.iter().enumerate() {
+        let at = table.index(i);
+        let address = parse_socket_addr(doc, &at.key("address"), &listener.address)?;
+        if address.port() == 0 {
+            // Every worker binds the listener with SO_REUSEPORT; port 0 would give each
+            // worker a different ephemeral port.
+            return fail(
+                doc,
+                &at.key("address"),
+                Target::Value,
+                format!("address {address} has port 0"),
+                "name a fixed port, e.g. 0.0.0.0:8080: every worker binds the same port",
+            );
+        }
+        if let Some(first) = by_address.insert(address, i) {
+            return fail(
+                doc,
+                &at.key("address"),
+                Target::Value,
+                format!("address {address} is already used by listener[{first}]"),
+                "each listener needs its own address",
+            );
+        }
+        let name = match &listener.name {
+            Some(name) => {
+                check_label(doc, &at.key("name"), name)?;
+                name.clone()
+            }
+            None => listener.address.clone(),
+        };
+        if let Some(&first) = by_name.get(&name) {
+            return fail(
+                doc,
+                &at.key("name"),
+                Target::Value,
+                format!("listener name `{name}` is already used by listener[{first}]"),
+                "listener names label logs and metrics, so they must be unique",
+            );
+        }
+        by_name.insert(name.clone(), i);
+        listeners.push(Listener { name, address });
+    }
+    Ok(listeners)
+}
+
+fn parse_socket_addr(
+    doc: &Document<'_>,
+    at: &FieldPath,
+    text: &str,
+) -> Result<SocketAddr, ConfigError> {
+    text.parse().or_else(|_| {
+        fail(
+            doc,
+            at,
+            Target::Value,
+            format!("`{text}` is not an IP:port address"),
+            "use IP:port, e.g. 0.0.0.0:8080 or [::1]:8080; host names are not resolved",
+        )
+    })
+}
+
+/// A name used in logs and metrics: not empty, no whitespace or control characters.
+fn check_label(doc: &Document<'_>, at: &FieldPath, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() {
+        return fail(
+            doc,
+            at,
+            Target::Value,
+            "the name is empty".to_owned(),
+            "remove the key for the default name, or write one",
+        );
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return fail(
+            doc,
+            at,
+            Target::Value,
+            format!("name {name:?} contains whitespace or a control character"),
+            "names label logs and metrics; use e.g. `-` instead of spaces",
+        );
+    }
+    Ok(())
+}
+
+fn check_upstream(
+    doc: &Document<'_>,
+    name: &str,
+    upstream: &UpstreamConfig,
+) -> Result<Upstream, ConfigError> {
+    let at = FieldPath::root().key("upstreams").key(name);
+    if name.is_empty() {
+        return fail(
+            doc,
+            &at,
+            Target::Key,
+            "the upstream name is empty".to_owned(),
+            "write [upstreams.NAME] with a NAME of letters, digits, `_`, `.` and `-`",
+        );
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        return fail(
+            doc,
+            &at,
+            Target::Key,
+            format!("upstream name {name:?} contains {c:?}"),
+            "upstream names use letters, digits, `_`, `.` and `-`",
+        );
+    }
+    let endpoints_at = at.key("endpoints");
+    if upstream.endpoints.is_empty() {
+        return fail(
+            doc,
+            &endpoints_at,
+            Target::Value,
+            format!("upstream `{name}` has no endpoints"),
+            "add endpoints = [{ address = \"10.0.0.1:8080\" }]",
+        );
+    }
+    let mut seen: HashMap<SocketAddr, usize> = HashMap::new();
+    let mut endpoints = Vec::with_capacity(upstream.endpoints.len());
+    for (j, endpoint) in upstream.endpoints.iter().enumerate() {
+        let endpoint_at = endpoints_at.index(j);
+        let address = parse_socket_addr(doc, &endpoint_at.key("address"), &endpoint.address)?;
+        if let Some(first) = seen.insert(address, j) {
+            return fail(
+                doc,
+                &endpoint_at.key("address"),
+                Target::Value,
+                format!("endpoint {address} is listed twice (also endpoints[{first}])"),
+                "list each endpoint once; to send it more traffic raise its weight",
+            );
+        }
+        if !(1..=ENDPOINT_WEIGHT_MAX).contains(&endpoint.weight) {
+            return fail(
+                doc,
+                &endpoint_at.key("weight"),
+                Target::Value,
+                format!(
+                    "weight = {} is outside 1..={ENDPOINT_WEIGHT_MAX}",
+                    endpoint.weight
+                ),
+                "weights are relative shares; to take an endpoint out, remove it",
+            );
+        }
+        endpoints.push(Endpoint {
+            address,
+            weight: endpoint.weight,
+        });
+    }
+    let balancer = match (upstream.balancer, &upstream.hash_key) {
+        (BalancerKind::ConsistentHash, Some(key)) => {
+            Balancer::ConsistentHash(parse_hash_key(doc, &at.key("hash_key"), key)?)
+        }
+        (BalancerKind::ConsistentHash, None) => {
+            return fail(
+                doc,
+                &at.key("balancer"),
+                Target::Value,
+                "balancer = \"consistent_hash\" needs a hash_key".to_owned(),
+                "add hash_key = \"client_ip\" or hash_key = \"header:NAME\"",
+            )
+        }
+        (_, Some(_)) => {
+            return fail(
+                doc,
+                &at.key("hash_key"),
+                Target::Key,
+                "hash_key is only used by balancer = \"consistent_hash\"".to_owned(),
+                "remove hash_key, or set balancer = \"consistent_hash\"",
+            )
+        }
+        (BalancerKind::RoundRobin, None) => Balancer::RoundRobin,
+        (BalancerKind::LeastOutstanding, None) => Balancer::LeastOutstanding,
+    };
+    check_timeouts(
+        doc,
+        &at,
+        &[
+            ("connect_timeout_ms", upstream.connect_timeout_ms),
+            (
+                "response_header_timeout_ms",
+                upstream.response_header_timeout_ms,
+            ),
+            ("idle_read_timeout_ms", upstream.idle_read_timeout_ms),
+            ("pool_idle_timeout_ms", upstream.pool_idle_timeout_ms),
+        ],
+    )?;
+    Ok(Upstream {
+        name: name.to_owned(),
+        endpoints,
+        balancer,
+        connect_timeout_ms: upstream.connect_timeout_ms,
+        response_header_timeout_ms: upstream.response_header_timeout_ms,
+        idle_read_timeout_ms: upstream.idle_read_timeout_ms,
+        pool_idle_max: upstream.pool_idle_max,
+        pool_idle_timeout_ms: upstream.pool_idle_timeout_ms,
+    })
+}
+
+fn parse_hash_key(doc: &Document<'_>, at: &FieldPath, key: &str) -> Result<HashKey, ConfigError> {
+    if key == "client_ip" {
+        return Ok(HashKey::ClientIp);
+    }
+    match key.strip_prefix("header:") {
+        Some(name) if is_token(name) => Ok(HashKey::Header(name.to_ascii_lowercase())),
+        _ => fail(
+            doc,
+            at,
+            Target::Value,
+            format!("hash_key {key:?} is neither \"client_ip\" nor \"header:NAME\""),
+            "use \"client_ip\" or \"header:NAME\" with a header name, e.g. \"header:x-user-id\"",
+        ),
+    }
+}
+
+fn check_routes(
+    doc: &Document<'_>,
+    file: &ConfigFile,
+    upstreams: &[Upstream],
+) -> Result<Vec<Route>, ConfigError> {
+    let table = FieldPath::root().key("route");
+    if file.routes.is_empty() {
+        return fail(
+            doc,
+            &table,
+            Target::Value,
+            "no [[route]] is defined".to_owned(),
+            "add [[route]] with path_prefix = \"/\" and upstream = \"NAME\"",
+        );
+    }
+    let mut by_name: HashMap<String, usize> = HashMap::new();
+    let mut routes = Vec::with_capacity(file.routes.len());
+    for (i, config) in file.routes.iter().enumerate() {
+        let at = table.index(i);
+        let route = check_route(doc, &at, i, config, &file.server, upstreams)?;
+        if let Some(&first) = by_name.get(&route.name) {
+            let hint = if config.name.is_some() {
+                "route names label logs and metrics, so they must be unique"
+            } else {
+                "a route without a name is called route-N by position; give this one a name"
+            };
+            return fail(
+                doc,
+                &at.key("name"),
+                Target::Value,
+                format!(
+                    "route name `{}` is already used by route[{first}]",
+                    route.name
+                ),
+                hint,
+            );
+        }
+        by_name.insert(route.name.clone(), i);
+        routes.push(route);
+    }
+    Ok(routes)
+}
+
+fn check_route(
+    doc: &Document<'_>,
+    at: &FieldPath,
+    index: usize,
+    route: &RouteConfig,
+    server: &ServerConfig,
+    upstreams: &[Upstream],
+) -> Result<Route, ConfigError> {
+    let name = match &route.name {
+        Some(name) => {
+            check_label(doc, &at.key("name"), name)?;
+            name.clone()
+        }
+        None => format!("route-{index}"),
+    };
+    let host = match &route.host {
+        None => HostMatch::Any,
+        Some(host) => parse_host(host)
+            .or_else(|(message, hint)| fail(doc, &at.key("host"), Target::Value, message, &hint))?,
+    };
+    let methods = check_methods(doc, &at.key("methods"), &route.methods)?;
+    let path = match (&route.path, &route.path_prefix) {
+        (Some(path), None) => parse_path(doc, &at.key("path"), path, PathKind::Exact)?,
+        (None, Some(prefix)) => parse_path(doc, &at.key("path_prefix"), prefix, PathKind::Prefix)?,
+        (None, None) => {
+            return fail(
+                doc,
+                at,
+                Target::Value,
+                "the route has neither path nor path_prefix".to_owned(),
+                "add path = \"/exact/{param}\" or path_prefix = \"/api\"",
+            )
+        }
+        (Some(_), Some(_)) => {
+            return fail(
+                doc,
+                &at.key("path_prefix"),
+                Target::Key,
+                "the route has both path and path_prefix".to_owned(),
+                "keep one: path matches the whole path, path_prefix its leading segments",
+            )
+        }
+    };
+    let headers = check_headers(doc, &at.key("headers"), route)?;
+    let headers_present = check_headers_present(doc, &at.key("headers_present"), route)?;
+    let upstream = match upstreams.iter().position(|u| u.name == route.upstream) {
+        Some(upstream) => upstream,
+        None => {
+            let hint = if upstreams.is_empty() {
+                "no upstreams are defined; add [upstreams.NAME] with endpoints".to_owned()
+            } else {
+                let names: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
+                format!("defined upstreams: {}", names.join(", "))
+            };
+            return fail(
+                doc,
+                &at.key("upstream"),
+                Target::Value,
+                format!("no upstream named `{}`", route.upstream),
+                &hint,
+            );
+        }
+    };
+    let rewrite = check_rewrite(doc, at, route, path.kind)?;
+    Ok(Route {
+        name,
+        host,
+        methods,
+        path,
+        headers,
+        headers_present,
+        upstream,
+        rewrite,
+        body_bytes_max: route.body_bytes_max.unwrap_or(server.body_bytes_max),
+    })
+}
+
+/// Parses a route's `host`. Errors are `(message, hint)`.
+fn parse_host(host: &str) -> Result<HostMatch, (String, String)> {
+    let any_host = "remove `host` to match any host".to_owned();
+    if host.is_empty() {
+        return Err(("host is empty".to_owned(), any_host));
+    }
+    let lower = host.to_ascii_lowercase();
+    if lower == "*" {
+        return Err(("`*` alone is not a host pattern".to_owned(), any_host));
+    }
+    if let Some(suffix) = lower.strip_prefix("*.") {
+        if suffix.is_empty() {
+            return Err((
+                "`*.` has no domain after the wildcard".to_owned(),
+                "write e.g. \"*.example.com\"".to_owned(),
+            ));
+        }
+        check_host_name(host, suffix)?;
+        return Ok(HostMatch::Suffix(format!(".{suffix}")));
+    }
+    if lower.contains('*') {
+        return Err((
+            format!("host {host:?} has a `*` that is not a leading `*.`"),
+            "the only wildcard is a leading `*.`, e.g. \"*.example.com\"".to_owned(),
+        ));
+    }
+    if let Some(inner) = lower.strip_prefix('[') {
+        // An IPv6 literal, as it appears in a Host header (RFC 3986 §3.2.2).
+        return match inner.split_once(']') {
+            Some((ip, "")) if ip.parse::<Ipv6Addr>().is_ok() => Ok(HostMatch::Exact(lower)),
+            Some((ip, port)) if port.starts_with(':') && ip.parse::<Ipv6Addr>().is_ok() => {
+                Err(port_error(host, &format!("[{ip}]")))
+            }
+            _ => Err((
+                format!("host {host:?} is not a bracketed IPv6 address"),
+                "write IPv6 hosts as in the Host header, e.g. \"[::1]\"".to_owned(),
+            )),
+        };
+    }
+    check_host_name(host, &lower)?;
+    Ok(HostMatch::Exact(lower))
+}
+
+fn port_error(host: &str, without_port: &str) -> (String, String) {
+    (
+        format!("host {host:?} includes a port"),
+        format!("routes match the Host without its port; write \"{without_port}\""),
+    )
+}
+
+/// Checks a lower-case DNS name (or IPv4 address) `name`, a part of `host` as written.
+fn check_host_name(host: &str, name: &str) -> Result<(), (String, String)> {
+    if let Some((before, port)) = name.rsplit_once(':') {
+        if !before.contains(':') && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+            let without_port = &host[..host.len() - port.len() - 1];
+            return Err(port_error(host, without_port));
+        }
+        return Err((
+            format!("host {host:?} contains `:`"),
+            "write IPv6 hosts in brackets, e.g. \"[::1]\"; ports are not matched".to_owned(),
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err((
+            format!("host {host:?} contains {c:?}, which is not allowed in a host name"),
+            "host names use letters, digits, `-` and `.`".to_owned(),
+        ));
+    }
+    if name.split('.').any(str::is_empty) {
+        return Err((
+            format!("host {host:?} has an empty label (a leading, trailing or doubled `.`)"),
+            "write the name without the extra `.`, e.g. \"api.example.com\"".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_methods(
+    doc: &Document<'_>,
+    at: &FieldPath,
+    methods: &[String],
+) -> Result<Vec<String>, ConfigError> {
+    let mut upper: Vec<String> = Vec::with_capacity(methods.len());
+    for (j, method) in methods.iter().enumerate() {
+        if !is_token(method) {
+            return fail(
+                doc,
+                &at.index(j),
+                Target::Value,
+                format!("method {method:?} is not an HTTP method token"),
+                "write method names like \"GET\" or \"POST\"; omit `methods` to match any",
+            );
+        }
+        let method = method.to_ascii_uppercase();
+        if upper.contains(&method) {
+            return fail(
+                doc,
+                &at.index(j),
+                Target::Value,
+                format!("method {method} is listed twice"),
+                "list each method once (names are matched upper-case)",
+            );
+        }
+        upper.push(method);
+    }
+    Ok(upper)
+}
+
+/// Splits a `path` (exact, may have `{param}` segments) or `path_prefix` (literal only,
+/// trailing `/` dropped) into segments, as [`PathPattern`] documents.
+fn parse_path(
+    doc: &Document<'_>,
+    at: &FieldPath,
+    path: &str,
+    kind: PathKind,
+) -> Result<PathPattern, ConfigError> {
+    let field = at.last_key().unwrap_or("path");
+    let Some(body) = path.strip_prefix('/') else {
+        return fail(
+            doc,
+            at,
+            Target::Value,
+            format!("{field} {path:?} does not start with `/`"),
+            &format!("write \"/{path}\""),
+        );
+    };
+    check_path_chars(doc, at, field, path)?;
+    let mut segments = Vec::new();
+    if !body.is_empty() {
+        let parts: Vec<&str> = body.split('/').collect();
+        for (n, part) in parts.iter().enumerate() {
+            let last = n + 1 == parts.len();
+            if part.is_empty() && !last {
+                return fail(
+                    doc,
+                    at,
+                    Target::Value,
+                    format!("{field} {path:?} has an empty segment (`//`)"),
+                    "remove the doubled `/`",
+                );
+            }
+            if part.is_empty() && kind == PathKind::Prefix {
+                // `/api/` matches exactly what `/api` does, by whole segments.
+                continue;
+            }
+            segments.push(parse_segment(doc, at, field, path, part, kind, &segments)?);
+        }
+    }
+    Ok(PathPattern { kind, segments })
+}
+
+/// Rejects characters that never reach a route: the query and fragment are not part of the
+/// path, and whitespace cannot appear in a request target (RFC 9112 §3.2).
+fn check_path_chars(
+    doc: &Document<'_>,
+    at: &FieldPath,
+    field: &str,
+    path: &str,
+) -> Result<(), ConfigError> {
+    let Some(c) = path
+        .chars()
+        .find(|&c| c == '?' || c == '#' || c.is_whitespace() || c.is_control())
+    else {
+        return Ok(());
+    };
+    let hint = match c {
+        '?' => "routes match the path only; the query string is not matched",
+        '#' => "a fragment is never sent to a server",
+        _ => "encode the character, e.g. a space as %20",
+    };
+    fail(
+        doc,
+        at,
+        Target::Value,
+        format!("{field} {path:?} contains {c:?}"),
+        hint,
+    )
+}
+
+fn parse_segment(
+    doc: &Document<'_>,
+    at: &FieldPath,
+    field: &str,
+    path: &str,
+    part: &str,
+    kind: PathKind,
+    earlier: &[Segment],
+) -> Result<Segment, ConfigError> {
+    let param = part.strip_prefix('{').and_then(|p| p.strip_suffix('}'));
+    let Some(name) = param else {
+        if part.contains(['{', '}']) {
+            return fail(
+                doc,
+                at,
+                Target::Value,
+                format!("{field} {path:?}: segment {part:?} has a brace but is not a {{param}}"),
+                "a parameter is a whole segment, as in /files/{name}, not /files/{name}.txt",
+            );
+        }
+        return Ok(Segment::Literal(part.to_owned()));
+    };
+    if kind == PathKind::Prefix {
+        return fail(
+            doc,
+            at,
+            Target::Value,
+            format!("path_prefix {path:?} has a parameter; prefixes are literal"),
+            "use path = \"...\" for {param} segments",
+        );
+    }
+    if !is_identifier(name) {
+        return fail(
+            doc,
+            at,
+            Target::Value,
+            format!("path {path:?}: {{{name}}} is not a valid parameter name"),
+            "parameter names use letters, digits and `_`, and do not start with a digit",
+        );
+    }
+    if earlier.contains(&Segment::Param(name.to_owned())) {
+        return fail(
+            doc,
+            at,
+            Target::Value,
+            format!("path {path:?} uses the parameter {{{name}}} twice"),
+            "give each parameter its own name",
+        );
+    }
+    Ok(Segment::Param(name.to_owned()))
+}
+
+fn check_headers(
+    doc: &Document<'_>,
+    at: &FieldPath,
+    route: &RouteConfig,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut headers: Vec<(String, String)> = Vec::with_capacity(route.headers.len());
+    for (name, value) in &route.headers {
+        let header_at = at.key(name);
+        let lower = check_header_name(doc, &header_at, Target::Key, name)?;
+        if headers.iter().any(|(n, _)| *n == lower) {
+            return fail(
+                doc,
+                &header_at,
+                Target::Key,
+                format!("header {name} is listed twice (names are case-insensitive)"),
+                "list each header once",
+            );
+        }
+        if value.chars().any(|c| c.is_control() && c != '\t') {
+            return fail(
+                doc,
+                &header_at,
+                Target::Value,
+                format!("the value for header {name} contains a control character"),
+                "header values are visible text; CR, LF and NUL can never match",
+            );
+        }
+        if value.starts_with([' ', '\t']) || value.ends_with([' ', '\t']) {
+            return fail(
+                doc,
+                &header_at,
+                Target::Value,
+                format!("the value for header {name} starts or ends with whitespace"),
+                "HTTP strips whitespace around header values (RFC 9110 §5.5), so this could \
+                 never match; remove it",
+            );
+        }
+        headers.push((lower, value.clone()));
+    }
+    Ok(headers)
+}
+
+fn check_headers_present(
+    doc: &Document<'_>,
+    at: &FieldPath,
+    route: &RouteConfig,
+) -> Result<Vec<String>, ConfigError> {
+    let mut names: Vec<String> = Vec::with_capacity(route.headers_present.len());
+    for (j, name) in route.headers_present.iter().enumerate() {
+        let lower = check_header_name(doc, &at.index(j), Target::Value, name)?;
+        if names.contains(&lower) {
+            return fail(
+                doc,
+                &at.index(j),
+                Target::Value,
+                format!("header {name} is listed twice (names are case-insensitive)"),
+                "list each header once",
+            );
+        }
+        names.push(lower);
+    }
+    Ok(names)
+}
+
+/// A header name must be a token (RFC 9110 §5.1); it is stored lower-case.
+fn check_header_name(
+    doc: &Document<'_>,
+    at: &FieldPath,
+    target: Target,
+    name: &str,
+) -> Result<String, ConfigError> {
+    if is_token(name) {
+        return Ok(name.to_ascii_lowercase());
+    }
+    fail(
+        doc,
+        at,
+        target,
+        format!("{name:?} is not a valid header name"),
+        "header names use letters, digits and !#$%&'*+-.^_`|~, e.g. \"x-api-version\"",
+    )
+}
+
+fn check_rewrite(
+    doc: &Document<'_>,
+    at: &FieldPath,
+    route: &RouteConfig,
+    kind: PathKind,
+) -> Result<Rewrite, ConfigError> {
+    match (route.strip_prefix, &route.replace_prefix) {
+        (false, None) => Ok(Rewrite::None),
+        (true, Some(_)) => fail(
+            doc,
+            &at.key("replace_prefix"),
+            Target::Key,
+            "strip_prefix and replace_prefix are both set".to_owned(),
+            "keep one; replace_prefix = \"/\" strips the prefix too",
+        ),
+        _ if kind == PathKind::Exact => {
+            let key = if route.strip_prefix {
+                "strip_prefix"
+            } else {
+                "replace_prefix"
+            };
+            fail(
+                doc,
+                &at.key(key),
+                Target::Key,
+                format!("{key} needs path_prefix, but this route has path"),
+                "rewrites replace the part matched by path_prefix; use path_prefix, or drop \
+                 the rewrite",
+            )
+        }
+        (true, None) => Ok(Rewrite::StripPrefix),
+        (false, Some(replacement)) => {
+            let replace_at = at.key("replace_prefix");
+            if !replacement.starts_with('/') {
+                return fail(
+                    doc,
+                    &replace_at,
+                    Target::Value,
+                    format!("replace_prefix {replacement:?} does not start with `/`"),
+                    &format!("write \"/{replacement}\""),
+                );
+            }
+            check_path_chars(doc, &replace_at, "replace_prefix", replacement)?;
+            let trimmed = replacement.trim_end_matches('/');
+            let replacement = if trimmed.is_empty() { "/" } else { trimmed };
+            Ok(Rewrite::ReplacePrefix(replacement.to_owned()))
+        }
+    }
+}
+
+/// An HTTP token (RFC 9110 §5.6.2): one or more tchar.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'!' | b'#'
+                        | b'$'
+                        | b'%'
+                        | b'&'
+                        | b'\''
+                        | b'*'
+                        | b'+'
+                        | b'-'
+                        | b'.'
+                        | b'^'
+                        | b'_'
+                        | b'`'
+                        | b'|'
+                        | b'~'
+                )
+        })
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_64_matches_the_reference_vectors() {
+        assert_eq!(fnv1a_64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a_64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a_64(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn hosts_are_normalised() {
+        assert_eq!(
+            parse_host("API.Example.COM"),
+            Ok(HostMatch::Exact("api.example.com".to_owned()))
+        );
+        assert_eq!(
+            parse_host("*.Example.com"),
+            Ok(HostMatch::Suffix(".example.com".to_owned()))
+        );
+        assert_eq!(
+            parse_host("10.0.0.1"),
+            Ok(HostMatch::Exact("10.0.0.1".to_owned()))
+        );
+        assert_eq!(
+            parse_host("[::1]"),
+            Ok(HostMatch::Exact("[::1]".to_owned()))
+        );
+        let port = parse_host("[::1]:8080").map_err(|(_, hint)| hint);
+        assert_eq!(
+            port,
+            Err("routes match the Host without its port; write \"[::1]\"".to_owned())
+        );
+    }
+
+    #[test]
+    fn tokens_and_identifiers() {
+        assert!(is_token("X-Api-Version"));
+        assert!(is_token("M-SEARCH"));
+        assert!(!is_token(""));
+        assert!(!is_token("a b"));
+        assert!(!is_token("a:b"));
+        assert!(is_identifier("user_id2"));
+        assert!(is_identifier("_"));
+        assert!(!is_identifier("2x"));
+        assert!(!is_identifier("a-b"));
+        assert!(!is_identifier(""));
+    }
 }

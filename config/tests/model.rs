@@ -1,0 +1,281 @@
+//! A valid config becomes exactly the model the engine expects: defaults filled in, names
+//! resolved to indexes, hosts and header names lower-cased, methods upper-cased, paths split.
+
+use std::net::SocketAddr;
+
+use coregate_config::defaults;
+use coregate_config::{
+    load_str, Balancer, Endpoint, HashKey, HostMatch, Listener, PathKind, PathPattern, Rewrite,
+    Segment,
+};
+
+const TEXT: &str = r#"
+[server]
+workers = 4
+body_bytes_max = 1000
+
+[[listener]]
+name = "public"
+address = "0.0.0.0:8080"
+
+[[listener]]
+address = "[::1]:8081"
+
+# Declared out of order: the model sorts upstreams by name.
+[upstreams.zeta]
+endpoints = [{ address = "10.0.0.3:80" }]
+balancer = "consistent_hash"
+hash_key = "header:X-User"
+connect_timeout_ms = 50
+
+[upstreams.alpha]
+endpoints = [{ address = "10.0.0.1:80", weight = 5 }, { address = "[fd00::1]:80" }]
+balancer = "least_outstanding"
+
+[upstreams.mid]
+endpoints = [{ address = "10.0.0.2:80" }]
+balancer = "consistent_hash"
+hash_key = "client_ip"
+
+[[route]]
+name = "users"
+host = "API.Example.com"
+methods = ["get", "HEAD"]
+path = "/users/{id}/"
+headers = { "X-Api-Version" = "2" }
+headers_present = ["Authorization"]
+upstream = "zeta"
+body_bytes_max = 0
+
+[[route]]
+host = "*.Example.com"
+path_prefix = "/api/v1/"
+replace_prefix = "/internal/"
+upstream = "alpha"
+
+[[route]]
+path_prefix = "/"
+strip_prefix = true
+upstream = "mid"
+
+[[route]]
+path = "/"
+replace_prefix = "/"
+path_prefix = "/x"
+upstream = "mid"
+"#;
+
+fn literal(s: &str) -> Segment {
+    Segment::Literal(s.to_owned())
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("test address")
+}
+
+#[test]
+fn a_full_config_becomes_the_expected_model() {
+    // The last route has both path and path_prefix; drop it for the valid config.
+    let text = &TEXT[..TEXT.rfind("[[route]]").expect("last route")];
+    let config = match load_str(text, "<full>") {
+        Ok(config) => config,
+        Err(error) => panic!("{error}"),
+    };
+
+    assert_eq!(config.source.display_name, "<full>");
+    assert_eq!(config.source.path, None);
+    assert_eq!(config.server.workers, 4);
+    assert_eq!(config.server.header_count_max, defaults::HEADER_COUNT_MAX);
+
+    assert_eq!(
+        config.listeners,
+        vec![
+            Listener {
+                name: "public".to_owned(),
+                address: addr("0.0.0.0:8080"),
+            },
+            Listener {
+                name: "[::1]:8081".to_owned(),
+                address: addr("[::1]:8081"),
+            },
+        ]
+    );
+
+    let names: Vec<&str> = config.upstreams.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, ["alpha", "mid", "zeta"]);
+    let alpha = &config.upstreams[0];
+    assert_eq!(alpha.balancer, Balancer::LeastOutstanding);
+    assert_eq!(
+        alpha.endpoints,
+        vec![
+            Endpoint {
+                address: addr("10.0.0.1:80"),
+                weight: 5,
+            },
+            Endpoint {
+                address: addr("[fd00::1]:80"),
+                weight: defaults::ENDPOINT_WEIGHT,
+            },
+        ]
+    );
+    assert_eq!(alpha.connect_timeout_ms, defaults::CONNECT_TIMEOUT_MS);
+    assert_eq!(alpha.pool_idle_max, defaults::POOL_IDLE_MAX);
+    assert_eq!(
+        config.upstreams[1].balancer,
+        Balancer::ConsistentHash(HashKey::ClientIp)
+    );
+    let zeta = &config.upstreams[2];
+    assert_eq!(
+        zeta.balancer,
+        Balancer::ConsistentHash(HashKey::Header("x-user".to_owned()))
+    );
+    assert_eq!(zeta.connect_timeout_ms, 50);
+
+    assert_eq!(config.routes.len(), 3);
+    let users = &config.routes[0];
+    assert_eq!(users.name, "users");
+    assert_eq!(users.host, HostMatch::Exact("api.example.com".to_owned()));
+    assert_eq!(users.methods, ["GET", "HEAD"]);
+    assert_eq!(
+        users.path,
+        PathPattern {
+            kind: PathKind::Exact,
+            segments: vec![
+                literal("users"),
+                Segment::Param("id".to_owned()),
+                literal("")
+            ],
+        }
+    );
+    assert_eq!(
+        users.headers,
+        [("x-api-version".to_owned(), "2".to_owned())]
+    );
+    assert_eq!(users.headers_present, ["authorization"]);
+    assert_eq!(users.upstream, 2);
+    assert_eq!(users.rewrite, Rewrite::None);
+    assert_eq!(users.body_bytes_max, 0);
+
+    let api = &config.routes[1];
+    assert_eq!(api.name, "route-1");
+    assert_eq!(api.host, HostMatch::Suffix(".example.com".to_owned()));
+    assert!(api.methods.is_empty());
+    assert_eq!(
+        api.path,
+        PathPattern {
+            kind: PathKind::Prefix,
+            segments: vec![literal("api"), literal("v1")],
+        }
+    );
+    assert_eq!(api.upstream, 0);
+    assert_eq!(api.rewrite, Rewrite::ReplacePrefix("/internal".to_owned()));
+    assert_eq!(
+        api.body_bytes_max, 1000,
+        "defaults to server.body_bytes_max"
+    );
+
+    let all = &config.routes[2];
+    assert_eq!(all.name, "route-2");
+    assert_eq!(all.host, HostMatch::Any);
+    assert_eq!(
+        all.path,
+        PathPattern {
+            kind: PathKind::Prefix,
+            segments: vec![],
+        }
+    );
+    assert_eq!(all.upstream, 1);
+    assert_eq!(all.rewrite, Rewrite::StripPrefix);
+}
+
+#[test]
+fn root_paths_and_slash_replacement() {
+    let text = "[[listener]]\naddress = \"127.0.0.1:1\"\n\
+                [upstreams.u]\nendpoints = [{ address = \"127.0.0.1:2\" }]\n\
+                [[route]]\npath = \"/\"\nupstream = \"u\"\n\
+                [[route]]\npath_prefix = \"/a\"\nreplace_prefix = \"/\"\nupstream = \"u\"\n\
+                [[route]]\nhost = \"[::1]\"\npath = \"/a\"\nupstream = \"u\"\n";
+    let config = match load_str(text, "t") {
+        Ok(config) => config,
+        Err(error) => panic!("{error}"),
+    };
+    assert_eq!(
+        config.routes[0].path,
+        PathPattern {
+            kind: PathKind::Exact,
+            segments: vec![],
+        }
+    );
+    assert_eq!(
+        config.routes[1].rewrite,
+        Rewrite::ReplacePrefix("/".to_owned())
+    );
+    assert_eq!(config.routes[2].host, HostMatch::Exact("[::1]".to_owned()));
+}
+
+#[test]
+fn the_source_hash_is_fnv1a_64_of_the_text() {
+    let text = &TEXT[..TEXT.rfind("[[route]]").expect("last route")];
+    let first = load_str(text, "a").map_err(|e| e.to_string());
+    let second = load_str(text, "b").map_err(|e| e.to_string());
+    let changed = load_str(&format!("{text}\n"), "c").map_err(|e| e.to_string());
+    let (Ok(first), Ok(second), Ok(changed)) = (first, second, changed) else {
+        panic!("valid text rejected");
+    };
+    let expected = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    assert_eq!(first.source.hash, expected);
+    assert_eq!(first.source.hash, second.source.hash);
+    assert_ne!(first.source.hash, changed.source.hash);
+}
+
+#[test]
+fn path_and_path_prefix_together_are_rejected_in_the_full_text() {
+    let error = match load_str(TEXT, "<full>") {
+        Ok(_) => panic!("accepted both path and path_prefix"),
+        Err(error) => error,
+    };
+    assert_eq!(error.field, "route[3].path_prefix");
+    assert_eq!(
+        error.line,
+        1 + TEXT[..TEXT.rfind("path_prefix = \"/x\"").unwrap_or(0)]
+            .matches('\n')
+            .count()
+    );
+}
+
+#[test]
+fn summary_lists_listeners_routes_and_upstreams() {
+    let text = &TEXT[..TEXT.rfind("[[route]]").expect("last route")];
+    let config = match load_str(text, "<full>") {
+        Ok(config) => config,
+        Err(error) => panic!("{error}"),
+    };
+    let summary = config.summary();
+    let lines: Vec<&str> = summary.lines().collect();
+    assert_eq!(
+        lines[1..],
+        [
+            "listeners (2):",
+            "  public 0.0.0.0:8080",
+            "  [::1]:8081",
+            "routes (3):",
+            "  users host=api.example.com methods=GET,HEAD path=/users/{id}/ \
+             header=x-api-version:\"2\" header_present=authorization upstream=zeta",
+            "  route-1 host=*.example.com methods=any path_prefix=/api/v1 \
+             rewrite=replace_prefix:/internal upstream=alpha",
+            "  route-2 host=* methods=any path_prefix=/ rewrite=strip_prefix upstream=mid",
+            "upstreams (3):",
+            "  alpha balancer=least_outstanding endpoints=10.0.0.1:80 (weight 5), \
+             [fd00::1]:80 (weight 1)",
+            "  mid balancer=consistent_hash(client_ip) endpoints=10.0.0.2:80 (weight 1)",
+            "  zeta balancer=consistent_hash(header:x-user) endpoints=10.0.0.3:80 (weight 1)",
+        ]
+    );
+    assert!(
+        lines[0].starts_with("config <full> fnv1a64="),
+        "{}",
+        lines[0]
+    );
+}
