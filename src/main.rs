@@ -1,6 +1,110 @@
+//! The `coregate` binary: command-line parsing and wiring only. Configuration lives in
+//! `coregate-config`, the data plane in `coregate-engine`, start-up in `coregate-control`.
+
+mod demo;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use coregate_config::Config;
+use coregate_control::Gateway;
 use mimalloc::MiMalloc;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
-fn main() {}
+const USAGE: &str = "\
+coregate — thread-per-core io_uring API gateway
+
+usage:
+  coregate run -c FILE        run the gateway with the config FILE
+  coregate check -c FILE      validate FILE, print a summary; exit 0 if valid, 1 if not
+  coregate demo [--listen ADDR]
+                              run the built-in demo: the gateway (default 127.0.0.1:8080)
+                              plus demo services on loopback
+  coregate version            print the version
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["run", "-c" | "--config", file] | ["run", file] => run(PathBuf::from(file)),
+        ["check", "-c" | "--config", file] | ["check", file] => check(PathBuf::from(file)),
+        ["demo"] => demo::run(demo::DEFAULT_LISTEN),
+        ["demo", "--listen", addr] => demo::run(addr),
+        ["version" | "--version" | "-V"] => {
+            println!("coregate {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        ["help" | "--help" | "-h"] => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprint!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load(file: &std::path::Path) -> Result<Config, ExitCode> {
+    coregate_config::load_file(file).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+fn check(file: PathBuf) -> ExitCode {
+    match load(&file) {
+        Ok(config) => {
+            println!("{}: ok", config.source.display_name);
+            print!("{}", config.summary());
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn run(file: PathBuf) -> ExitCode {
+    match load(&file) {
+        Ok(config) => serve(config),
+        Err(code) => code,
+    }
+}
+
+/// Starts the gateway on `config`, prints the start-up lines and serves until killed.
+pub(crate) fn serve_started(config: Config) -> Result<Gateway, ExitCode> {
+    let source = config.source.display_name.clone();
+    let listeners: Vec<String> = config
+        .listeners
+        .iter()
+        .map(|l| format!("{} ({})", l.address, l.name))
+        .collect();
+    let gateway = Gateway::start(config).map_err(|e| {
+        eprintln!("error: cannot start: {e}");
+        ExitCode::FAILURE
+    })?;
+    println!("coregate {}: config {source}", env!("CARGO_PKG_VERSION"));
+    for w in gateway.workers() {
+        let s = &w.started;
+        match s.core {
+            Some(core) => println!("worker {}: core {core}, driver {}", s.index, s.driver),
+            None => println!("worker {}: not pinned, driver {}", s.index, s.driver),
+        }
+    }
+    for l in &listeners {
+        println!("listening on http://{l}");
+    }
+    Ok(gateway)
+}
+
+fn serve(config: Config) -> ExitCode {
+    match serve_started(config) {
+        Ok(gateway) => {
+            gateway.wait();
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}

@@ -8,5 +8,11 @@
 //! Never blocks a worker: no file reads, no DNS, no locks on the request path.
 
 pub mod http;
+mod proxy;
 pub mod router;
+pub mod snapshot;
 pub mod upstream;
+mod worker;
+
+pub use snapshot::{Snapshot, SnapshotCell};
+pub use worker::{available_cores, start_workers, Driver, WorkerHandle, WorkerStarted};

@@ -1,0 +1,906 @@
+//! The proxy loop: one client connection, request after request.
+//!
+//! For each request: read and parse the head into the connection's buffer, route it, pick an
+//! endpoint, take a pooled keep-alive connection (or connect), write the rewritten head, stream
+//! the body (Content-Length or chunked, validated as it passes, never buffered whole), read the
+//! response head, and stream the response back with its framing. Pipelined requests wait in
+//! the buffer and are answered in order, one at a time.
+//!
+//! Owns the mapping of failures to answers: malformed input → the codec's 4xx and close, never
+//! forwarded; connect refused or reset → 502; connect or response-head timeout → 504; a client
+//! that goes away mid-body → both sides closed, the upstream connection not reused.
+//! Never blocks, never holds a lock, and copies a body only from the socket into the one
+//! buffer it is written out of.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use coregate_config::{Balancer, HashKey};
+use monoio::buf::{IoBuf, IoBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+use crate::http::{
+    encode_request_head, encode_response_head, error_response, BodyFraming, ChunkedDecoder,
+    Forward, Method, RequestHead, ResponseBody, ResponseHead,
+};
+use crate::router::{HeaderLookup, RouteRequest, RouteResult};
+use crate::snapshot::Snapshot;
+use crate::upstream::balancer::{hash_key, BalancerState};
+use crate::worker::{View, Worker, BUFFER_BYTES};
+
+/// Read size when streaming bodies.
+const BODY_CHUNK_BYTES: usize = 64 * 1024;
+/// Largest upstream response head accepted; larger is answered 502.
+const RESPONSE_HEAD_BYTES_MAX: usize = 64 * 1024;
+/// What the gateway sends before reading a body the client is holding back
+/// (RFC 9110 §10.1.1).
+const CONTINUE_100: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Per-connection state that outlives one request.
+struct Conn {
+    /// Bytes read from the client not yet consumed: the current head, then any pipelined
+    /// requests behind it.
+    buf: Vec<u8>,
+    head: RequestHead,
+    /// Scratch for the rewritten path.
+    path: Vec<u8>,
+    peer: SocketAddr,
+}
+
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+/// Serves one accepted client connection until it closes or fails.
+pub(crate) async fn serve_connection(worker: &Rc<Worker>, mut client: TcpStream, peer: SocketAddr) {
+    let mut conn = Conn {
+        buf: worker.take_buffer(),
+        head: RequestHead::new(),
+        path: Vec::new(),
+        peer,
+    };
+    while let Next::KeepAlive = exchange(worker, &mut client, &mut conn).await {}
+    worker.give_buffer(std::mem::take(&mut conn.buf));
+}
+
+/// How reading a request head ended without a head.
+enum HeadEnd {
+    /// The client closed, went idle past the keep-alive timeout, or failed: nothing to answer.
+    Gone,
+    /// Answer this status and close.
+    Reject(u16, &'static str),
+}
+
+async fn exchange(worker: &Rc<Worker>, client: &mut TcpStream, conn: &mut Conn) -> Next {
+    let view = worker.view();
+    let snap: &Snapshot = &view.snapshot;
+    let head_len = match read_head(client, conn, snap).await {
+        Ok(n) => n,
+        Err(HeadEnd::Gone) => return Next::Close,
+        Err(HeadEnd::Reject(status, reason)) => {
+            reply_error(client, status, reason, true, &[]).await;
+            return Next::Close;
+        }
+    };
+
+    let routed = {
+        let buf = &conn.buf;
+        let head = &conn.head;
+        snap.router.lookup(&RouteRequest {
+            host: head.host.map(|s| s.get(buf)),
+            method: head.method_span.get(buf),
+            path: head.path.get(buf),
+            headers: &HeadLookup { head, buf },
+        })
+    };
+    let m = match routed {
+        RouteResult::Matched(m) => m,
+        RouteResult::NotFound => {
+            return refuse(client, conn, head_len, 404, "no route matches", &[]).await;
+        }
+        RouteResult::MethodNotAllowed { allow } => {
+            let extra = [("Allow", allow.as_str())];
+            return refuse(client, conn, head_len, 405, "method not allowed", &extra).await;
+        }
+    };
+    let route = &snap.config.routes[m.route];
+    if let BodyFraming::Length(n) = conn.head.body {
+        if n > route.body_bytes_max {
+            reply_error(client, 413, "request body too large", true, &[]).await;
+            return Next::Close;
+        }
+    }
+
+    let up_index = route.upstream;
+    let upstream = &snap.config.upstreams[up_index];
+    let hash = balance_hash(&upstream.balancer, &conn.head, &conn.buf, conn.peer.ip());
+    let Some(endpoint) = view.balancers[up_index].borrow_mut().pick(hash, |_| true) else {
+        return refuse(client, conn, head_len, 503, "no endpoint available", &[]).await;
+    };
+    let _in_flight = InFlight::start(&view, up_index, endpoint);
+    let addr = upstream.endpoints[endpoint].address;
+
+    let mut out = worker.take_buffer();
+    {
+        let buf = &conn.buf;
+        let head = &conn.head;
+        conn.path.clear();
+        snap.router.rewrite_path(
+            &m,
+            head.path.get(buf),
+            head.query.map(|q| q.get(buf)),
+            &mut conn.path,
+        );
+        encode_request_head(
+            buf,
+            head,
+            &Forward {
+                path_and_query: &conn.path,
+                client_ip: conn.peer.ip(),
+                proto: "http",
+                default_host: &snap.default_hosts[up_index],
+            },
+            &mut out,
+        );
+    }
+    let req = RequestFacts {
+        method: conn.head.method,
+        http10: conn.head.version_minor == 0,
+        keep_alive: conn.head.keep_alive,
+        expect_continue: conn.head.expect_continue,
+        body_bytes_max: route.body_bytes_max,
+    };
+
+    // Move the part of the body already read behind the head into `out`, so a small request
+    // leaves in one write. What stays in `conn.buf` afterwards is the rest of the stream.
+    let framing = conn.head.body;
+    let mut body = match start_body(conn, head_len, framing, &req, &mut out) {
+        Ok(b) => b,
+        Err(status) => {
+            worker.give_buffer(out);
+            reply_error(client, status, body_error_reason(status), true, &[]).await;
+            return Next::Close;
+        }
+    };
+
+    let timeouts = UpstreamTimeouts {
+        connect: Duration::from_millis(upstream.connect_timeout_ms),
+        response_head: Duration::from_millis(upstream.response_header_timeout_ms),
+        idle_read: Duration::from_millis(upstream.idle_read_timeout_ms),
+    };
+    let client_timeout = Duration::from_millis(snap.config.server.body_read_timeout_ms);
+    // A request that is entirely in `out` can be sent again on a fresh connection when a
+    // pooled one turns out to be closed; only for idempotent methods (RFC 9110 §9.2.2).
+    let replayable = body.is_done() && req.method.is_idempotent();
+    let mut upbuf = worker.take_buffer();
+    let mut resp = ResponseHead::new();
+    let mut attempts = 0;
+    let (mut up, resp_len) = loop {
+        attempts += 1;
+        let (mut up, reused) = match upstream_connection(worker, addr, timeouts.connect).await {
+            Ok(c) => c,
+            Err(failure) => {
+                worker.give_buffer(out);
+                worker.give_buffer(upbuf);
+                return fail_upstream(client, failure, body.is_done() && req.keep_alive).await;
+            }
+        };
+        let may_retry = reused && replayable && attempts == 1;
+        let (res, back) = write_all(&mut up, out, timeouts.idle_read).await;
+        out = back;
+        if res.is_err() {
+            if may_retry {
+                continue;
+            }
+            worker.give_buffer(out);
+            worker.give_buffer(upbuf);
+            return fail_upstream(client, Failure::Reset, false).await;
+        }
+        if !body.is_done() {
+            if req.expect_continue && !req.http10 {
+                let (res, _) = write_all(client, CONTINUE_100.to_vec(), client_timeout).await;
+                if res.is_err() {
+                    return Next::Close;
+                }
+            }
+            match stream_request_body(
+                client,
+                &mut up,
+                conn,
+                &mut body,
+                &req,
+                client_timeout,
+                timeouts.idle_read,
+            )
+            .await
+            {
+                Ok(()) => {}
+                Err(BodyFailure::Client) => return Next::Close,
+                Err(BodyFailure::TooLarge) => {
+                    reply_error(client, 413, "request body too large", true, &[]).await;
+                    return Next::Close;
+                }
+                Err(BodyFailure::Malformed) => {
+                    reply_error(client, 400, "malformed chunked body", true, &[]).await;
+                    return Next::Close;
+                }
+                Err(BodyFailure::Upstream) => {
+                    return fail_upstream(client, Failure::Reset, false).await;
+                }
+            }
+        }
+        upbuf.clear();
+        match read_response_head(
+            client,
+            &mut up,
+            &mut upbuf,
+            &mut resp,
+            &req,
+            timeouts.response_head,
+        )
+        .await
+        {
+            Ok(n) => break (up, n),
+            Err(Failure::Closed) if may_retry => continue,
+            Err(failure) => {
+                worker.give_buffer(out);
+                worker.give_buffer(upbuf);
+                return fail_upstream(client, failure, req.keep_alive && !req.http10).await;
+            }
+        }
+    };
+    worker.give_buffer(out);
+
+    // The response. HTTP/1.0 clients get no chunked framing and a closed connection.
+    let chunked_to_client = !req.http10;
+    let close_client =
+        !req.keep_alive || req.http10 || matches!(resp.body, ResponseBody::UntilClose);
+    let mut head_out = worker.take_buffer();
+    encode_response_head(
+        &upbuf,
+        &resp,
+        chunked_to_client,
+        close_client,
+        &mut head_out,
+    );
+    let relayed = relay_response(
+        client,
+        &mut up,
+        &mut upbuf,
+        resp_len,
+        resp.body,
+        head_out,
+        chunked_to_client,
+        RelayTimeouts {
+            upstream_idle: timeouts.idle_read,
+            client: client_timeout,
+        },
+    )
+    .await;
+    worker.give_buffer(upbuf);
+    match relayed {
+        Relayed::Complete { upstream_reusable } => {
+            if upstream_reusable && resp.keep_alive {
+                let expires_at =
+                    Instant::now() + Duration::from_millis(upstream.pool_idle_timeout_ms);
+                worker
+                    .pools
+                    .borrow_mut()
+                    .put(addr, up, upstream.pool_idle_max, expires_at);
+            }
+            if close_client {
+                Next::Close
+            } else {
+                Next::KeepAlive
+            }
+        }
+        Relayed::Broken => Next::Close,
+    }
+}
+
+/// What the rest of the exchange needs to know about the request once its head bytes may
+/// have been consumed.
+struct RequestFacts {
+    method: Method,
+    http10: bool,
+    keep_alive: bool,
+    expect_continue: bool,
+    body_bytes_max: u64,
+}
+
+/// Answers a refusal decided before any byte went upstream. Keeps the connection when the
+/// request had no body and the client wants keep-alive.
+async fn refuse(
+    client: &mut TcpStream,
+    conn: &mut Conn,
+    head_len: usize,
+    status: u16,
+    reason: &'static str,
+    extra: &[(&str, &str)],
+) -> Next {
+    let keep = matches!(conn.head.body, BodyFraming::None) && conn.head.keep_alive;
+    conn.buf.drain(..head_len);
+    if reply_error(client, status, reason, !keep, extra).await && keep {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    }
+}
+
+/// Writes a JSON error response. Returns whether it was written.
+async fn reply_error(
+    client: &mut TcpStream,
+    status: u16,
+    reason: &str,
+    close: bool,
+    extra: &[(&str, &str)],
+) -> bool {
+    let mut out = Vec::with_capacity(256);
+    error_response(status, reason, close, extra, &mut out);
+    let (res, _) = write_all(client, out, Duration::from_secs(5)).await;
+    res.is_ok()
+}
+
+fn body_error_reason(status: u16) -> &'static str {
+    match status {
+        413 => "request body too large",
+        _ => "malformed chunked body",
+    }
+}
+
+/// Reads until a complete request head is in `conn.buf` (which may already hold one).
+async fn read_head(
+    client: &mut TcpStream,
+    conn: &mut Conn,
+    snap: &Snapshot,
+) -> Result<usize, HeadEnd> {
+    let server = &snap.config.server;
+    let mut deadline: Option<Instant> = None;
+    loop {
+        if !conn.buf.is_empty() {
+            if deadline.is_none() {
+                deadline =
+                    Some(Instant::now() + Duration::from_millis(server.header_read_timeout_ms));
+            }
+            match conn.head.parse(&conn.buf, &snap.limits) {
+                Ok(Some(n)) => return Ok(n),
+                Ok(None) => {}
+                Err(e) => return Err(HeadEnd::Reject(e.status, e.reason)),
+            }
+        }
+        let wait = match deadline {
+            None => Duration::from_millis(server.client_idle_timeout_ms),
+            Some(d) => d.saturating_duration_since(Instant::now()),
+        };
+        match read_more(client, &mut conn.buf, wait).await {
+            Ok(0) | Err(ReadFailure::Io) => return Err(HeadEnd::Gone),
+            Ok(_) => {}
+            Err(ReadFailure::Timeout) => {
+                return Err(if deadline.is_some() {
+                    HeadEnd::Reject(408, "request head not received in time")
+                } else {
+                    HeadEnd::Gone
+                });
+            }
+        }
+    }
+}
+
+enum ReadFailure {
+    Timeout,
+    /// Reset or another socket error.
+    Io,
+}
+
+/// Appends what the socket has to `buf`. Ok(0) is end of stream. On timeout the buffer is
+/// lost with the cancelled read and `buf` is left empty: the caller closes.
+async fn read_more(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    wait: Duration,
+) -> Result<usize, ReadFailure> {
+    if buf.capacity() - buf.len() < BUFFER_BYTES / 4 {
+        buf.reserve(buf.capacity().max(BUFFER_BYTES));
+    }
+    let owned = std::mem::take(buf);
+    let len = owned.len();
+    match monoio::time::timeout(wait, stream.read(owned.slice_mut(len..))).await {
+        Ok((res, slice)) => {
+            *buf = slice.into_inner();
+            res.map_err(|_| ReadFailure::Io)
+        }
+        Err(_) => Err(ReadFailure::Timeout),
+    }
+}
+
+/// Writes all of `buf`; gives the buffer back (empty when the write timed out).
+async fn write_all(
+    stream: &mut TcpStream,
+    buf: Vec<u8>,
+    wait: Duration,
+) -> (io::Result<()>, Vec<u8>) {
+    match monoio::time::timeout(wait, stream.write_all(buf)).await {
+        Ok((res, buf)) => (res.map(|_| ()), buf),
+        Err(_) => (Err(io::ErrorKind::TimedOut.into()), Vec::new()),
+    }
+}
+
+/// Writes `buf[range]`; gives the buffer back (empty when the write timed out).
+async fn write_range(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    range: Range<usize>,
+    wait: Duration,
+) -> io::Result<()> {
+    let owned = std::mem::take(buf);
+    match monoio::time::timeout(wait, stream.write_all(owned.slice(range))).await {
+        Ok((res, slice)) => {
+            *buf = slice.into_inner();
+            res.map(|_| ())
+        }
+        Err(_) => Err(io::ErrorKind::TimedOut.into()),
+    }
+}
+
+/// Adapter so the router can read request headers straight from the buffer.
+struct HeadLookup<'a> {
+    head: &'a RequestHead,
+    buf: &'a [u8],
+}
+
+impl HeaderLookup for HeadLookup<'_> {
+    fn header(&self, lower_name: &str) -> Option<&[u8]> {
+        self.head.header(self.buf, lower_name)
+    }
+}
+
+fn balance_hash(balancer: &Balancer, head: &RequestHead, buf: &[u8], ip: IpAddr) -> u64 {
+    let ip_hash = || match ip {
+        IpAddr::V4(v4) => hash_key(&v4.octets()),
+        IpAddr::V6(v6) => hash_key(&v6.octets()),
+    };
+    match balancer {
+        Balancer::ConsistentHash(HashKey::ClientIp) => ip_hash(),
+        Balancer::ConsistentHash(HashKey::Header(name)) => {
+            head.header(buf, name).map(hash_key).unwrap_or_else(ip_hash)
+        }
+        Balancer::RoundRobin | Balancer::LeastOutstanding => 0,
+    }
+}
+
+/// Counts a request against its endpoint for the least-outstanding balancer while it lives.
+struct InFlight<'a> {
+    balancer: &'a std::cell::RefCell<BalancerState>,
+    endpoint: usize,
+}
+
+impl<'a> InFlight<'a> {
+    fn start(view: &'a View, upstream: usize, endpoint: usize) -> InFlight<'a> {
+        let balancer = &view.balancers[upstream];
+        balancer.borrow_mut().on_request_start(endpoint);
+        InFlight { balancer, endpoint }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.balancer.borrow_mut().on_request_end(self.endpoint);
+    }
+}
+
+/// Where the request body stands.
+enum Body {
+    Done,
+    /// This many Content-Length bytes still to come from the client.
+    Length(u64),
+    Chunked(ChunkedDecoder),
+}
+
+impl Body {
+    fn is_done(&self) -> bool {
+        matches!(self, Body::Done)
+    }
+}
+
+/// Consumes the head and whatever body bytes are already buffered, appending those to `out`.
+/// Err is a status to answer (413, 400).
+fn start_body(
+    conn: &mut Conn,
+    head_len: usize,
+    framing: BodyFraming,
+    req: &RequestFacts,
+    out: &mut Vec<u8>,
+) -> Result<Body, u16> {
+    match framing {
+        BodyFraming::None => {
+            conn.buf.drain(..head_len);
+            Ok(Body::Done)
+        }
+        BodyFraming::Length(n) => {
+            let available = (conn.buf.len() - head_len) as u64;
+            let take = available.min(n) as usize;
+            out.extend_from_slice(&conn.buf[head_len..head_len + take]);
+            conn.buf.drain(..head_len + take);
+            let rest = n - take as u64;
+            Ok(if rest == 0 {
+                Body::Done
+            } else {
+                Body::Length(rest)
+            })
+        }
+        BodyFraming::Chunked => {
+            let mut decoder = ChunkedDecoder::new();
+            let end = chunked_span(&mut decoder, &conn.buf[head_len..], req.body_bytes_max)?;
+            out.extend_from_slice(&conn.buf[head_len..head_len + end.consumed]);
+            conn.buf.drain(..head_len + end.consumed);
+            Ok(if end.done {
+                Body::Done
+            } else {
+                Body::Chunked(decoder)
+            })
+        }
+    }
+}
+
+struct ChunkedSpan {
+    consumed: usize,
+    done: bool,
+}
+
+/// Runs the decoder over `input`, checking the payload limit. Returns how much of `input` is
+/// valid chunked framing to pass on, and whether the body ended there.
+fn chunked_span(
+    decoder: &mut ChunkedDecoder,
+    input: &[u8],
+    limit: u64,
+) -> Result<ChunkedSpan, u16> {
+    let mut consumed = 0;
+    while consumed < input.len() {
+        let step = decoder.advance(&input[consumed..]).map_err(|_| 400u16)?;
+        consumed += step.consumed;
+        if decoder.payload_bytes() > limit {
+            return Err(413);
+        }
+        if step.done {
+            return Ok(ChunkedSpan {
+                consumed,
+                done: true,
+            });
+        }
+        if step.consumed == 0 {
+            break;
+        }
+    }
+    Ok(ChunkedSpan {
+        consumed,
+        done: false,
+    })
+}
+
+enum BodyFailure {
+    /// The client went away or stalled: nothing to answer.
+    Client,
+    TooLarge,
+    Malformed,
+    Upstream,
+}
+
+/// Streams the rest of the request body from the client to the upstream through
+/// `conn.buf`, leaving any bytes that follow the body (a pipelined request) in it.
+async fn stream_request_body(
+    client: &mut TcpStream,
+    up: &mut TcpStream,
+    conn: &mut Conn,
+    body: &mut Body,
+    req: &RequestFacts,
+    client_timeout: Duration,
+    upstream_timeout: Duration,
+) -> Result<(), BodyFailure> {
+    loop {
+        // `conn.buf` holds no unconsumed body bytes here: read more.
+        debug_assert!(conn.buf.is_empty());
+        if conn.buf.capacity() < BODY_CHUNK_BYTES {
+            conn.buf.reserve(BODY_CHUNK_BYTES);
+        }
+        match read_more(client, &mut conn.buf, client_timeout).await {
+            Ok(0) | Err(_) => return Err(BodyFailure::Client),
+            Ok(_) => {}
+        }
+        let (pass, done) = match body {
+            Body::Done => return Ok(()),
+            Body::Length(rest) => {
+                let take = (*rest).min(conn.buf.len() as u64) as usize;
+                *rest -= take as u64;
+                (take, *rest == 0)
+            }
+            Body::Chunked(decoder) => {
+                let span = chunked_span(decoder, &conn.buf, req.body_bytes_max).map_err(|s| {
+                    if s == 413 {
+                        BodyFailure::TooLarge
+                    } else {
+                        BodyFailure::Malformed
+                    }
+                })?;
+                (span.consumed, span.done)
+            }
+        };
+        write_range(up, &mut conn.buf, 0..pass, upstream_timeout)
+            .await
+            .map_err(|_| BodyFailure::Upstream)?;
+        conn.buf.drain(..pass);
+        if done {
+            *body = Body::Done;
+            return Ok(());
+        }
+    }
+}
+
+/// Why an upstream exchange failed before a response head arrived.
+enum Failure {
+    Refused,
+    ConnectTimeout,
+    /// Reset or closed with an error while sending or receiving.
+    Reset,
+    /// Closed cleanly before any response byte.
+    Closed,
+    HeadTimeout,
+    /// The response head was malformed or too large.
+    BadResponse,
+}
+
+/// A pooled connection to `addr`, or a new one. The bool says whether it was reused.
+async fn upstream_connection(
+    worker: &Worker,
+    addr: SocketAddr,
+    connect_timeout: Duration,
+) -> Result<(TcpStream, bool), Failure> {
+    if let Some(stream) = worker.pools.borrow_mut().take(addr, Instant::now()) {
+        return Ok((stream, true));
+    }
+    match monoio::time::timeout(connect_timeout, TcpStream::connect_addr(addr)).await {
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            Ok((stream, false))
+        }
+        Ok(Err(_)) => Err(Failure::Refused),
+        Err(_) => Err(Failure::ConnectTimeout),
+    }
+}
+
+/// Answers a failed upstream exchange: 504 for timeouts, 502 otherwise. `keep`: the request
+/// was read completely and the client wants keep-alive.
+async fn fail_upstream(client: &mut TcpStream, failure: Failure, keep: bool) -> Next {
+    let (status, reason) = match failure {
+        Failure::Refused => (502, "upstream connection refused"),
+        Failure::ConnectTimeout => (504, "upstream connect timed out"),
+        Failure::Reset => (502, "upstream connection failed"),
+        Failure::Closed => (502, "upstream closed the connection"),
+        Failure::HeadTimeout => (504, "upstream response timed out"),
+        Failure::BadResponse => (502, "upstream sent an invalid response"),
+    };
+    if reply_error(client, status, reason, !keep, &[]).await && keep {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    }
+}
+
+/// Reads the upstream's response head into `upbuf`, relaying informational (1xx) responses
+/// other than 100 to HTTP/1.1 clients. Returns the head length.
+async fn read_response_head(
+    client: &mut TcpStream,
+    up: &mut TcpStream,
+    upbuf: &mut Vec<u8>,
+    resp: &mut ResponseHead,
+    req: &RequestFacts,
+    wait: Duration,
+) -> Result<usize, Failure> {
+    let deadline = Instant::now() + wait;
+    loop {
+        if !upbuf.is_empty() {
+            match resp.parse(upbuf, req.method, RESPONSE_HEAD_BYTES_MAX) {
+                Ok(Some(n)) if (100..200).contains(&resp.status) => {
+                    if resp.status == 101 {
+                        return Err(Failure::BadResponse);
+                    }
+                    if resp.status != 100 && !req.http10 {
+                        let mut head = Vec::with_capacity(n);
+                        encode_response_head(upbuf, resp, false, false, &mut head);
+                        let (res, _) = write_all(client, head, wait).await;
+                        if res.is_err() {
+                            return Err(Failure::Reset);
+                        }
+                    }
+                    upbuf.drain(..n);
+                    continue;
+                }
+                Ok(Some(n)) => return Ok(n),
+                Ok(None) => {}
+                Err(_) => return Err(Failure::BadResponse),
+            }
+        }
+        let got_none = upbuf.is_empty();
+        match read_more(
+            up,
+            upbuf,
+            deadline.saturating_duration_since(Instant::now()),
+        )
+        .await
+        {
+            Ok(0) if got_none => return Err(Failure::Closed),
+            Ok(0) => return Err(Failure::BadResponse),
+            Ok(_) => {}
+            Err(ReadFailure::Timeout) => return Err(Failure::HeadTimeout),
+            Err(ReadFailure::Io) if got_none => return Err(Failure::Closed),
+            Err(ReadFailure::Io) => return Err(Failure::Reset),
+        }
+    }
+}
+
+enum Relayed {
+    /// The whole response reached the client. `upstream_reusable`: the upstream connection
+    /// ended exactly at the response's end.
+    Complete { upstream_reusable: bool },
+    /// Either side failed mid-body: close both.
+    Broken,
+}
+
+struct RelayTimeouts {
+    upstream_idle: Duration,
+    client: Duration,
+}
+
+/// Streams the response to the client: `head_out` (the encoded head) first, then the body
+/// that follows the upstream head in `upbuf`, then the rest from the socket.
+#[allow(clippy::too_many_arguments)]
+async fn relay_response(
+    client: &mut TcpStream,
+    up: &mut TcpStream,
+    upbuf: &mut Vec<u8>,
+    resp_len: usize,
+    framing: ResponseBody,
+    mut head_out: Vec<u8>,
+    chunked_to_client: bool,
+    timeouts: RelayTimeouts,
+) -> Relayed {
+    upbuf.drain(..resp_len);
+    match framing {
+        ResponseBody::None => {
+            let (res, _) = write_all(client, head_out, timeouts.client).await;
+            if res.is_err() {
+                return Relayed::Broken;
+            }
+            Relayed::Complete {
+                upstream_reusable: upbuf.is_empty(),
+            }
+        }
+        ResponseBody::Length(n) => {
+            let take = (upbuf.len() as u64).min(n) as usize;
+            head_out.extend_from_slice(&upbuf[..take]);
+            let extra = upbuf.len() > take;
+            upbuf.clear();
+            let (res, _) = write_all(client, head_out, timeouts.client).await;
+            if res.is_err() {
+                return Relayed::Broken;
+            }
+            let mut rest = n - take as u64;
+            while rest > 0 {
+                match read_more(up, upbuf, timeouts.upstream_idle).await {
+                    Ok(0) | Err(_) => return Relayed::Broken,
+                    Ok(_) => {}
+                }
+                let take = (upbuf.len() as u64).min(rest) as usize;
+                if write_range(client, upbuf, 0..take, timeouts.client)
+                    .await
+                    .is_err()
+                {
+                    return Relayed::Broken;
+                }
+                rest -= take as u64;
+                if rest == 0 && upbuf.len() > take {
+                    return Relayed::Complete {
+                        upstream_reusable: false,
+                    };
+                }
+                upbuf.clear();
+            }
+            Relayed::Complete {
+                upstream_reusable: !extra,
+            }
+        }
+        ResponseBody::Chunked => {
+            relay_chunked(client, up, upbuf, head_out, chunked_to_client, timeouts).await
+        }
+        ResponseBody::UntilClose => {
+            head_out.extend_from_slice(upbuf);
+            upbuf.clear();
+            let (res, _) = write_all(client, head_out, timeouts.client).await;
+            if res.is_err() {
+                return Relayed::Broken;
+            }
+            loop {
+                match read_more(up, upbuf, timeouts.upstream_idle).await {
+                    Ok(0) => {
+                        return Relayed::Complete {
+                            upstream_reusable: false,
+                        }
+                    }
+                    Ok(n) => {
+                        if write_range(client, upbuf, 0..n, timeouts.client)
+                            .await
+                            .is_err()
+                        {
+                            return Relayed::Broken;
+                        }
+                        upbuf.clear();
+                    }
+                    Err(_) => return Relayed::Broken,
+                }
+            }
+        }
+    }
+}
+
+/// Streams a chunked response body: passed through as it came to HTTP/1.1 clients, decoded
+/// to plain bytes (the connection then closes to mark the end) for HTTP/1.0 ones.
+async fn relay_chunked(
+    client: &mut TcpStream,
+    up: &mut TcpStream,
+    upbuf: &mut Vec<u8>,
+    mut pending: Vec<u8>,
+    pass_through: bool,
+    timeouts: RelayTimeouts,
+) -> Relayed {
+    let mut decoder = ChunkedDecoder::new();
+    loop {
+        // Move what `upbuf` holds of the body into `pending`, in the client's framing.
+        let mut consumed = 0;
+        let mut done = false;
+        while consumed < upbuf.len() && !done {
+            let Ok(step) = decoder.advance(&upbuf[consumed..]) else {
+                return Relayed::Broken;
+            };
+            if pass_through {
+                pending.extend_from_slice(&upbuf[consumed..consumed + step.consumed]);
+            } else {
+                let data = step.data.start + consumed..step.data.end + consumed;
+                pending.extend_from_slice(&upbuf[data]);
+            }
+            consumed += step.consumed;
+            done = step.done;
+            if step.consumed == 0 {
+                break;
+            }
+        }
+        let extra = upbuf.len() > consumed;
+        upbuf.clear();
+        if !pending.is_empty() {
+            let (res, back) = write_all(client, pending, timeouts.client).await;
+            if res.is_err() {
+                return Relayed::Broken;
+            }
+            pending = back;
+            pending.clear();
+        }
+        if done {
+            return Relayed::Complete {
+                upstream_reusable: !extra,
+            };
+        }
+        match read_more(up, upbuf, timeouts.upstream_idle).await {
+            Ok(0) | Err(_) => return Relayed::Broken,
+            Ok(_) => {}
+        }
+    }
+}
+
+struct UpstreamTimeouts {
+    connect: Duration,
+    response_head: Duration,
+    idle_read: Duration,
+}
