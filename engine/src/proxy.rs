@@ -12,15 +12,18 @@
 //! Never blocks, never holds a lock, and copies a body only from the socket into the one
 //! buffer it is written out of.
 
+use std::cell::Cell;
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use coregate_config::{Balancer, HashKey};
 use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
 
 use crate::http::{
@@ -29,7 +32,7 @@ use crate::http::{
 };
 use crate::router::{HeaderLookup, RouteRequest, RouteResult};
 use crate::snapshot::Snapshot;
-use crate::upstream::balancer::{hash_key, BalancerState};
+use crate::upstream::balancer::hash_key;
 use crate::worker::{View, Worker, BUFFER_BYTES};
 
 /// Read size when streaming bodies.
@@ -54,6 +57,8 @@ struct Conn {
 enum Next {
     KeepAlive,
     Close,
+    /// The request body is still streaming: finish in [`duplex`].
+    Duplex(Box<DuplexJob>),
 }
 
 /// Serves one accepted client connection until it closes or fails.
@@ -64,7 +69,16 @@ pub(crate) async fn serve_connection(worker: &Rc<Worker>, mut client: TcpStream,
         path: Vec::new(),
         peer,
     };
-    while let Next::KeepAlive = exchange(worker, &mut client, &mut conn).await {}
+    loop {
+        match exchange(worker, &mut client, &mut conn).await {
+            Next::KeepAlive => {}
+            Next::Close => break,
+            Next::Duplex(job) => match duplex(worker, client, &mut conn, job).await {
+                Some(kept) => client = kept,
+                None => break,
+            },
+        }
+    }
     worker.give_buffer(std::mem::take(&mut conn.buf));
 }
 
@@ -122,7 +136,7 @@ async fn exchange(worker: &Rc<Worker>, client: &mut TcpStream, conn: &mut Conn) 
     let Some(endpoint) = view.balancers[up_index].borrow_mut().pick(hash, |_| true) else {
         return refuse(client, conn, head_len, 503, "no endpoint available", &[]).await;
     };
-    let _in_flight = InFlight::start(&view, up_index, endpoint);
+    let in_flight = InFlight::start(&view, up_index, endpoint);
     let addr = upstream.endpoints[endpoint].address;
 
     let mut out = worker.take_buffer();
@@ -159,7 +173,7 @@ async fn exchange(worker: &Rc<Worker>, client: &mut TcpStream, conn: &mut Conn) 
     // Move the part of the body already read behind the head into `out`, so a small request
     // leaves in one write. What stays in `conn.buf` afterwards is the rest of the stream.
     let framing = conn.head.body;
-    let mut body = match start_body(conn, head_len, framing, &req, &mut out) {
+    let body = match start_body(conn, head_len, framing, &req, &mut out) {
         Ok(b) => b,
         Err(status) => {
             worker.give_buffer(out);
@@ -168,12 +182,17 @@ async fn exchange(worker: &Rc<Worker>, client: &mut TcpStream, conn: &mut Conn) 
         }
     };
 
-    let timeouts = UpstreamTimeouts {
+    let timeouts = Timeouts {
         connect: Duration::from_millis(upstream.connect_timeout_ms),
         response_head: Duration::from_millis(upstream.response_header_timeout_ms),
-        idle_read: Duration::from_millis(upstream.idle_read_timeout_ms),
+        upstream_idle: Duration::from_millis(upstream.idle_read_timeout_ms),
+        client: Duration::from_millis(snap.config.server.body_read_timeout_ms),
     };
-    let client_timeout = Duration::from_millis(snap.config.server.body_read_timeout_ms);
+    let pool = PoolReturn {
+        addr,
+        idle_max: upstream.pool_idle_max,
+        idle_timeout: Duration::from_millis(upstream.pool_idle_timeout_ms),
+    };
     // A request that is entirely in `out` can be sent again on a fresh connection when a
     // pooled one turns out to be closed; only for idempotent methods (RFC 9110 §9.2.2).
     let replayable = body.is_done() && req.method.is_idempotent();
@@ -187,11 +206,12 @@ async fn exchange(worker: &Rc<Worker>, client: &mut TcpStream, conn: &mut Conn) 
             Err(failure) => {
                 worker.give_buffer(out);
                 worker.give_buffer(upbuf);
-                return fail_upstream(client, failure, body.is_done() && req.keep_alive).await;
+                let keep = body.is_done() && req.keep_alive;
+                return fail_upstream(client, req.method, failure, keep).await;
             }
         };
         let may_retry = reused && replayable && attempts == 1;
-        let (res, back) = write_all(&mut up, out, timeouts.idle_read).await;
+        let (res, back) = write_all(&mut up, out, timeouts.upstream_idle).await;
         out = back;
         if res.is_err() {
             if may_retry {
@@ -199,40 +219,21 @@ async fn exchange(worker: &Rc<Worker>, client: &mut TcpStream, conn: &mut Conn) 
             }
             worker.give_buffer(out);
             worker.give_buffer(upbuf);
-            return fail_upstream(client, Failure::Reset, false).await;
+            return fail_upstream(client, req.method, Failure::Reset, false).await;
         }
         if !body.is_done() {
-            if req.expect_continue && !req.http10 {
-                let (res, _) = write_all(client, CONTINUE_100.to_vec(), client_timeout).await;
-                if res.is_err() {
-                    return Next::Close;
-                }
-            }
-            match stream_request_body(
-                client,
-                &mut up,
-                conn,
-                &mut body,
-                &req,
-                client_timeout,
-                timeouts.idle_read,
-            )
-            .await
-            {
-                Ok(()) => {}
-                Err(BodyFailure::Client) => return Next::Close,
-                Err(BodyFailure::TooLarge) => {
-                    reply_error(client, 413, "request body too large", true, &[]).await;
-                    return Next::Close;
-                }
-                Err(BodyFailure::Malformed) => {
-                    reply_error(client, 400, "malformed chunked body", true, &[]).await;
-                    return Next::Close;
-                }
-                Err(BodyFailure::Upstream) => {
-                    return fail_upstream(client, Failure::Reset, false).await;
-                }
-            }
+            // The rest of the body streams while the response is read: an upstream may
+            // answer (or echo) before it has the whole body, and must not be left blocked.
+            worker.give_buffer(out);
+            return Next::Duplex(Box::new(DuplexJob {
+                up,
+                body,
+                req,
+                timeouts,
+                pool,
+                upbuf,
+                _in_flight: in_flight,
+            }));
         }
         upbuf.clear();
         match read_response_head(
@@ -250,48 +251,26 @@ async fn exchange(worker: &Rc<Worker>, client: &mut TcpStream, conn: &mut Conn) 
             Err(failure) => {
                 worker.give_buffer(out);
                 worker.give_buffer(upbuf);
-                return fail_upstream(client, failure, req.keep_alive && !req.http10).await;
+                let keep = req.keep_alive && !req.http10;
+                return fail_upstream(client, req.method, failure, keep).await;
             }
         }
     };
     worker.give_buffer(out);
-
-    // The response. HTTP/1.0 clients get no chunked framing and a closed connection.
-    let chunked_to_client = !req.http10;
-    let close_client =
-        !req.keep_alive || req.http10 || matches!(resp.body, ResponseBody::UntilClose);
-    let mut head_out = worker.take_buffer();
-    encode_response_head(
-        &upbuf,
-        &resp,
-        chunked_to_client,
-        close_client,
-        &mut head_out,
-    );
-    let relayed = relay_response(
-        client,
-        &mut up,
-        &mut upbuf,
-        resp_len,
-        resp.body,
-        head_out,
-        chunked_to_client,
-        RelayTimeouts {
-            upstream_idle: timeouts.idle_read,
-            client: client_timeout,
-        },
+    let written = Cell::new(false);
+    let relayed = relay(
+        worker, client, &mut up, &mut upbuf, &resp, resp_len, &req, &timeouts, &written,
     )
     .await;
     worker.give_buffer(upbuf);
+    drop(in_flight);
     match relayed {
-        Relayed::Complete { upstream_reusable } => {
+        Relayed::Complete {
+            upstream_reusable,
+            close_client,
+        } => {
             if upstream_reusable && resp.keep_alive {
-                let expires_at =
-                    Instant::now() + Duration::from_millis(upstream.pool_idle_timeout_ms);
-                worker
-                    .pools
-                    .borrow_mut()
-                    .put(addr, up, upstream.pool_idle_max, expires_at);
+                pool.put(worker, up);
             }
             if close_client {
                 Next::Close
@@ -300,6 +279,202 @@ async fn exchange(worker: &Rc<Worker>, client: &mut TcpStream, conn: &mut Conn) 
             }
         }
         Relayed::Broken => Next::Close,
+    }
+}
+
+/// A request whose body is still arriving when its head has gone upstream: finished by
+/// [`duplex`], which needs the client connection by value to split it.
+struct DuplexJob {
+    up: TcpStream,
+    body: Body,
+    req: RequestFacts,
+    timeouts: Timeouts,
+    pool: PoolReturn,
+    upbuf: Vec<u8>,
+    _in_flight: InFlight,
+}
+
+/// Streams the rest of a request body to the upstream while relaying its response to the
+/// client, each direction on its own half of the sockets. Returns the client connection when
+/// it stays open.
+async fn duplex(
+    worker: &Rc<Worker>,
+    mut client: TcpStream,
+    conn: &mut Conn,
+    job: Box<DuplexJob>,
+) -> Option<TcpStream> {
+    let DuplexJob {
+        up,
+        mut body,
+        req,
+        timeouts,
+        pool,
+        mut upbuf,
+        _in_flight,
+    } = *job;
+    if req.expect_continue && !req.http10 {
+        let (res, _) = write_all(&mut client, CONTINUE_100.to_vec(), timeouts.client).await;
+        res.ok()?;
+    }
+    let (mut client_rx, mut client_tx) = client.into_split();
+    let (mut up_rx, mut up_tx) = up.into_split();
+    let mut resp = ResponseHead::new();
+    let written = Cell::new(false);
+    let mut sent: Option<Result<(), BodyFailure>> = None;
+    let received = {
+        let send = std::pin::pin!(stream_request_body(
+            &mut client_rx,
+            &mut up_tx,
+            conn,
+            &mut body,
+            &req,
+            &timeouts,
+        ));
+        let receive = std::pin::pin!(receive(
+            worker,
+            &mut client_tx,
+            &mut up_rx,
+            &mut upbuf,
+            &mut resp,
+            &req,
+            &timeouts,
+            &written,
+        ));
+        let (mut send, mut receive) = (send, receive);
+        std::future::poll_fn(|cx| {
+            if sent.is_none() {
+                if let Poll::Ready(result) = send.as_mut().poll(cx) {
+                    let failed = result.is_err();
+                    sent = Some(result);
+                    if failed {
+                        return Poll::Ready(None);
+                    }
+                }
+            }
+            receive.as_mut().poll(cx).map(Some)
+        })
+        .await
+    };
+    worker.give_buffer(upbuf);
+    let mut client = client_rx.reunite(client_tx).ok()?;
+    match (sent, received) {
+        // The client stopped sending or sent something we refuse; the response, if any was
+        // under way, is abandoned with the upstream connection.
+        (Some(Err(failure)), _) => {
+            if !written.get() {
+                let (status, reason) = match failure {
+                    BodyFailure::Client => return None,
+                    BodyFailure::TooLarge => (413, "request body too large"),
+                    BodyFailure::Malformed => (400, "malformed chunked body"),
+                    BodyFailure::Upstream => (502, "upstream connection failed"),
+                };
+                reply_error_to(&mut client, req.method, status, reason, true, &[]).await;
+            }
+            None
+        }
+        (_, Some(Err(failure))) => {
+            if !written.get() {
+                fail_upstream(&mut client, req.method, failure, false).await;
+            }
+            None
+        }
+        (
+            sent,
+            Some(Ok(Relayed::Complete {
+                upstream_reusable,
+                close_client,
+            })),
+        ) => {
+            // An upstream that answered before taking the whole body leaves the rest of it
+            // unread on the client connection: both close.
+            let body_sent = matches!(sent, Some(Ok(())));
+            if body_sent && upstream_reusable && resp.keep_alive {
+                if let Ok(up) = up_rx.reunite(up_tx) {
+                    pool.put(worker, up);
+                }
+            }
+            (body_sent && !close_client).then_some(client)
+        }
+        (_, Some(Ok(Relayed::Broken)) | None) => None,
+    }
+}
+
+/// Reads the response head and relays the response: the part of an exchange after the
+/// request has gone (or, in [`duplex`], while its body is still going).
+#[allow(clippy::too_many_arguments)]
+async fn receive<C: AsyncWriteRent, U: AsyncReadRent>(
+    worker: &Worker,
+    client: &mut C,
+    up: &mut U,
+    upbuf: &mut Vec<u8>,
+    resp: &mut ResponseHead,
+    req: &RequestFacts,
+    timeouts: &Timeouts,
+    written: &Cell<bool>,
+) -> Result<Relayed, Failure> {
+    upbuf.clear();
+    let resp_len = read_response_head(client, up, upbuf, resp, req, timeouts.response_head).await?;
+    Ok(relay(
+        worker, client, up, upbuf, resp, resp_len, req, timeouts, written,
+    )
+    .await)
+}
+
+/// Encodes the response head for the client and streams head and body to it. HTTP/1.0
+/// clients get no chunked framing and a closed connection. Sets `written` once any byte
+/// may have reached the client (after that, an error can only close the connection).
+#[allow(clippy::too_many_arguments)]
+async fn relay<C: AsyncWriteRent, U: AsyncReadRent>(
+    worker: &Worker,
+    client: &mut C,
+    up: &mut U,
+    upbuf: &mut Vec<u8>,
+    resp: &ResponseHead,
+    resp_len: usize,
+    req: &RequestFacts,
+    timeouts: &Timeouts,
+    written: &Cell<bool>,
+) -> Relayed {
+    let chunked_to_client = !req.http10;
+    let close_client =
+        !req.keep_alive || req.http10 || matches!(resp.body, ResponseBody::UntilClose);
+    let mut head_out = worker.take_buffer();
+    encode_response_head(upbuf, resp, chunked_to_client, close_client, &mut head_out);
+    written.set(true);
+    let reusable = relay_response(
+        client,
+        up,
+        upbuf,
+        resp_len,
+        resp.body,
+        head_out,
+        chunked_to_client,
+        timeouts,
+    )
+    .await;
+    match reusable {
+        Some(upstream_reusable) => Relayed::Complete {
+            upstream_reusable,
+            close_client,
+        },
+        None => Relayed::Broken,
+    }
+}
+
+/// Where a finished upstream connection goes back to.
+struct PoolReturn {
+    addr: SocketAddr,
+    idle_max: usize,
+    idle_timeout: Duration,
+}
+
+impl PoolReturn {
+    fn put(&self, worker: &Worker, up: TcpStream) {
+        let expires_at = Instant::now() + self.idle_timeout;
+        worker
+            .pools
+            .borrow_mut()
+            .put(self.addr, up, self.idle_max, expires_at);
     }
 }
 
@@ -325,7 +500,8 @@ async fn refuse(
 ) -> Next {
     let keep = matches!(conn.head.body, BodyFraming::None) && conn.head.keep_alive;
     conn.buf.drain(..head_len);
-    if reply_error(client, status, reason, !keep, extra).await && keep {
+    let method = conn.head.method;
+    if reply_error_to(client, method, status, reason, !keep, extra).await && keep {
         Next::KeepAlive
     } else {
         Next::Close
@@ -333,8 +509,21 @@ async fn refuse(
 }
 
 /// Writes a JSON error response. Returns whether it was written.
-async fn reply_error(
-    client: &mut TcpStream,
+async fn reply_error<C: AsyncWriteRent>(
+    client: &mut C,
+    status: u16,
+    reason: &str,
+    close: bool,
+    extra: &[(&str, &str)],
+) -> bool {
+    reply_error_to(client, Method::Get, status, reason, close, extra).await
+}
+
+/// [`reply_error`] for a request with a known method: a HEAD request gets the head alone
+/// (RFC 9110 §9.3.2), with the Content-Length the body would have had.
+async fn reply_error_to<C: AsyncWriteRent>(
+    client: &mut C,
+    method: Method,
     status: u16,
     reason: &str,
     close: bool,
@@ -342,6 +531,11 @@ async fn reply_error(
 ) -> bool {
     let mut out = Vec::with_capacity(256);
     error_response(status, reason, close, extra, &mut out);
+    if method == Method::Head {
+        if let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+            out.truncate(end + 4);
+        }
+    }
     let (res, _) = write_all(client, out, Duration::from_secs(5)).await;
     res.is_ok()
 }
@@ -399,8 +593,8 @@ enum ReadFailure {
 
 /// Appends what the socket has to `buf`. Ok(0) is end of stream. On timeout the buffer is
 /// lost with the cancelled read and `buf` is left empty: the caller closes.
-async fn read_more(
-    stream: &mut TcpStream,
+async fn read_more<S: AsyncReadRent>(
+    stream: &mut S,
     buf: &mut Vec<u8>,
     wait: Duration,
 ) -> Result<usize, ReadFailure> {
@@ -419,8 +613,8 @@ async fn read_more(
 }
 
 /// Writes all of `buf`; gives the buffer back (empty when the write timed out).
-async fn write_all(
-    stream: &mut TcpStream,
+async fn write_all<S: AsyncWriteRent>(
+    stream: &mut S,
     buf: Vec<u8>,
     wait: Duration,
 ) -> (io::Result<()>, Vec<u8>) {
@@ -431,8 +625,8 @@ async fn write_all(
 }
 
 /// Writes `buf[range]`; gives the buffer back (empty when the write timed out).
-async fn write_range(
-    stream: &mut TcpStream,
+async fn write_range<S: AsyncWriteRent>(
+    stream: &mut S,
     buf: &mut Vec<u8>,
     range: Range<usize>,
     wait: Duration,
@@ -474,22 +668,30 @@ fn balance_hash(balancer: &Balancer, head: &RequestHead, buf: &[u8], ip: IpAddr)
 }
 
 /// Counts a request against its endpoint for the least-outstanding balancer while it lives.
-struct InFlight<'a> {
-    balancer: &'a std::cell::RefCell<BalancerState>,
+struct InFlight {
+    view: Rc<View>,
+    upstream: usize,
     endpoint: usize,
 }
 
-impl<'a> InFlight<'a> {
-    fn start(view: &'a View, upstream: usize, endpoint: usize) -> InFlight<'a> {
-        let balancer = &view.balancers[upstream];
-        balancer.borrow_mut().on_request_start(endpoint);
-        InFlight { balancer, endpoint }
+impl InFlight {
+    fn start(view: &Rc<View>, upstream: usize, endpoint: usize) -> InFlight {
+        view.balancers[upstream]
+            .borrow_mut()
+            .on_request_start(endpoint);
+        InFlight {
+            view: view.clone(),
+            upstream,
+            endpoint,
+        }
     }
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
-        self.balancer.borrow_mut().on_request_end(self.endpoint);
+        self.view.balancers[self.upstream]
+            .borrow_mut()
+            .on_request_end(self.endpoint);
     }
 }
 
@@ -592,14 +794,13 @@ enum BodyFailure {
 
 /// Streams the rest of the request body from the client to the upstream through
 /// `conn.buf`, leaving any bytes that follow the body (a pipelined request) in it.
-async fn stream_request_body(
-    client: &mut TcpStream,
-    up: &mut TcpStream,
+async fn stream_request_body<C: AsyncReadRent, U: AsyncWriteRent>(
+    client: &mut C,
+    up: &mut U,
     conn: &mut Conn,
     body: &mut Body,
     req: &RequestFacts,
-    client_timeout: Duration,
-    upstream_timeout: Duration,
+    timeouts: &Timeouts,
 ) -> Result<(), BodyFailure> {
     loop {
         // `conn.buf` holds no unconsumed body bytes here: read more.
@@ -607,7 +808,7 @@ async fn stream_request_body(
         if conn.buf.capacity() < BODY_CHUNK_BYTES {
             conn.buf.reserve(BODY_CHUNK_BYTES);
         }
-        match read_more(client, &mut conn.buf, client_timeout).await {
+        match read_more(client, &mut conn.buf, timeouts.client).await {
             Ok(0) | Err(_) => return Err(BodyFailure::Client),
             Ok(_) => {}
         }
@@ -629,7 +830,7 @@ async fn stream_request_body(
                 (span.consumed, span.done)
             }
         };
-        write_range(up, &mut conn.buf, 0..pass, upstream_timeout)
+        write_range(up, &mut conn.buf, 0..pass, timeouts.upstream_idle)
             .await
             .map_err(|_| BodyFailure::Upstream)?;
         conn.buf.drain(..pass);
@@ -674,7 +875,12 @@ async fn upstream_connection(
 
 /// Answers a failed upstream exchange: 504 for timeouts, 502 otherwise. `keep`: the request
 /// was read completely and the client wants keep-alive.
-async fn fail_upstream(client: &mut TcpStream, failure: Failure, keep: bool) -> Next {
+async fn fail_upstream<C: AsyncWriteRent>(
+    client: &mut C,
+    method: Method,
+    failure: Failure,
+    keep: bool,
+) -> Next {
     let (status, reason) = match failure {
         Failure::Refused => (502, "upstream connection refused"),
         Failure::ConnectTimeout => (504, "upstream connect timed out"),
@@ -683,7 +889,7 @@ async fn fail_upstream(client: &mut TcpStream, failure: Failure, keep: bool) -> 
         Failure::HeadTimeout => (504, "upstream response timed out"),
         Failure::BadResponse => (502, "upstream sent an invalid response"),
     };
-    if reply_error(client, status, reason, !keep, &[]).await && keep {
+    if reply_error_to(client, method, status, reason, !keep, &[]).await && keep {
         Next::KeepAlive
     } else {
         Next::Close
@@ -692,9 +898,9 @@ async fn fail_upstream(client: &mut TcpStream, failure: Failure, keep: bool) -> 
 
 /// Reads the upstream's response head into `upbuf`, relaying informational (1xx) responses
 /// other than 100 to HTTP/1.1 clients. Returns the head length.
-async fn read_response_head(
-    client: &mut TcpStream,
-    up: &mut TcpStream,
+async fn read_response_head<C: AsyncWriteRent, U: AsyncReadRent>(
+    client: &mut C,
+    up: &mut U,
     upbuf: &mut Vec<u8>,
     resp: &mut ResponseHead,
     req: &RequestFacts,
@@ -725,13 +931,8 @@ async fn read_response_head(
             }
         }
         let got_none = upbuf.is_empty();
-        match read_more(
-            up,
-            upbuf,
-            deadline.saturating_duration_since(Instant::now()),
-        )
-        .await
-        {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match read_more(up, upbuf, wait).await {
             Ok(0) if got_none => return Err(Failure::Closed),
             Ok(0) => return Err(Failure::BadResponse),
             Ok(_) => {}
@@ -744,74 +945,55 @@ async fn read_response_head(
 
 enum Relayed {
     /// The whole response reached the client. `upstream_reusable`: the upstream connection
-    /// ended exactly at the response's end.
-    Complete { upstream_reusable: bool },
+    /// ended exactly at the response's end. `close_client`: the client connection ends here.
+    Complete {
+        upstream_reusable: bool,
+        close_client: bool,
+    },
     /// Either side failed mid-body: close both.
     Broken,
 }
 
-struct RelayTimeouts {
-    upstream_idle: Duration,
-    client: Duration,
-}
-
 /// Streams the response to the client: `head_out` (the encoded head) first, then the body
-/// that follows the upstream head in `upbuf`, then the rest from the socket.
+/// that follows the upstream head in `upbuf`, then the rest from the socket. Some(reusable)
+/// when the whole response went out; None when either side failed.
 #[allow(clippy::too_many_arguments)]
-async fn relay_response(
-    client: &mut TcpStream,
-    up: &mut TcpStream,
+async fn relay_response<C: AsyncWriteRent, U: AsyncReadRent>(
+    client: &mut C,
+    up: &mut U,
     upbuf: &mut Vec<u8>,
     resp_len: usize,
     framing: ResponseBody,
     mut head_out: Vec<u8>,
     chunked_to_client: bool,
-    timeouts: RelayTimeouts,
-) -> Relayed {
+    timeouts: &Timeouts,
+) -> Option<bool> {
     upbuf.drain(..resp_len);
     match framing {
         ResponseBody::None => {
-            let (res, _) = write_all(client, head_out, timeouts.client).await;
-            if res.is_err() {
-                return Relayed::Broken;
-            }
-            Relayed::Complete {
-                upstream_reusable: upbuf.is_empty(),
-            }
+            write_all(client, head_out, timeouts.client).await.0.ok()?;
+            Some(upbuf.is_empty())
         }
         ResponseBody::Length(n) => {
             let take = (upbuf.len() as u64).min(n) as usize;
             head_out.extend_from_slice(&upbuf[..take]);
-            let extra = upbuf.len() > take;
+            let mut extra = upbuf.len() > take;
             upbuf.clear();
-            let (res, _) = write_all(client, head_out, timeouts.client).await;
-            if res.is_err() {
-                return Relayed::Broken;
-            }
+            write_all(client, head_out, timeouts.client).await.0.ok()?;
             let mut rest = n - take as u64;
             while rest > 0 {
-                match read_more(up, upbuf, timeouts.upstream_idle).await {
-                    Ok(0) | Err(_) => return Relayed::Broken,
-                    Ok(_) => {}
+                if read_more(up, upbuf, timeouts.upstream_idle).await.ok()? == 0 {
+                    return None;
                 }
                 let take = (upbuf.len() as u64).min(rest) as usize;
-                if write_range(client, upbuf, 0..take, timeouts.client)
+                extra = upbuf.len() > take;
+                write_range(client, upbuf, 0..take, timeouts.client)
                     .await
-                    .is_err()
-                {
-                    return Relayed::Broken;
-                }
+                    .ok()?;
                 rest -= take as u64;
-                if rest == 0 && upbuf.len() > take {
-                    return Relayed::Complete {
-                        upstream_reusable: false,
-                    };
-                }
                 upbuf.clear();
             }
-            Relayed::Complete {
-                upstream_reusable: !extra,
-            }
+            Some(!extra)
         }
         ResponseBody::Chunked => {
             relay_chunked(client, up, upbuf, head_out, chunked_to_client, timeouts).await
@@ -819,28 +1001,16 @@ async fn relay_response(
         ResponseBody::UntilClose => {
             head_out.extend_from_slice(upbuf);
             upbuf.clear();
-            let (res, _) = write_all(client, head_out, timeouts.client).await;
-            if res.is_err() {
-                return Relayed::Broken;
-            }
+            write_all(client, head_out, timeouts.client).await.0.ok()?;
             loop {
-                match read_more(up, upbuf, timeouts.upstream_idle).await {
-                    Ok(0) => {
-                        return Relayed::Complete {
-                            upstream_reusable: false,
-                        }
-                    }
-                    Ok(n) => {
-                        if write_range(client, upbuf, 0..n, timeouts.client)
-                            .await
-                            .is_err()
-                        {
-                            return Relayed::Broken;
-                        }
-                        upbuf.clear();
-                    }
-                    Err(_) => return Relayed::Broken,
+                let n = read_more(up, upbuf, timeouts.upstream_idle).await.ok()?;
+                if n == 0 {
+                    return Some(false);
                 }
+                write_range(client, upbuf, 0..n, timeouts.client)
+                    .await
+                    .ok()?;
+                upbuf.clear();
             }
         }
     }
@@ -848,23 +1018,21 @@ async fn relay_response(
 
 /// Streams a chunked response body: passed through as it came to HTTP/1.1 clients, decoded
 /// to plain bytes (the connection then closes to mark the end) for HTTP/1.0 ones.
-async fn relay_chunked(
-    client: &mut TcpStream,
-    up: &mut TcpStream,
+async fn relay_chunked<C: AsyncWriteRent, U: AsyncReadRent>(
+    client: &mut C,
+    up: &mut U,
     upbuf: &mut Vec<u8>,
     mut pending: Vec<u8>,
     pass_through: bool,
-    timeouts: RelayTimeouts,
-) -> Relayed {
+    timeouts: &Timeouts,
+) -> Option<bool> {
     let mut decoder = ChunkedDecoder::new();
     loop {
         // Move what `upbuf` holds of the body into `pending`, in the client's framing.
         let mut consumed = 0;
         let mut done = false;
         while consumed < upbuf.len() && !done {
-            let Ok(step) = decoder.advance(&upbuf[consumed..]) else {
-                return Relayed::Broken;
-            };
+            let step = decoder.advance(&upbuf[consumed..]).ok()?;
             if pass_through {
                 pending.extend_from_slice(&upbuf[consumed..consumed + step.consumed]);
             } else {
@@ -873,34 +1041,30 @@ async fn relay_chunked(
             }
             consumed += step.consumed;
             done = step.done;
-            if step.consumed == 0 {
-                break;
-            }
         }
         let extra = upbuf.len() > consumed;
         upbuf.clear();
         if !pending.is_empty() {
             let (res, back) = write_all(client, pending, timeouts.client).await;
-            if res.is_err() {
-                return Relayed::Broken;
-            }
+            res.ok()?;
             pending = back;
             pending.clear();
         }
         if done {
-            return Relayed::Complete {
-                upstream_reusable: !extra,
-            };
+            return Some(!extra);
         }
-        match read_more(up, upbuf, timeouts.upstream_idle).await {
-            Ok(0) | Err(_) => return Relayed::Broken,
-            Ok(_) => {}
+        if read_more(up, upbuf, timeouts.upstream_idle).await.ok()? == 0 {
+            return None;
         }
     }
 }
 
-struct UpstreamTimeouts {
+/// The time limits of one exchange.
+struct Timeouts {
     connect: Duration,
     response_head: Duration,
-    idle_read: Duration,
+    /// Longest silence from the upstream mid-body, and longest wait to write to it.
+    upstream_idle: Duration,
+    /// Longest wait for the client, reading a body or writing a response.
+    client: Duration,
 }
