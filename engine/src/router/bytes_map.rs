@@ -37,9 +37,13 @@ impl Hasher for BytesHasher {
         }
         let tail = words.remainder();
         if !tail.is_empty() {
-            let mut le = [0; 8];
-            le[..tail.len()].copy_from_slice(tail);
-            self.mix(u64::from_le_bytes(le));
+            // Assembled in a register: a variable-length copy into a stack array costs a
+            // `memcpy` call and a store-forwarding stall, which doubled a lookup (measured).
+            let word = tail
+                .iter()
+                .rev()
+                .fold(0, |word, &byte| (word << 8) | u64::from(byte));
+            self.mix(word);
         }
     }
 

@@ -13,15 +13,20 @@
 //!
 //! Routes with the same pattern share a node; their list is sorted at build time (more
 //! constraints first, then declared order), so a lookup stops at the first route whose
-//! method and headers match. A lookup visits each trie node at most once and never the
-//! route list as a whole: its cost follows the path and the patterns that share its
-//! segments, not the number of routes. It never allocates.
+//! method and headers match. A lookup visits each trie node at most twice (exact search,
+//! then the prefix walk up the literal spine) and never the route list as a whole: its cost
+//! follows the path and the patterns that share its segments, not the number of routes. It
+//! never allocates; the exact search recurses once per segment, so its depth is bounded by
+//! the longest configured pattern, not by the request.
 
 use super::bytes_map::BytesMap;
 use coregate_config::{PathKind, PathPattern, Segment};
 
-/// Static children: a scan of a short sorted list beats hashing the segment until the list
-/// grows past this many entries (measured, see the router's module doc).
+/// Static children: scanning a short list is as fast as hashing the segment up to about
+/// this many entries, and faster below. Measured per whole lookup on the worst case for a
+/// scan (siblings of equal length, last one wanted): 37 ns with 2 children scanned against
+/// 47 ns with every level hashed; 43 ns scanned against 40 ns hashed at 8 children; hashed
+/// levels stay at 40–42 ns from 9 to 64 children.
 const LINEAR_CHILDREN_MAX: usize = 8;
 
 type NodeId = usize;
@@ -51,7 +56,7 @@ struct Node {
 
 #[derive(Debug)]
 enum Children {
-    /// Few children: scanned in insertion order.
+    /// Few children: scanned.
     Linear(Box<[(Box<[u8]>, NodeId)]>),
     Hashed(BytesMap<NodeId>),
 }
@@ -61,17 +66,11 @@ impl Children {
         match self {
             Children::Linear(children) => children
                 .iter()
-                .find(|(literal, _)| segment_eq(literal, segment))
+                .find(|(literal, _)| **literal == *segment)
                 .map(|&(_, id)| id),
             Children::Hashed(children) => children.get(segment).copied(),
         }
     }
-}
-
-/// Byte equality inlined: segments are short, and a `memcmp` call per child compared
-/// cost more than the rest of a lookup together (measured, see the module doc).
-fn segment_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 /// Where the next segment of a path starts: `Some(offset)`, or `None` past the last one.
@@ -174,7 +173,7 @@ pub(super) struct TrieBuilder {
 
 #[derive(Debug, Default)]
 struct BuildNode {
-    statics: Vec<(Box<[u8]>, NodeId)>,
+    statics: BytesMap<NodeId>,
     param: Option<NodeId>,
     exact: Vec<usize>,
     prefix: Vec<usize>,
@@ -218,15 +217,11 @@ impl TrieBuilder {
     }
 
     fn static_child(&mut self, parent: NodeId, literal: &[u8]) -> NodeId {
-        if let Some(&(_, id)) = self.nodes[parent]
-            .statics
-            .iter()
-            .find(|(l, _)| **l == *literal)
-        {
+        if let Some(&id) = self.nodes[parent].statics.get(literal) {
             return id;
         }
         let id = self.push_node();
-        self.nodes[parent].statics.push((literal.into(), id));
+        self.nodes[parent].statics.insert(literal.into(), id);
         id
     }
 
@@ -257,9 +252,9 @@ impl TrieBuilder {
             } else {
                 Some(id)
             };
-            for (literal, child) in &node.statics {
-                prefix_bytes[*child] = prefix_bytes[id] + 1 + literal.len();
-                prefix_parent[*child] = holder;
+            for (literal, &child) in &node.statics {
+                prefix_bytes[child] = prefix_bytes[id] + 1 + literal.len();
+                prefix_parent[child] = holder;
             }
         }
         let nodes = self
@@ -268,9 +263,9 @@ impl TrieBuilder {
             .enumerate()
             .map(|(id, node)| {
                 let statics = if node.statics.len() <= LINEAR_CHILDREN_MAX {
-                    Children::Linear(node.statics.into_boxed_slice())
+                    Children::Linear(node.statics.into_iter().collect())
                 } else {
-                    Children::Hashed(node.statics.into_iter().collect())
+                    Children::Hashed(node.statics)
                 };
                 let sorted = |mut routes: Vec<usize>| {
                     routes.sort_by_key(|&route| (rank(route), route));
