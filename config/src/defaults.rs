@@ -18,6 +18,8 @@ pub const CLIENT_IDLE_TIMEOUT_MS: u64 = 60_000;
 pub const BODY_READ_TIMEOUT_MS: u64 = 30_000;
 /// Most open client connections per worker.
 pub const CONNECTIONS_MAX_PER_WORKER: usize = 65_536;
+/// Time in-flight requests get to finish after SIGTERM, ms.
+pub const DRAIN_TIMEOUT_MS: u64 = 30_000;
 /// Time to connect to an upstream endpoint, ms (504 beyond).
 pub const CONNECT_TIMEOUT_MS: u64 = 2_000;
 /// Time from the end of the request to the upstream's complete response head, ms.
@@ -69,6 +71,9 @@ pub(crate) fn body_read_timeout_ms() -> u64 {
 }
 pub(crate) fn connections_max_per_worker() -> usize {
     CONNECTIONS_MAX_PER_WORKER
+}
+pub(crate) fn drain_timeout_ms() -> u64 {
+    DRAIN_TIMEOUT_MS
 }
 pub(crate) fn connect_timeout_ms() -> u64 {
     CONNECT_TIMEOUT_MS

@@ -72,6 +72,10 @@ pub struct ServerConfig {
     /// [`defaults::CONNECTIONS_MAX_PER_WORKER`].
     #[serde(default = "defaults::connections_max_per_worker")]
     pub connections_max_per_worker: usize,
+    /// On SIGTERM/SIGINT: how long in-flight requests may take to finish before the workers
+    /// exit anyway, in milliseconds. Default [`defaults::DRAIN_TIMEOUT_MS`].
+    #[serde(default = "defaults::drain_timeout_ms")]
+    pub drain_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -86,6 +90,7 @@ impl Default for ServerConfig {
             client_idle_timeout_ms: defaults::CLIENT_IDLE_TIMEOUT_MS,
             body_read_timeout_ms: defaults::BODY_READ_TIMEOUT_MS,
             connections_max_per_worker: defaults::CONNECTIONS_MAX_PER_WORKER,
+            drain_timeout_ms: defaults::DRAIN_TIMEOUT_MS,
         }
     }
 }

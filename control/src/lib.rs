@@ -1,20 +1,22 @@
 //! coregate-control: the control side of the gateway.
 //!
 //! Owns start-up: it compiles the first snapshot from a validated config, publishes it into
-//! the [`SnapshotCell`] the workers read, and starts the workers. It never touches a request.
+//! the [`Shared`] state the workers read, and starts the workers. It never touches a request.
 //! (Live reload, health checks, stats and the admin listener build on this; see the README's
 //! feature table for what exists.)
 
 use std::io;
+use std::sync::mpsc::{channel, Receiver};
 use std::sync::Arc;
 
 use coregate_config::Config;
-use coregate_engine::{start_workers, Snapshot, SnapshotCell, WorkerHandle};
+use coregate_engine::{start_workers, Report, Shared, Snapshot, WorkerHandle};
 
-/// A started gateway: the published snapshot and the running workers.
+/// A started gateway: the shared state and the running workers.
 pub struct Gateway {
-    cell: Arc<SnapshotCell>,
+    shared: Arc<Shared>,
     workers: Vec<WorkerHandle>,
+    reports: Receiver<Report>,
 }
 
 impl Gateway {
@@ -22,9 +24,14 @@ impl Gateway {
     /// of them serve. Fails when a worker cannot start, e.g. an address already in use.
     pub fn start(config: Config) -> io::Result<Gateway> {
         let workers = config.server.workers;
-        let cell = Arc::new(SnapshotCell::new(Snapshot::compile(config, 1)));
-        let workers = start_workers(workers, cell.clone())?;
-        Ok(Gateway { cell, workers })
+        let shared = Arc::new(Shared::new(Snapshot::compile(config, 1)));
+        let (tx, reports) = channel();
+        let workers = start_workers(workers, shared.clone(), tx)?;
+        Ok(Gateway {
+            shared,
+            workers,
+            reports,
+        })
     }
 
     /// The running workers, in index order.
@@ -34,13 +41,18 @@ impl Gateway {
 
     /// The snapshot being served.
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.cell.load()
+        self.shared.snapshot.load()
     }
 
-    /// Blocks until every worker thread has ended.
+    /// Blocks until every worker thread has ended, discarding their reports.
     pub fn wait(self) {
-        for w in self.workers {
+        let Gateway {
+            workers, reports, ..
+        } = self;
+        let drain = std::thread::spawn(move || for _ in reports {});
+        for w in workers {
             let _ = w.thread.join();
         }
+        let _ = drain.join();
     }
 }

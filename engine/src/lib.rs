@@ -10,9 +10,12 @@
 pub mod http;
 mod proxy;
 pub mod router;
+pub mod shared;
 pub mod snapshot;
+pub mod stats;
 pub mod upstream;
 mod worker;
 
-pub use snapshot::{Snapshot, SnapshotCell};
+pub use shared::{AccessLogBatch, Report, Shared};
+pub use snapshot::{Health, HealthCell, Published, Snapshot, SnapshotCell};
 pub use worker::{available_cores, start_workers, Driver, WorkerHandle, WorkerStarted};

@@ -52,6 +52,8 @@ struct Conn {
     /// Scratch for the rewritten path.
     path: Vec<u8>,
     peer: SocketAddr,
+    /// This connection's slot in the worker's drain signal.
+    drain_slot: usize,
 }
 
 enum Next {
@@ -68,6 +70,7 @@ pub(crate) async fn serve_connection(worker: &Rc<Worker>, mut client: TcpStream,
         head: RequestHead::new(),
         path: Vec::new(),
         peer,
+        drain_slot: worker.drain.register(),
     };
     loop {
         match exchange(worker, &mut client, &mut conn).await {
@@ -80,6 +83,7 @@ pub(crate) async fn serve_connection(worker: &Rc<Worker>, mut client: TcpStream,
         }
     }
     worker.give_buffer(std::mem::take(&mut conn.buf));
+    worker.drain.release(conn.drain_slot);
 }
 
 /// How reading a request head ended without a head.
@@ -93,15 +97,16 @@ enum HeadEnd {
 async fn exchange(worker: &Rc<Worker>, client: &mut TcpStream, conn: &mut Conn) -> Next {
     let view = worker.view();
     let snap: &Snapshot = &view.snapshot;
-    let head_len = match read_head(client, conn, snap).await {
+    let head_len = match read_head(worker, client, conn, snap).await {
         Ok(n) => n,
         Err(HeadEnd::Gone) => return Next::Close,
         Err(HeadEnd::Reject(status, reason)) => {
-            reply_error(client, status, reason, true, &[]).await;
+            reply_error(worker, client, status, reason, true, &[]).await;
             return Next::Close;
         }
     };
 
+    let started = Instant::now();
     let routed = {
         let buf = &conn.buf;
         let head = &conn.head;
@@ -115,17 +120,26 @@ async fn exchange(worker: &Rc<Worker>, client: &mut TcpStream, conn: &mut Conn) 
     let m = match routed {
         RouteResult::Matched(m) => m,
         RouteResult::NotFound => {
-            return refuse(client, conn, head_len, 404, "no route matches", &[]).await;
+            return refuse(worker, client, conn, head_len, 404, "no route matches", &[]).await;
         }
         RouteResult::MethodNotAllowed { allow } => {
             let extra = [("Allow", allow.as_str())];
-            return refuse(client, conn, head_len, 405, "method not allowed", &extra).await;
+            return refuse(
+                worker,
+                client,
+                conn,
+                head_len,
+                405,
+                "method not allowed",
+                &extra,
+            )
+            .await;
         }
     };
     let route = &snap.config.routes[m.route];
     if let BodyFraming::Length(n) = conn.head.body {
         if n > route.body_bytes_max {
-            reply_error(client, 413, "request body too large", true, &[]).await;
+            reply_error(worker, client, 413, "request body too large", true, &[]).await;
             return Next::Close;
         }
     }
@@ -133,8 +147,20 @@ async fn exchange(worker: &Rc<Worker>, client: &mut TcpStream, conn: &mut Conn) 
     let up_index = route.upstream;
     let upstream = &snap.config.upstreams[up_index];
     let hash = balance_hash(&upstream.balancer, &conn.head, &conn.buf, conn.peer.ip());
-    let Some(endpoint) = view.balancers[up_index].borrow_mut().pick(hash, |_| true) else {
-        return refuse(client, conn, head_len, 503, "no endpoint available", &[]).await;
+    let health = worker.health();
+    let endpoints = &upstream.endpoints;
+    let usable = |i: usize| health.is_up(endpoints[i].address);
+    let Some(endpoint) = view.balancers[up_index].borrow_mut().pick(hash, usable) else {
+        return refuse(
+            worker,
+            client,
+            conn,
+            head_len,
+            503,
+            "no endpoint available",
+            &[],
+        )
+        .await;
     };
     let in_flight = InFlight::start(&view, up_index, endpoint);
     let addr = upstream.endpoints[endpoint].address;
@@ -177,7 +203,7 @@ async fn exchange(worker: &Rc<Worker>, client: &mut TcpStream, conn: &mut Conn) 
         Ok(b) => b,
         Err(status) => {
             worker.give_buffer(out);
-            reply_error(client, status, body_error_reason(status), true, &[]).await;
+            reply_error(worker, client, status, body_error_reason(status), true, &[]).await;
             return Next::Close;
         }
     };
@@ -207,7 +233,7 @@ async fn exchange(worker: &Rc<Worker>, client: &mut TcpStream, conn: &mut Conn) 
                 worker.give_buffer(out);
                 worker.give_buffer(upbuf);
                 let keep = body.is_done() && req.keep_alive;
-                return fail_upstream(client, req.method, failure, keep).await;
+                return fail_upstream(worker, client, req.method, failure, keep).await;
             }
         };
         let may_retry = reused && replayable && attempts == 1;
@@ -219,7 +245,7 @@ async fn exchange(worker: &Rc<Worker>, client: &mut TcpStream, conn: &mut Conn) 
             }
             worker.give_buffer(out);
             worker.give_buffer(upbuf);
-            return fail_upstream(client, req.method, Failure::Reset, false).await;
+            return fail_upstream(worker, client, req.method, Failure::Reset, false).await;
         }
         if !body.is_done() {
             // The rest of the body streams while the response is read: an upstream may
@@ -233,6 +259,11 @@ async fn exchange(worker: &Rc<Worker>, client: &mut TcpStream, conn: &mut Conn) 
                 pool,
                 upbuf,
                 _in_flight: in_flight,
+                sample: Sample {
+                    version: snap.version,
+                    route: m.route,
+                    started,
+                },
             }));
         }
         upbuf.clear();
@@ -252,11 +283,12 @@ async fn exchange(worker: &Rc<Worker>, client: &mut TcpStream, conn: &mut Conn) 
                 worker.give_buffer(out);
                 worker.give_buffer(upbuf);
                 let keep = req.keep_alive && !req.http10;
-                return fail_upstream(client, req.method, failure, keep).await;
+                return fail_upstream(worker, client, req.method, failure, keep).await;
             }
         }
     };
     worker.give_buffer(out);
+    let upstream_us = started.elapsed().as_micros() as u64;
     let written = Cell::new(false);
     let relayed = relay(
         worker, client, &mut up, &mut upbuf, &resp, resp_len, &req, &timeouts, &written,
@@ -269,6 +301,8 @@ async fn exchange(worker: &Rc<Worker>, client: &mut TcpStream, conn: &mut Conn) 
             upstream_reusable,
             close_client,
         } => {
+            let total_us = started.elapsed().as_micros() as u64;
+            worker.record(snap.version, m.route, resp.status, total_us, upstream_us);
             if upstream_reusable && resp.keep_alive {
                 pool.put(worker, up);
             }
@@ -292,6 +326,14 @@ struct DuplexJob {
     pool: PoolReturn,
     upbuf: Vec<u8>,
     _in_flight: InFlight,
+    sample: Sample,
+}
+
+/// What a finished exchange records in the worker's stats.
+struct Sample {
+    version: u64,
+    route: usize,
+    started: Instant,
 }
 
 /// Streams the rest of a request body to the upstream while relaying its response to the
@@ -311,6 +353,7 @@ async fn duplex(
         pool,
         mut upbuf,
         _in_flight,
+        sample,
     } = *job;
     if req.expect_continue && !req.http10 {
         let (res, _) = write_all(&mut client, CONTINUE_100.to_vec(), timeouts.client).await;
@@ -368,13 +411,13 @@ async fn duplex(
                     BodyFailure::Malformed => (400, "malformed chunked body"),
                     BodyFailure::Upstream => (502, "upstream connection failed"),
                 };
-                reply_error_to(&mut client, req.method, status, reason, true, &[]).await;
+                reply_error_to(worker, &mut client, req.method, status, reason, true, &[]).await;
             }
             None
         }
         (_, Some(Err(failure))) => {
             if !written.get() {
-                fail_upstream(&mut client, req.method, failure, false).await;
+                fail_upstream(worker, &mut client, req.method, failure, false).await;
             }
             None
         }
@@ -388,6 +431,14 @@ async fn duplex(
             // An upstream that answered before taking the whole body leaves the rest of it
             // unread on the client connection: both close.
             let body_sent = matches!(sent, Some(Ok(())));
+            let total_us = sample.started.elapsed().as_micros() as u64;
+            worker.record(
+                sample.version,
+                sample.route,
+                resp.status,
+                total_us,
+                total_us,
+            );
             if body_sent && upstream_reusable && resp.keep_alive {
                 if let Ok(up) = up_rx.reunite(up_tx) {
                     pool.put(worker, up);
@@ -436,8 +487,10 @@ async fn relay<C: AsyncWriteRent, U: AsyncReadRent>(
     written: &Cell<bool>,
 ) -> Relayed {
     let chunked_to_client = !req.http10;
-    let close_client =
-        !req.keep_alive || req.http10 || matches!(resp.body, ResponseBody::UntilClose);
+    let close_client = !req.keep_alive
+        || req.http10
+        || matches!(resp.body, ResponseBody::UntilClose)
+        || worker.draining();
     let mut head_out = worker.take_buffer();
     encode_response_head(upbuf, resp, chunked_to_client, close_client, &mut head_out);
     written.set(true);
@@ -491,6 +544,7 @@ struct RequestFacts {
 /// Answers a refusal decided before any byte went upstream. Keeps the connection when the
 /// request had no body and the client wants keep-alive.
 async fn refuse(
+    worker: &Worker,
     client: &mut TcpStream,
     conn: &mut Conn,
     head_len: usize,
@@ -501,7 +555,7 @@ async fn refuse(
     let keep = matches!(conn.head.body, BodyFraming::None) && conn.head.keep_alive;
     conn.buf.drain(..head_len);
     let method = conn.head.method;
-    if reply_error_to(client, method, status, reason, !keep, extra).await && keep {
+    if reply_error_to(worker, client, method, status, reason, !keep, extra).await && keep {
         Next::KeepAlive
     } else {
         Next::Close
@@ -510,18 +564,20 @@ async fn refuse(
 
 /// Writes a JSON error response. Returns whether it was written.
 async fn reply_error<C: AsyncWriteRent>(
+    worker: &Worker,
     client: &mut C,
     status: u16,
     reason: &str,
     close: bool,
     extra: &[(&str, &str)],
 ) -> bool {
-    reply_error_to(client, Method::Get, status, reason, close, extra).await
+    reply_error_to(worker, client, Method::Get, status, reason, close, extra).await
 }
 
 /// [`reply_error`] for a request with a known method: a HEAD request gets the head alone
 /// (RFC 9110 §9.3.2), with the Content-Length the body would have had.
 async fn reply_error_to<C: AsyncWriteRent>(
+    worker: &Worker,
     client: &mut C,
     method: Method,
     status: u16,
@@ -529,6 +585,7 @@ async fn reply_error_to<C: AsyncWriteRent>(
     close: bool,
     extra: &[(&str, &str)],
 ) -> bool {
+    worker.reject(status);
     let mut out = Vec::with_capacity(256);
     error_response(status, reason, close, extra, &mut out);
     if method == Method::Head {
@@ -549,6 +606,7 @@ fn body_error_reason(status: u16) -> &'static str {
 
 /// Reads until a complete request head is in `conn.buf` (which may already hold one).
 async fn read_head(
+    worker: &Worker,
     client: &mut TcpStream,
     conn: &mut Conn,
     snap: &Snapshot,
@@ -571,7 +629,20 @@ async fn read_head(
             None => Duration::from_millis(server.client_idle_timeout_ms),
             Some(d) => d.saturating_duration_since(Instant::now()),
         };
-        match read_more(client, &mut conn.buf, wait).await {
+        let read = if deadline.is_none() {
+            // Idle between requests: a drain closes the connection now.
+            if worker.draining() {
+                return Err(HeadEnd::Gone);
+            }
+            let slot = conn.drain_slot;
+            monoio::select! {
+                read = read_more(client, &mut conn.buf, wait) => read,
+                _ = worker.drain.wait(slot) => return Err(HeadEnd::Gone),
+            }
+        } else {
+            read_more(client, &mut conn.buf, wait).await
+        };
+        match read {
             Ok(0) | Err(ReadFailure::Io) => return Err(HeadEnd::Gone),
             Ok(_) => {}
             Err(ReadFailure::Timeout) => {
@@ -876,6 +947,7 @@ async fn upstream_connection(
 /// Answers a failed upstream exchange: 504 for timeouts, 502 otherwise. `keep`: the request
 /// was read completely and the client wants keep-alive.
 async fn fail_upstream<C: AsyncWriteRent>(
+    worker: &Worker,
     client: &mut C,
     method: Method,
     failure: Failure,
@@ -889,7 +961,7 @@ async fn fail_upstream<C: AsyncWriteRent>(
         Failure::HeadTimeout => (504, "upstream response timed out"),
         Failure::BadResponse => (502, "upstream sent an invalid response"),
     };
-    if reply_error_to(client, method, status, reason, !keep, &[]).await && keep {
+    if reply_error_to(worker, client, method, status, reason, !keep, &[]).await && keep {
         Next::KeepAlive
     } else {
         Next::Close

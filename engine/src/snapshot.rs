@@ -1,11 +1,14 @@
-//! The immutable snapshot the workers serve from, and the cell that hands it over.
+//! What the control side publishes to the workers, and the cell that hands it over.
 //!
-//! The control side compiles a validated [`Config`] into a [`Snapshot`] (router built, limits
-//! resolved) and publishes it into a [`SnapshotCell`]. A worker reads the cell's version
-//! number (one atomic load, no write, no lock) before each request and only when it changed
-//! takes the new `Arc` — so the shared cache line is written once per reload, never per
-//! request. A request keeps the snapshot it started with until it ends.
+//! Two things are published: the [`Snapshot`] (a validated config compiled for serving:
+//! router built, limits resolved) and the [`Health`] of the endpoints. Both go through a
+//! [`Published`] cell: the control side stores a new `Arc` and bumps a version number; a
+//! worker reads the version (one atomic load, no write, no lock) before each request and only
+//! when it changed takes the new `Arc` — so the shared cache line is written once per
+//! publish, never per request. A request keeps the snapshot it started with until it ends.
 
+use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -17,7 +20,7 @@ use crate::router::Router;
 
 /// Everything a worker needs to serve requests, compiled once per config load.
 pub struct Snapshot {
-    /// Increases by one with every publish; 1 for the first.
+    /// Increases with every publish; 1 for the first.
     pub version: u64,
     pub config: Config,
     pub router: Router,
@@ -58,38 +61,91 @@ impl Snapshot {
     }
 }
 
-/// Where the control side publishes snapshots and workers pick them up without locks.
-pub struct SnapshotCell {
-    version: AtomicU64,
-    current: ArcSwap<Snapshot>,
+/// Which endpoints the active health checks consider down. Endpoints are named by address,
+/// so the same health snapshot serves every config version.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// Increases with every publish; 1 for the first.
+    pub version: u64,
+    down: HashSet<SocketAddr>,
 }
 
-impl SnapshotCell {
-    pub fn new(first: Snapshot) -> SnapshotCell {
-        SnapshotCell {
-            version: AtomicU64::new(first.version),
+impl Health {
+    /// A health snapshot where everything not listed in `down` is up.
+    pub fn new(version: u64, down: impl IntoIterator<Item = SocketAddr>) -> Health {
+        Health {
+            version,
+            down: down.into_iter().collect(),
+        }
+    }
+
+    /// Whether requests may go to `addr`.
+    #[inline]
+    pub fn is_up(&self, addr: SocketAddr) -> bool {
+        self.down.is_empty() || !self.down.contains(&addr)
+    }
+
+    /// The endpoints marked down.
+    pub fn down(&self) -> impl Iterator<Item = &SocketAddr> {
+        self.down.iter()
+    }
+}
+
+/// Something published through a [`Published`] cell: it knows its version.
+pub trait Versioned {
+    fn version(&self) -> u64;
+}
+
+impl Versioned for Snapshot {
+    fn version(&self) -> u64 {
+        self.version
+    }
+}
+
+impl Versioned for Health {
+    fn version(&self) -> u64 {
+        self.version
+    }
+}
+
+/// Where the control side publishes and workers pick up without locks.
+pub struct Published<T> {
+    version: AtomicU64,
+    current: ArcSwap<T>,
+}
+
+/// The config snapshot cell.
+pub type SnapshotCell = Published<Snapshot>;
+/// The health snapshot cell.
+pub type HealthCell = Published<Health>;
+
+impl<T: Versioned> Published<T> {
+    pub fn new(first: T) -> Published<T> {
+        Published {
+            version: AtomicU64::new(first.version()),
             current: ArcSwap::from_pointee(first),
         }
     }
 
-    /// Makes `next` the snapshot every new request uses. Its version must be higher than the
+    /// Makes `next` what every new request uses. Its version must be higher than the
     /// current one's.
-    pub fn publish(&self, next: Snapshot) {
-        debug_assert!(next.version > self.version.load(Ordering::Relaxed));
-        let version = next.version;
+    pub fn publish(&self, next: T) {
+        let version = next.version();
+        debug_assert!(version > self.version.load(Ordering::Relaxed));
         self.current.store(Arc::new(next));
         // Release pairs with the Acquire in `version`: a worker that sees the new number
-        // finds the new snapshot in `current`.
+        // finds the new value in `current`.
         self.version.store(version, Ordering::Release);
     }
 
-    /// The version of the newest snapshot: what a worker compares with the one it holds.
+    /// The newest version: what a worker compares with the one it holds.
+    #[inline]
     pub fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)
     }
 
-    /// The newest snapshot. Called by a worker only when `version` changed.
-    pub fn load(&self) -> Arc<Snapshot> {
+    /// The newest value. Called by a worker only when `version` changed.
+    pub fn load(&self) -> Arc<T> {
         self.current.load_full()
     }
 }

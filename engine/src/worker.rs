@@ -11,14 +11,18 @@
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::rc::Rc;
+use std::sync::mpsc::Sender;
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use monoio::net::{ListenerOpts, TcpListener};
 use monoio::{FusionRuntime, IoUringDriver, LegacyDriver, RuntimeBuilder};
 
-use crate::snapshot::{Snapshot, SnapshotCell};
+use crate::shared::{Report, Shared};
+use crate::snapshot::{Health, Snapshot};
+use crate::stats::{latency_histogram, Rejection, RouteStats, StatsReport, REPORT_INTERVAL_MS};
 use crate::upstream::balancer::BalancerState;
 use crate::upstream::pool::Pools;
 
@@ -26,8 +30,9 @@ use crate::upstream::pool::Pools;
 const URING_ENTRIES: u32 = 4096;
 /// Listen backlog of each worker's listener.
 const LISTEN_BACKLOG: i32 = 4096;
-/// How often a worker closes expired idle upstream connections.
-const SWEEP_INTERVAL_MS: u64 = 1_000;
+/// How often a worker looks at the drain flag (and, every few times, sends stats and closes
+/// expired idle upstream connections).
+const DRAIN_POLL_MS: u64 = 50;
 /// Pause before retrying accept after an error such as EMFILE, so the loop does not spin.
 const ACCEPT_ERROR_PAUSE_MS: u64 = 20;
 /// Largest read buffer kept in a worker's free list; larger ones (grown for a big head) are
@@ -85,8 +90,12 @@ pub fn available_cores() -> Vec<usize> {
 /// Starts `count` workers (0 = one per available core), worker i pinned to the i-th
 /// available core (wrapping when there are more workers than cores). Returns once every
 /// worker has bound its listeners, or the first error.
-pub fn start_workers(count: usize, cell: Arc<SnapshotCell>) -> io::Result<Vec<WorkerHandle>> {
-    probe_listeners(&cell)?;
+pub fn start_workers(
+    count: usize,
+    shared: Arc<Shared>,
+    reports: Sender<Report>,
+) -> io::Result<Vec<WorkerHandle>> {
+    probe_listeners(&shared)?;
     let cores = available_cores();
     let count = if count == 0 {
         cores.len().max(1)
@@ -101,14 +110,15 @@ pub fn start_workers(count: usize, cell: Arc<SnapshotCell>) -> io::Result<Vec<Wo
             Some(cores[index % cores.len()])
         };
         let (tx, rx) = std::sync::mpsc::channel::<io::Result<Driver>>();
-        let cell = cell.clone();
+        let shared = shared.clone();
+        let reports = reports.clone();
         let thread = std::thread::Builder::new()
             .name(format!("coregate-w{index}"))
             .spawn(move || {
                 if let Some(id) = core {
                     core_affinity::set_for_current(core_affinity::CoreId { id });
                 }
-                run_worker(cell, tx);
+                run_worker(index, shared, reports, tx);
             })?;
         let driver = rx
             .recv()
@@ -128,8 +138,8 @@ pub fn start_workers(count: usize, cell: Arc<SnapshotCell>) -> io::Result<Vec<Wo
 /// Refuses addresses another process already listens on. Workers bind with SO_REUSEPORT,
 /// which would otherwise let a second gateway (or anything else with SO_REUSEPORT) silently
 /// share the port and half the traffic. A plain bind fails on a listening port.
-fn probe_listeners(cell: &SnapshotCell) -> io::Result<()> {
-    for l in &cell.load().config.listeners {
+fn probe_listeners(shared: &Shared) -> io::Result<()> {
+    for l in &shared.snapshot.load().config.listeners {
         std::net::TcpListener::bind(l.address).map_err(|e| {
             io::Error::new(
                 e.kind(),
@@ -140,7 +150,12 @@ fn probe_listeners(cell: &SnapshotCell) -> io::Result<()> {
     Ok(())
 }
 
-fn run_worker(cell: Arc<SnapshotCell>, ready: std::sync::mpsc::Sender<io::Result<Driver>>) {
+fn run_worker(
+    index: usize,
+    shared: Arc<Shared>,
+    reports: Sender<Report>,
+    ready: std::sync::mpsc::Sender<io::Result<Driver>>,
+) {
     let (mut runtime, driver) = match build_runtime() {
         Ok(built) => built,
         Err(e) => {
@@ -149,7 +164,7 @@ fn run_worker(cell: Arc<SnapshotCell>, ready: std::sync::mpsc::Sender<io::Result
         }
     };
     let serve = async move {
-        let worker = Rc::new(Worker::new(cell));
+        let worker = Rc::new(Worker::new(index, shared, reports));
         let listeners = match worker.bind_listeners() {
             Ok(l) => l,
             Err(e) => {
@@ -158,7 +173,7 @@ fn run_worker(cell: Arc<SnapshotCell>, ready: std::sync::mpsc::Sender<io::Result
             }
         };
         let _ = ready.send(Ok(driver));
-        monoio::spawn(sweep_loop(worker.clone()));
+        monoio::spawn(housekeeping(worker.clone()));
         let mut accepting = Vec::new();
         for listener in listeners {
             accepting.push(monoio::spawn(accept_loop(worker.clone(), listener)));
@@ -166,6 +181,17 @@ fn run_worker(cell: Arc<SnapshotCell>, ready: std::sync::mpsc::Sender<io::Result
         for task in accepting {
             task.await;
         }
+        // Draining: the listeners are closed; give in-flight requests until the deadline.
+        let timeout_ms = worker.view().snapshot.config.server.drain_timeout_ms;
+        let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+        while worker.connections.get() > 0 && Instant::now() < deadline {
+            monoio::time::sleep(Duration::from_millis(DRAIN_POLL_MS)).await;
+        }
+        worker.send_stats();
+        let _ = worker.reports.send(Report::Exited {
+            worker: index,
+            unfinished: worker.connections.get(),
+        });
     };
     match &mut runtime {
         FusionRuntime::Uring(rt) => rt.block_on(serve),
@@ -206,11 +232,16 @@ fn build_runtime() -> io::Result<(WorkerRuntime, Driver)> {
 
 /// A worker's own state. Lives in an `Rc` on the worker thread; nothing here is shared.
 pub(crate) struct Worker {
-    cell: Arc<SnapshotCell>,
+    index: usize,
+    shared: Arc<Shared>,
+    reports: Sender<Report>,
     view: RefCell<Rc<View>>,
+    health: RefCell<Arc<Health>>,
     pub pools: RefCell<Pools>,
     free_buffers: RefCell<Vec<Vec<u8>>>,
     connections: Cell<usize>,
+    stats: RefCell<Gathered>,
+    pub drain: Drain,
 }
 
 /// A snapshot plus this worker's mutable state derived from it (balancers). Rebuilt when a
@@ -236,25 +267,47 @@ impl View {
 }
 
 impl Worker {
-    fn new(cell: Arc<SnapshotCell>) -> Worker {
-        let view = Rc::new(View::new(cell.load()));
+    fn new(index: usize, shared: Arc<Shared>, reports: Sender<Report>) -> Worker {
+        let view = Rc::new(View::new(shared.snapshot.load()));
+        let stats = Gathered::new(&view.snapshot);
+        let health = shared.health.load();
         Worker {
-            cell,
+            index,
+            shared,
+            reports,
             view: RefCell::new(view),
+            health: RefCell::new(health),
             pools: RefCell::new(Pools::default()),
             free_buffers: RefCell::new(Vec::new()),
             connections: Cell::new(0),
+            stats: RefCell::new(stats),
+            drain: Drain::default(),
         }
     }
 
     /// The current view; swaps in a newly published snapshot first if there is one.
     pub fn view(&self) -> Rc<View> {
-        let published = self.cell.version();
+        let published = self.shared.snapshot.version();
         let mut view = self.view.borrow_mut();
         if view.snapshot.version != published {
-            *view = Rc::new(View::new(self.cell.load()));
+            *view = Rc::new(View::new(self.shared.snapshot.load()));
         }
         view.clone()
+    }
+
+    /// The current health snapshot; swaps in a newly published one first if there is one.
+    pub fn health(&self) -> Arc<Health> {
+        let published = self.shared.health.version();
+        let mut health = self.health.borrow_mut();
+        if health.version != published {
+            *health = self.shared.health.load();
+        }
+        health.clone()
+    }
+
+    /// Whether this worker is draining: no new requests on kept-alive connections.
+    pub fn draining(&self) -> bool {
+        self.drain.fired.get()
     }
 
     /// An empty buffer with at least [`BUFFER_BYTES`] capacity.
@@ -275,6 +328,51 @@ impl Worker {
             buffer.clear();
             free.push(buffer);
         }
+    }
+
+    /// Counts a request the gateway answered itself.
+    pub fn reject(&self, status: u16) {
+        let mut stats = self.stats.borrow_mut();
+        stats.rejections[Rejection::from_status(status) as usize] += 1;
+        stats.dirty = true;
+    }
+
+    /// Counts a relayed response of `route` in snapshot `version`. Samples from a snapshot
+    /// older than the one being gathered (requests that straddled a reload) are dropped.
+    pub fn record(&self, version: u64, route: usize, status: u16, total_us: u64, upstream_us: u64) {
+        let mut stats = self.stats.borrow_mut();
+        if stats.version != version {
+            return;
+        }
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        let r = &mut stats.routes[route];
+        r.responses[class] += 1;
+        r.latency_us.saturating_record(total_us.max(1));
+        stats
+            .upstream_latency_us
+            .saturating_record(upstream_us.max(1));
+        stats.dirty = true;
+    }
+
+    /// Sends what was gathered since the last report, if anything, and starts afresh (on the
+    /// current snapshot's routes).
+    fn send_stats(&self) {
+        let view = self.view();
+        let mut stats = self.stats.borrow_mut();
+        if !stats.dirty && stats.version == view.snapshot.version {
+            return;
+        }
+        let fresh = Gathered::new(&view.snapshot);
+        let done = std::mem::replace(&mut *stats, fresh);
+        let _ = self.reports.send(Report::Stats(Box::new(StatsReport {
+            worker: self.index,
+            snapshot_version: done.version,
+            routes: done.routes,
+            rejections: done.rejections,
+            upstream_latency_us: done.upstream_latency_us,
+            connections_accepted: done.accepted,
+            connections_open: self.connections.get() as u64,
+        })));
     }
 
     fn bind_listeners(&self) -> io::Result<Vec<TcpListener>> {
@@ -299,7 +397,91 @@ impl Worker {
     }
 }
 
+/// What a worker gathered since its last report.
+struct Gathered {
+    version: u64,
+    routes: Vec<RouteStats>,
+    rejections: [u64; Rejection::COUNT],
+    upstream_latency_us: hdrhistogram::Histogram<u64>,
+    accepted: u64,
+    dirty: bool,
+}
+
+impl Gathered {
+    fn new(snapshot: &Snapshot) -> Gathered {
+        Gathered {
+            version: snapshot.version,
+            routes: snapshot
+                .config
+                .routes
+                .iter()
+                .map(|r| RouteStats::new(&r.name))
+                .collect(),
+            rejections: [0; Rejection::COUNT],
+            upstream_latency_us: latency_histogram(),
+            accepted: 0,
+            dirty: false,
+        }
+    }
+}
+
+/// This worker's side of a drain: once fired, accept loops end and idle connections close.
+/// Tasks waiting for it hold a slot (one per connection or listener, not per request) where
+/// their waker is kept.
+#[derive(Default)]
+pub(crate) struct Drain {
+    fired: Cell<bool>,
+    slots: RefCell<Vec<Option<Waker>>>,
+    free: RefCell<Vec<usize>>,
+}
+
+impl Drain {
+    /// A slot for one waiting task; give it back with [`Drain::release`].
+    pub fn register(&self) -> usize {
+        if let Some(slot) = self.free.borrow_mut().pop() {
+            return slot;
+        }
+        let mut slots = self.slots.borrow_mut();
+        slots.push(None);
+        slots.len() - 1
+    }
+
+    pub fn release(&self, slot: usize) {
+        self.slots.borrow_mut()[slot] = None;
+        self.free.borrow_mut().push(slot);
+    }
+
+    /// Resolves when the drain fires.
+    pub fn wait(&self, slot: usize) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.fired.get() {
+                return Poll::Ready(());
+            }
+            let mut slots = self.slots.borrow_mut();
+            match &slots[slot] {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => slots[slot] = Some(cx.waker().clone()),
+            }
+            Poll::Pending
+        })
+    }
+
+    fn fire(&self) {
+        self.fired.set(true);
+        let wakers: Vec<Waker> = self
+            .slots
+            .borrow_mut()
+            .iter_mut()
+            .filter_map(Option::take)
+            .collect();
+        for w in wakers {
+            w.wake();
+        }
+    }
+}
+
 async fn accept_loop(worker: Rc<Worker>, listener: TcpListener) {
+    let slot = worker.drain.register();
     loop {
         let max = worker
             .view()
@@ -307,31 +489,49 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener) {
             .config
             .server
             .connections_max_per_worker;
-        while worker.connections.get() >= max {
+        while worker.connections.get() >= max && !worker.draining() {
             monoio::time::sleep(Duration::from_millis(1)).await;
         }
-        match listener.accept().await {
-            Ok((stream, peer)) => {
+        let accepted = monoio::select! {
+            accepted = listener.accept() => Some(accepted),
+            _ = worker.drain.wait(slot) => None,
+        };
+        match accepted {
+            None => break,
+            Some(Ok((stream, peer))) => {
                 let _ = stream.set_nodelay(true);
                 worker.connections.set(worker.connections.get() + 1);
+                worker.stats.borrow_mut().accepted += 1;
                 let w = worker.clone();
                 monoio::spawn(async move {
                     crate::proxy::serve_connection(&w, stream, peer).await;
                     w.connections.set(w.connections.get() - 1);
                 });
             }
-            Err(_) => {
+            Some(Err(_)) => {
                 // EMFILE/ENFILE/ENOBUFS: pause instead of spinning; the error will clear when
                 // connections close.
                 monoio::time::sleep(Duration::from_millis(ACCEPT_ERROR_PAUSE_MS)).await;
             }
         }
     }
+    worker.drain.release(slot);
 }
 
-async fn sweep_loop(worker: Rc<Worker>) {
+/// Per-worker periodic work: stats reports, closing expired pooled connections, and noticing
+/// a drain request.
+async fn housekeeping(worker: Rc<Worker>) {
+    let mut last_sweep = Instant::now();
     loop {
-        monoio::time::sleep(Duration::from_millis(SWEEP_INTERVAL_MS)).await;
-        worker.pools.borrow_mut().sweep(Instant::now());
+        monoio::time::sleep(Duration::from_millis(DRAIN_POLL_MS)).await;
+        if worker.shared.is_draining() && !worker.draining() {
+            worker.drain.fire();
+        }
+        let now = Instant::now();
+        if now.duration_since(last_sweep) >= Duration::from_millis(REPORT_INTERVAL_MS) {
+            last_sweep = now;
+            worker.send_stats();
+            worker.pools.borrow_mut().sweep(now);
+        }
     }
 }

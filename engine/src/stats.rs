@@ -1,0 +1,142 @@
+//! Per-worker statistics: counters and latency histograms a worker owns and updates without
+//! atomics or locks, and the reports it sends to the control side.
+//!
+//! A worker records into its own [`WorkerStats`] (plain integers and hdrhistograms in a
+//! `RefCell`); about every [`REPORT_INTERVAL_MS`] it moves what it gathered since the last
+//! report into a [`StatsReport`] and sends it over a channel. Reports carry deltas: the
+//! control side adds them up. Histograms keep 2 significant digits (1 % resolution) from 1 µs
+//! to 60 s, about 20 KiB each.
+
+use hdrhistogram::Histogram;
+
+/// How often a worker sends what it gathered.
+pub const REPORT_INTERVAL_MS: u64 = 250;
+/// Highest latency a histogram records, µs; longer is recorded as this.
+pub const LATENCY_US_MAX: u64 = 60_000_000;
+/// Significant digits of the latency histograms.
+const LATENCY_SIGFIG: u8 = 2;
+
+/// Why the gateway answered a request itself instead of relaying an upstream's response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// 400: malformed or ambiguous request.
+    BadRequest,
+    /// 408: the head did not arrive in time.
+    HeadTimeout,
+    /// 413: body over the limit.
+    BodyTooLarge,
+    /// 414: request line over the limit.
+    UriTooLong,
+    /// 431: head over the size or field-count limit.
+    HeadersTooLarge,
+    /// 417/501: an expectation or transfer coding the gateway does not support.
+    Unsupported,
+    /// 404: no route matched.
+    NoRoute,
+    /// 405: a route matched all but the method.
+    MethodNotAllowed,
+    /// 502: the upstream refused, reset or sent garbage.
+    UpstreamFailed,
+    /// 503: no endpoint of the upstream is usable.
+    NoEndpoint,
+    /// 504: connect or response head timed out.
+    UpstreamTimeout,
+}
+
+impl Rejection {
+    /// Every kind, in index order.
+    pub const ALL: [Rejection; 11] = [
+        Rejection::BadRequest,
+        Rejection::HeadTimeout,
+        Rejection::BodyTooLarge,
+        Rejection::UriTooLong,
+        Rejection::HeadersTooLarge,
+        Rejection::Unsupported,
+        Rejection::NoRoute,
+        Rejection::MethodNotAllowed,
+        Rejection::UpstreamFailed,
+        Rejection::NoEndpoint,
+        Rejection::UpstreamTimeout,
+    ];
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// The metric label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rejection::BadRequest => "bad_request",
+            Rejection::HeadTimeout => "head_timeout",
+            Rejection::BodyTooLarge => "body_too_large",
+            Rejection::UriTooLong => "uri_too_long",
+            Rejection::HeadersTooLarge => "headers_too_large",
+            Rejection::Unsupported => "unsupported",
+            Rejection::NoRoute => "no_route",
+            Rejection::MethodNotAllowed => "method_not_allowed",
+            Rejection::UpstreamFailed => "upstream_failed",
+            Rejection::NoEndpoint => "no_endpoint",
+            Rejection::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+
+    /// The kind for a status the gateway answered itself.
+    pub fn from_status(status: u16) -> Rejection {
+        match status {
+            408 => Rejection::HeadTimeout,
+            413 => Rejection::BodyTooLarge,
+            414 => Rejection::UriTooLong,
+            431 => Rejection::HeadersTooLarge,
+            417 | 501 => Rejection::Unsupported,
+            404 => Rejection::NoRoute,
+            405 => Rejection::MethodNotAllowed,
+            502 => Rejection::UpstreamFailed,
+            503 => Rejection::NoEndpoint,
+            504 => Rejection::UpstreamTimeout,
+            _ => Rejection::BadRequest,
+        }
+    }
+}
+
+/// A latency histogram in µs.
+pub fn latency_histogram() -> Histogram<u64> {
+    // The bounds are constants that hdrhistogram accepts; this cannot fail.
+    Histogram::new_with_bounds(1, LATENCY_US_MAX, LATENCY_SIGFIG)
+        .expect("constant histogram bounds are valid")
+}
+
+/// What one route saw.
+#[derive(Clone, Debug)]
+pub struct RouteStats {
+    /// The route's name in the snapshot the worker served.
+    pub name: Box<str>,
+    /// Responses relayed, by status class: index 0 is 1xx … index 4 is 5xx.
+    pub responses: [u64; 5],
+    /// Time from the complete request head to the end of the response, µs.
+    pub latency_us: Histogram<u64>,
+}
+
+impl RouteStats {
+    pub fn new(name: &str) -> RouteStats {
+        RouteStats {
+            name: name.into(),
+            responses: [0; 5],
+            latency_us: latency_histogram(),
+        }
+    }
+}
+
+/// What a worker gathered since its previous report.
+#[derive(Clone, Debug)]
+pub struct StatsReport {
+    pub worker: usize,
+    /// Version of the snapshot whose routes `routes` follows.
+    pub snapshot_version: u64,
+    /// Per route, in the snapshot's route order.
+    pub routes: Vec<RouteStats>,
+    /// Requests the gateway answered itself, by [`Rejection`] index.
+    pub rejections: [u64; Rejection::COUNT],
+    /// Time from sending the request upstream to its complete response head, µs.
+    pub upstream_latency_us: Histogram<u64>,
+    /// Client connections accepted.
+    pub connections_accepted: u64,
+    /// Client connections open at the time of the report (a gauge, not a delta).
+    pub connections_open: u64,
+}
