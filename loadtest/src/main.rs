@@ -1,1 +1,65 @@
-fn main() {}
+//! The `loadtest` binary: `loadtest run URL` drives load at a server and reports throughput,
+//! errors and latency; `loadtest origin` serves a fixture origin until SIGINT or SIGTERM.
+//! Glue only: the work lives in the library.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use coregate_loadtest::cli::{self, Command, USAGE};
+use coregate_loadtest::load::{self, RunConfig};
+use coregate_loadtest::origin::{Origin, OriginConfig};
+use coregate_loadtest::signal::TerminationSignals;
+
+fn main() -> ExitCode {
+    let result = match cli::parse(std::env::args().skip(1)) {
+        Ok(Command::Help) => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Ok(Command::Run { cfg, json }) => run(&cfg, json),
+        Ok(Command::Origin(cfg)) => origin(cfg),
+        Err(message) => {
+            eprintln!("loadtest: {message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("loadtest: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cfg: &RunConfig, json: bool) -> std::io::Result<()> {
+    let report = load::run(cfg, |progress| {
+        eprintln!(
+            "[{:>4.0}s] {:>10.0} req/s {:>6} errors{}",
+            progress.elapsed.as_secs_f64(),
+            progress.responses_per_second,
+            progress.errors,
+            if progress.warmup { " (warm-up)" } else { "" }
+        );
+    })?;
+    if json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(())
+}
+
+fn origin(cfg: OriginConfig) -> std::io::Result<()> {
+    // Blocked before the origin's threads start, so that they inherit the mask and the
+    // signals reach the wait below.
+    let signals = TerminationSignals::block()?;
+    let (name, mode) = (cfg.name.clone(), cfg.mode);
+    let origin = Origin::start(cfg)?;
+    println!("origin {name} ({mode:?}) listening on {}", origin.addr());
+    std::io::stdout().flush()?;
+    let signal = signals.wait()?;
+    origin.stop();
+    println!("origin {name} stopped by signal {signal}");
+    Ok(())
+}

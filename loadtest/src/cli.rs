@@ -1,0 +1,364 @@
+//! Command-line parsing of the `loadtest` binary: `run` (the load generator) and `origin` (a
+//! fixture origin served until SIGINT or SIGTERM). Pure: turns arguments into configurations
+//! or an error message, and does nothing else.
+
+use std::time::Duration;
+
+use crate::load::{RunConfig, Target};
+use crate::origin::{Mode, OriginConfig};
+
+pub const USAGE: &str = "\
+usage:
+  loadtest run URL [options]      load http://IP:port/path over HTTP/1.1 keep-alive
+    -c N                  connections (default 10)
+    -d DURATION           measured time: 10, 10s, 500ms, 2m (default 10s)
+    --warmup DURATION     load sent first and not counted (default 0)
+    -t N                  threads, each its own io_uring runtime (default 1)
+    --cores LIST          pin threads to cores, round-robin: 0,1 or 0-3
+    -m METHOD             request method (default GET)
+    -H 'Name: value'      extra header field, repeatable
+    --body-bytes N        request body size (default 0)
+    --rate R              open loop: R requests per second in total, latency measured
+                          from the scheduled send time (default: closed loop)
+    --timeout-ms N        per-request timeout (default 2000)
+    --json                print one JSON object instead of text
+  loadtest origin [options]       serve a fixture origin until SIGINT or SIGTERM
+    --listen ADDR         address to listen on (default 127.0.0.1:0, printed at start)
+    --mode MODE           fixed, echo, json, slow, flaky or demo (default fixed)
+    --name NAME           sent as X-Origin (default origin)
+    --body-bytes N        fixed: response body size (default 13)
+    --delay-ms N          wait before each response (default 100 for slow, else 0)
+    --failure-rate F      flaky: share of failed requests (default 0.5)
+    --threads N           server threads (default 1)
+    --cores LIST          pin threads to cores, round-robin
+  loadtest help";
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Command {
+    Run { cfg: RunConfig, json: bool },
+    Origin(OriginConfig),
+    Help,
+}
+
+/// Parses the arguments after the program name.
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
+    let mut args = Args::new(args);
+    match args.next_word().as_deref() {
+        Some("run") => parse_run(&mut args),
+        Some("origin") => parse_origin(&mut args),
+        Some("help" | "-h" | "--help") | None => Ok(Command::Help),
+        Some(other) => Err(format!("unknown command {other:?}")),
+    }
+}
+
+fn parse_run(args: &mut Args) -> Result<Command, String> {
+    let mut url = None;
+    let mut json = false;
+    let mut options = Vec::new();
+    while let Some(arg) = args.next_word() {
+        if arg == "--json" {
+            json = true;
+        } else if arg.starts_with('-') {
+            options.push((arg.clone(), args.value(&arg)?));
+        } else if url.is_none() {
+            url = Some(arg);
+        } else {
+            return Err(format!("unexpected argument {arg:?}"));
+        }
+    }
+    let url = url.ok_or("run needs a URL")?;
+    let mut cfg = RunConfig::new(Target::parse(&url)?);
+    for (name, value) in options {
+        match name.as_str() {
+            "-c" | "--connections" => cfg.connections = number(&name, &value)?,
+            "-d" | "--duration" => cfg.duration = duration(&name, &value)?,
+            "--warmup" => cfg.warmup = duration(&name, &value)?,
+            "-t" | "--threads" => cfg.threads = number(&name, &value)?,
+            "--cores" => cfg.cores = cores(&value)?,
+            "-m" | "--method" => cfg.method = method(&value)?,
+            "-H" | "--header" => cfg.headers.push(header(&value)?),
+            "--body-bytes" => cfg.body_bytes = number(&name, &value)?,
+            "--rate" => cfg.rate = Some(positive(&name, &value)?),
+            "--timeout-ms" => cfg.timeout = Duration::from_millis(number(&name, &value)?),
+            _ => return Err(format!("unknown option {name} for run")),
+        }
+    }
+    if cfg.connections == 0 || cfg.threads == 0 {
+        return Err("-c and -t must be at least 1".to_owned());
+    }
+    if cfg.duration.is_zero() {
+        return Err("-d must be above zero".to_owned());
+    }
+    Ok(Command::Run { cfg, json })
+}
+
+fn parse_origin(args: &mut Args) -> Result<Command, String> {
+    let mut options = Vec::new();
+    while let Some(arg) = args.next_word() {
+        if !arg.starts_with('-') {
+            return Err(format!("unexpected argument {arg:?}"));
+        }
+        options.push((arg.clone(), args.value(&arg)?));
+    }
+    // The mode decides some defaults, so it is read first.
+    let mode = match options.iter().find(|(name, _)| name == "--mode") {
+        Some((_, value)) => value.parse::<Mode>()?,
+        None => Mode::Fixed,
+    };
+    let mut cfg = OriginConfig::new("origin", mode);
+    for (name, value) in options {
+        match name.as_str() {
+            "--mode" => {}
+            "--listen" => {
+                cfg.listen = value
+                    .parse()
+                    .map_err(|_| format!("--listen wants IP:port, not {value:?}"))?
+            }
+            "--name" => cfg.name = value,
+            "--body-bytes" => cfg.body_bytes = number(&name, &value)?,
+            "--delay-ms" => cfg.delay_ms = number(&name, &value)?,
+            "--failure-rate" => {
+                let rate: f64 = value
+                    .parse()
+                    .map_err(|_| format!("{name} wants a number, not {value:?}"))?;
+                if !(0.0..=1.0).contains(&rate) {
+                    return Err(format!("{name} must be within 0..=1"));
+                }
+                cfg.failure_rate = rate;
+            }
+            "--threads" => cfg.threads = number(&name, &value)?,
+            "--cores" => cfg.cores = cores(&value)?,
+            _ => return Err(format!("unknown option {name} for origin")),
+        }
+    }
+    if cfg.threads == 0 {
+        return Err("--threads must be at least 1".to_owned());
+    }
+    Ok(Command::Origin(cfg))
+}
+
+/// Arguments, with `--name=value` split into a name and a value.
+struct Args {
+    words: std::vec::IntoIter<String>,
+    pending_value: Option<String>,
+}
+
+impl Args {
+    fn new(args: impl IntoIterator<Item = String>) -> Self {
+        Args {
+            words: args.into_iter().collect::<Vec<_>>().into_iter(),
+            pending_value: None,
+        }
+    }
+
+    fn next_word(&mut self) -> Option<String> {
+        let word = self.words.next()?;
+        if word.starts_with("--") {
+            if let Some((name, value)) = word.split_once('=') {
+                self.pending_value = Some(value.to_owned());
+                return Some(name.to_owned());
+            }
+        }
+        Some(word)
+    }
+
+    /// The value of option `name`: the part after `=`, or the next argument.
+    fn value(&mut self, name: &str) -> Result<String, String> {
+        self.pending_value
+            .take()
+            .or_else(|| self.words.next())
+            .ok_or_else(|| format!("{name} needs a value"))
+    }
+}
+
+fn number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, String> {
+    value
+        .parse()
+        .map_err(|_| format!("{name} wants a whole number, not {value:?}"))
+}
+
+fn positive(name: &str, value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(n) if n.is_finite() && n > 0.0 => Ok(n),
+        _ => Err(format!("{name} wants a positive number, not {value:?}")),
+    }
+}
+
+/// `10`, `10s`, `1.5s`, `500ms` or `2m`; a bare number is seconds.
+fn duration(name: &str, value: &str) -> Result<Duration, String> {
+    let (number, unit_seconds) = if let Some(ms) = value.strip_suffix("ms") {
+        (ms, 0.001)
+    } else if let Some(s) = value.strip_suffix('s') {
+        (s, 1.0)
+    } else if let Some(m) = value.strip_suffix('m') {
+        (m, 60.0)
+    } else {
+        (value, 1.0)
+    };
+    match number.parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= 0.0 => Ok(Duration::from_secs_f64(n * unit_seconds)),
+        _ => Err(format!(
+            "{name} wants a duration like 10s or 500ms, not {value:?}"
+        )),
+    }
+}
+
+/// `0,1,3` or ranges like `0-3`, mixed freely.
+fn cores(value: &str) -> Result<Vec<usize>, String> {
+    let bad = || format!("--cores wants a list like 0,1 or 0-3, not {value:?}");
+    let mut cores = Vec::new();
+    for part in value.split(',') {
+        match part.split_once('-') {
+            Some((first, last)) => {
+                let first: usize = first.trim().parse().map_err(|_| bad())?;
+                let last: usize = last.trim().parse().map_err(|_| bad())?;
+                if first > last {
+                    return Err(bad());
+                }
+                cores.extend(first..=last);
+            }
+            None => cores.push(part.trim().parse().map_err(|_| bad())?),
+        }
+    }
+    Ok(cores)
+}
+
+/// A method is an HTTP token (RFC 9110 §9.1); it goes into the request line as is.
+fn method(value: &str) -> Result<String, String> {
+    if value.is_empty() || !value.bytes().all(is_token_byte) {
+        return Err(format!("-m wants a method like GET, not {value:?}"));
+    }
+    Ok(value.to_owned())
+}
+
+/// `Name: value`, with a token name and a value free of CR and LF.
+fn header(value: &str) -> Result<(String, String), String> {
+    let bad = || format!("-H wants 'Name: value', not {value:?}");
+    let (name, field) = value.split_once(':').ok_or_else(bad)?;
+    let name = name.trim();
+    let field = field.trim();
+    if name.is_empty() || !name.bytes().all(is_token_byte) || field.contains(['\r', '\n']) {
+        return Err(bad());
+    }
+    Ok((name.to_owned(), field.to_owned()))
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_words(words: &str) -> Result<Command, String> {
+        parse(words.split_whitespace().map(str::to_owned))
+    }
+
+    #[test]
+    fn run_options() {
+        let command = parse_words(
+            "run http://127.0.0.1:8080/api?x=1 -c 64 -d 5s --warmup=500ms -t 2 --cores 0-1 \
+             -m POST -H X-A:1 -H Host:api.test --body-bytes 100 --rate 1000 --timeout-ms 50 --json",
+        )
+        .unwrap();
+        let Command::Run { cfg, json } = command else {
+            panic!("not a run: {command:?}");
+        };
+        assert!(json);
+        assert_eq!(cfg.target.addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(cfg.target.path, "/api?x=1");
+        assert_eq!(cfg.connections, 64);
+        assert_eq!(cfg.duration, Duration::from_secs(5));
+        assert_eq!(cfg.warmup, Duration::from_millis(500));
+        assert_eq!(cfg.threads, 2);
+        assert_eq!(cfg.cores, vec![0, 1]);
+        assert_eq!(cfg.method, "POST");
+        assert_eq!(cfg.body_bytes, 100);
+        assert_eq!(cfg.rate, Some(1000.0));
+        assert_eq!(cfg.timeout, Duration::from_millis(50));
+        let request = String::from_utf8(cfg.request()).unwrap();
+        assert!(
+            request.starts_with("POST /api?x=1 HTTP/1.1\r\n"),
+            "{request}"
+        );
+        assert!(
+            !request.contains("127.0.0.1:8080"),
+            "Host from -H wins: {request}"
+        );
+        assert!(
+            request.contains("\r\nHost: api.test\r\nX-A: 1\r\n")
+                || request.contains("X-A: 1\r\nHost: api.test\r\n")
+        );
+        assert!(request.contains("Content-Length: 100\r\n\r\n0123456789"));
+        assert_eq!(request.len(), request.find("\r\n\r\n").unwrap() + 4 + 100);
+    }
+
+    #[test]
+    fn run_defaults_and_host_header() {
+        let Command::Run { cfg, json } = parse_words("run http://127.0.0.1:9/").unwrap() else {
+            panic!("not a run");
+        };
+        assert!(!json);
+        assert_eq!(cfg.connections, 10);
+        assert_eq!(cfg.duration, Duration::from_secs(10));
+        assert_eq!(cfg.rate, None);
+        assert_eq!(
+            cfg.request(),
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n".to_vec()
+        );
+    }
+
+    #[test]
+    fn origin_options() {
+        let Command::Origin(cfg) = parse_words(
+            "origin --listen 127.0.0.1:9000 --mode slow --name api --threads 2 --cores 1",
+        )
+        .unwrap() else {
+            panic!("not an origin");
+        };
+        assert_eq!(cfg.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(cfg.mode, Mode::Slow);
+        assert_eq!(cfg.delay_ms, crate::origin::DEFAULT_SLOW_DELAY_MS);
+        assert_eq!(cfg.name, "api");
+        assert_eq!(cfg.threads, 2);
+        assert_eq!(cfg.cores, vec![1]);
+    }
+
+    #[test]
+    fn bad_arguments_are_explained() {
+        for words in [
+            "run",
+            "run ftp://x/",
+            "run http://127.0.0.1:1/ -c",
+            "run http://127.0.0.1:1/ -c zero",
+            "run http://127.0.0.1:1/ -c 0",
+            "run http://127.0.0.1:1/ -d 0",
+            "run http://127.0.0.1:1/ --rate -5",
+            "run http://127.0.0.1:1/ -H NoColon",
+            "run http://127.0.0.1:1/ -m GE/T",
+            "run http://127.0.0.1:1/ --cores 3-1",
+            "run http://127.0.0.1:1/ --bogus 1",
+            "origin --mode nope",
+            "origin --failure-rate 2",
+            "origin --listen nowhere",
+            "launch",
+        ] {
+            assert!(parse_words(words).is_err(), "{words}");
+        }
+        assert!(matches!(parse_words(""), Ok(Command::Help)));
+    }
+
+    #[test]
+    fn urls() {
+        let target = Target::parse("http://127.0.0.1:8080").unwrap();
+        assert_eq!(target.path, "/");
+        assert_eq!(target.authority, "127.0.0.1:8080");
+        let target = Target::parse("http://[::1]:81/x").unwrap();
+        assert_eq!(target.addr, "[::1]:81".parse().unwrap());
+        let target = Target::parse("http://127.0.0.1?q").unwrap();
+        assert_eq!(target.addr.port(), 80);
+        assert_eq!(target.path, "/?q");
+    }
+}
