@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 
 use coregate_config::{Balancer, HashKey};
 use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
+use monoio::io::{
+    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelableAsyncReadRent, Canceller, Splitable,
+};
 use monoio::net::TcpStream;
 
 use crate::http::{
@@ -35,6 +37,9 @@ use crate::snapshot::Snapshot;
 use crate::upstream::balancer::hash_key;
 use crate::worker::{View, Worker, BUFFER_BYTES};
 
+/// How long a keep-alive connection waits for its next request with a buffer attached before
+/// it parks without one (see [`await_request`]).
+const IDLE_PARK_MS: u64 = 100;
 /// Read size when streaming bodies.
 const BODY_CHUNK_BYTES: usize = 64 * 1024;
 /// Largest upstream response head accepted; larger is answered 502.
@@ -54,6 +59,8 @@ struct Conn {
     peer: SocketAddr,
     /// This connection's slot in the worker's drain signal.
     drain_slot: usize,
+    /// Cancels the between-requests read when the connection parks.
+    canceller: Canceller,
 }
 
 enum Next {
@@ -71,12 +78,18 @@ pub(crate) async fn serve_connection(worker: &Rc<Worker>, mut client: TcpStream,
         path: Vec::new(),
         peer,
         drain_slot: worker.drain.register(),
+        canceller: Canceller::new(),
     };
     loop {
-        match exchange(worker, &mut client, &mut conn).await {
+        if conn.buf.is_empty() && !await_request(worker, &mut client, &mut conn).await {
+            break;
+        }
+        // Boxed so that the large state of an exchange lives only while one runs: a parked
+        // connection's task holds just `Conn` and the socket.
+        match Box::pin(exchange(worker, &mut client, &mut conn)).await {
             Next::KeepAlive => {}
             Next::Close => break,
-            Next::Duplex(job) => match duplex(worker, client, &mut conn, job).await {
+            Next::Duplex(job) => match Box::pin(duplex(worker, client, &mut conn, job)).await {
                 Some(kept) => client = kept,
                 None => break,
             },
@@ -97,7 +110,7 @@ enum HeadEnd {
 async fn exchange(worker: &Rc<Worker>, client: &mut TcpStream, conn: &mut Conn) -> Next {
     let view = worker.view();
     let snap: &Snapshot = &view.snapshot;
-    let head_len = match read_head(worker, client, conn, snap).await {
+    let head_len = match read_head(client, conn, snap).await {
         Ok(n) => n,
         Err(HeadEnd::Gone) => return Next::Close,
         Err(HeadEnd::Reject(status, reason)) => {
@@ -606,54 +619,89 @@ fn body_error_reason(status: u16) -> &'static str {
 
 /// Reads until a complete request head is in `conn.buf` (which may already hold one).
 async fn read_head(
-    worker: &Worker,
     client: &mut TcpStream,
     conn: &mut Conn,
     snap: &Snapshot,
 ) -> Result<usize, HeadEnd> {
     let server = &snap.config.server;
-    let mut deadline: Option<Instant> = None;
+    let deadline = Instant::now() + Duration::from_millis(server.header_read_timeout_ms);
     loop {
         if !conn.buf.is_empty() {
-            if deadline.is_none() {
-                deadline =
-                    Some(Instant::now() + Duration::from_millis(server.header_read_timeout_ms));
-            }
             match conn.head.parse(&conn.buf, &snap.limits) {
                 Ok(Some(n)) => return Ok(n),
                 Ok(None) => {}
                 Err(e) => return Err(HeadEnd::Reject(e.status, e.reason)),
             }
         }
-        let wait = match deadline {
-            None => Duration::from_millis(server.client_idle_timeout_ms),
-            Some(d) => d.saturating_duration_since(Instant::now()),
-        };
-        let read = if deadline.is_none() {
-            // Idle between requests: a drain closes the connection now.
-            if worker.draining() {
-                return Err(HeadEnd::Gone);
-            }
-            let slot = conn.drain_slot;
-            monoio::select! {
-                read = read_more(client, &mut conn.buf, wait) => read,
-                _ = worker.drain.wait(slot) => return Err(HeadEnd::Gone),
-            }
-        } else {
-            read_more(client, &mut conn.buf, wait).await
-        };
-        match read {
+        if conn.buf.capacity() == 0 {
+            conn.buf = Vec::with_capacity(BUFFER_BYTES);
+        }
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match read_more(client, &mut conn.buf, wait).await {
             Ok(0) | Err(ReadFailure::Io) => return Err(HeadEnd::Gone),
             Ok(_) => {}
             Err(ReadFailure::Timeout) => {
-                return Err(if deadline.is_some() {
-                    HeadEnd::Reject(408, "request head not received in time")
-                } else {
-                    HeadEnd::Gone
-                });
+                return Err(HeadEnd::Reject(408, "request head not received in time"));
             }
         }
     }
+}
+
+/// Waits, between requests, until the client sends the first byte of the next one. Returns
+/// false when the connection should close instead: the client closed or failed, stayed idle
+/// past `client_idle_timeout_ms`, or the worker is draining.
+///
+/// For the first [`IDLE_PARK_MS`] the wait is a read into the connection's buffer, so a busy
+/// keep-alive client costs one read per request. After that the read is cancelled (and its
+/// result, which may have raced in, kept), the buffer goes back to the worker's pool and the
+/// wait becomes a readiness poll: an idle connection holds no buffer.
+async fn await_request(worker: &Worker, client: &mut TcpStream, conn: &mut Conn) -> bool {
+    if worker.draining() {
+        return false;
+    }
+    let idle = Duration::from_millis(worker.view().snapshot.config.server.client_idle_timeout_ms);
+    let park_after = Duration::from_millis(IDLE_PARK_MS).min(idle);
+    let slot = conn.drain_slot;
+    if conn.buf.capacity() == 0 {
+        conn.buf = worker.take_buffer();
+    }
+    let owned = std::mem::take(&mut conn.buf);
+    let (res, buf) = {
+        let mut read = std::pin::pin!(client.cancelable_read(owned, conn.canceller.handle()));
+        let early = monoio::select! {
+            done = &mut read => Some(done),
+            _ = monoio::time::sleep(park_after) => None,
+            _ = worker.drain.wait(slot) => None,
+        };
+        match early {
+            Some(done) => done,
+            None => {
+                conn.canceller = std::mem::take(&mut conn.canceller).cancel();
+                read.await
+            }
+        }
+    };
+    conn.buf = buf;
+    match res {
+        Ok(n) => return n > 0,
+        Err(e) if e.kind() != io::ErrorKind::Interrupted && !is_cancelled(&e) => return false,
+        Err(_) => {}
+    }
+    if worker.draining() || park_after >= idle {
+        return false;
+    }
+    worker.give_buffer(std::mem::take(&mut conn.buf));
+    conn.head.release_memory();
+    monoio::select! {
+        ready = client.readable(false) => ready.is_ok(),
+        _ = monoio::time::sleep(idle - park_after) => false,
+        _ = worker.drain.wait(slot) => false,
+    }
+}
+
+/// Whether an I/O error is the ECANCELED of a cancelled operation.
+fn is_cancelled(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ECANCELED)
 }
 
 enum ReadFailure {

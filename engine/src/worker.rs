@@ -39,7 +39,7 @@ const ACCEPT_ERROR_PAUSE_MS: u64 = 20;
 /// dropped when returned.
 const BUFFER_KEEP_BYTES_MAX: usize = 64 * 1024;
 /// Buffers kept in a worker's free list.
-const BUFFER_FREE_MAX: usize = 1024;
+const BUFFER_FREE_MAX: usize = 64;
 /// Size a fresh buffer starts with.
 pub(crate) const BUFFER_BYTES: usize = 16 * 1024;
 

@@ -492,6 +492,12 @@ impl RequestHead {
         Ok(Some(head_len))
     }
 
+    /// Frees the header table while the connection is idle; it grows again on the next
+    /// request.
+    pub fn release_memory(&mut self) {
+        self.headers = Vec::new();
+    }
+
     /// The value of the first field named `lower_name` (compared case-insensitively).
     pub fn header<'b>(&self, buf: &'b [u8], lower_name: &str) -> Option<&'b [u8]> {
         let name = lower_name.as_bytes();
