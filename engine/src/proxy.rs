@@ -160,10 +160,8 @@ async fn exchange(worker: &Rc<Worker>, client: &mut TcpStream, conn: &mut Conn) 
     let up_index = route.upstream;
     let upstream = &snap.config.upstreams[up_index];
     let hash = balance_hash(&upstream.balancer, &conn.head, &conn.buf, conn.peer.ip());
-    let health = worker.health();
-    let endpoints = &upstream.endpoints;
-    let usable = |i: usize| health.is_up(endpoints[i].address);
-    let Some(endpoint) = view.balancers[up_index].borrow_mut().pick(hash, usable) else {
+    let picked = worker.pick_endpoint(&view.balancers[up_index], &upstream.endpoints, hash);
+    let Some(endpoint) = picked else {
         return refuse(
             worker,
             client,
@@ -508,6 +506,7 @@ async fn relay<C: AsyncWriteRent, U: AsyncReadRent>(
     encode_response_head(upbuf, resp, chunked_to_client, close_client, &mut head_out);
     written.set(true);
     let reusable = relay_response(
+        worker,
         client,
         up,
         upbuf,
@@ -1079,6 +1078,7 @@ enum Relayed {
 /// when the whole response went out; None when either side failed.
 #[allow(clippy::too_many_arguments)]
 async fn relay_response<C: AsyncWriteRent, U: AsyncReadRent>(
+    worker: &Worker,
     client: &mut C,
     up: &mut U,
     upbuf: &mut Vec<u8>,
@@ -1088,37 +1088,52 @@ async fn relay_response<C: AsyncWriteRent, U: AsyncReadRent>(
     chunked_to_client: bool,
     timeouts: &Timeouts,
 ) -> Option<bool> {
+    let body = match framing {
+        ResponseBody::None => Some(0),
+        ResponseBody::Length(n) => Some(n),
+        ResponseBody::Chunked | ResponseBody::UntilClose => None,
+    };
+    if let Some(n) = body {
+        let available = upbuf.len() - resp_len;
+        let take = (available as u64).min(n) as usize;
+        let mut extra = available > take;
+        // Head and the body bytes already read leave in one write. The encoded head goes
+        // where the upstream's head was (ours is rarely longer), so the body is not copied.
+        if let Some(start) = resp_len.checked_sub(head_out.len()) {
+            upbuf[start..resp_len].copy_from_slice(&head_out);
+            worker.give_buffer(head_out);
+            write_range(client, upbuf, start..resp_len + take, timeouts.client)
+                .await
+                .ok()?;
+        } else {
+            head_out.extend_from_slice(&upbuf[resp_len..resp_len + take]);
+            let (res, back) = write_all(client, head_out, timeouts.client).await;
+            res.ok()?;
+            worker.give_buffer(back);
+        }
+        upbuf.clear();
+        let mut rest = n - take as u64;
+        while rest > 0 {
+            if read_more(up, upbuf, timeouts.upstream_idle).await.ok()? == 0 {
+                return None;
+            }
+            let take = (upbuf.len() as u64).min(rest) as usize;
+            extra = upbuf.len() > take;
+            write_range(client, upbuf, 0..take, timeouts.client)
+                .await
+                .ok()?;
+            rest -= take as u64;
+            upbuf.clear();
+        }
+        return Some(!extra);
+    }
     upbuf.drain(..resp_len);
     match framing {
-        ResponseBody::None => {
-            write_all(client, head_out, timeouts.client).await.0.ok()?;
-            Some(upbuf.is_empty())
-        }
-        ResponseBody::Length(n) => {
-            let take = (upbuf.len() as u64).min(n) as usize;
-            head_out.extend_from_slice(&upbuf[..take]);
-            let mut extra = upbuf.len() > take;
-            upbuf.clear();
-            write_all(client, head_out, timeouts.client).await.0.ok()?;
-            let mut rest = n - take as u64;
-            while rest > 0 {
-                if read_more(up, upbuf, timeouts.upstream_idle).await.ok()? == 0 {
-                    return None;
-                }
-                let take = (upbuf.len() as u64).min(rest) as usize;
-                extra = upbuf.len() > take;
-                write_range(client, upbuf, 0..take, timeouts.client)
-                    .await
-                    .ok()?;
-                rest -= take as u64;
-                upbuf.clear();
-            }
-            Some(!extra)
-        }
         ResponseBody::Chunked => {
             relay_chunked(client, up, upbuf, head_out, chunked_to_client, timeouts).await
         }
-        ResponseBody::UntilClose => {
+        // UntilClose (the bodies with a known end were handled above).
+        _ => {
             head_out.extend_from_slice(upbuf);
             upbuf.clear();
             write_all(client, head_out, timeouts.client).await.0.ok()?;

@@ -25,6 +25,7 @@ use crate::snapshot::{Health, Snapshot};
 use crate::stats::{latency_histogram, Rejection, RouteStats, StatsReport, REPORT_INTERVAL_MS};
 use crate::upstream::balancer::BalancerState;
 use crate::upstream::pool::Pools;
+use coregate_config::Endpoint;
 
 /// io_uring submission queue size per worker.
 const URING_ENTRIES: u32 = 4096;
@@ -295,14 +296,23 @@ impl Worker {
         view.clone()
     }
 
-    /// The current health snapshot; swaps in a newly published one first if there is one.
-    pub fn health(&self) -> Arc<Health> {
+    /// Picks an endpoint among those the current health snapshot considers up (swapping in
+    /// a newly published health snapshot first). Borrows the snapshot instead of cloning its
+    /// `Arc`, so no shared reference count is written per request.
+    pub fn pick_endpoint(
+        &self,
+        balancer: &RefCell<BalancerState>,
+        endpoints: &[Endpoint],
+        hash: u64,
+    ) -> Option<usize> {
         let published = self.shared.health.version();
-        let mut health = self.health.borrow_mut();
-        if health.version != published {
-            *health = self.shared.health.load();
+        if self.health.borrow().version != published {
+            *self.health.borrow_mut() = self.shared.health.load();
         }
-        health.clone()
+        let health = self.health.borrow();
+        balancer
+            .borrow_mut()
+            .pick(hash, |i| health.is_up(endpoints[i].address))
     }
 
     /// Whether this worker is draining: no new requests on kept-alive connections.
