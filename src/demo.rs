@@ -21,12 +21,24 @@ address = "{listen}"
 
 [upstreams.users]
 endpoints = [{ address = "{users}" }]
+# Probed by the control thread; see `curl ADMIN/upstreams`.
+[upstreams.users.health_check]
+path = "/users"
+interval_ms = 2000
 
 [upstreams.orders]
 endpoints = [{ address = "{orders}" }]
+# Probed by the control thread; see `curl ADMIN/upstreams`.
+[upstreams.orders.health_check]
+path = "/orders"
+interval_ms = 2000
 
 [upstreams.products]
 endpoints = [{ address = "{products}" }]
+# Probed by the control thread; see `curl ADMIN/upstreams`.
+[upstreams.products.health_check]
+path = "/products"
+interval_ms = 2000
 
 [[route]]
 name = "users"
@@ -52,7 +64,11 @@ strip_prefix = true
 upstream = "users"
 "#;
 
-pub fn run(listen: &str) -> ExitCode {
+pub fn run(listen: &str, admin: Option<&str>) -> ExitCode {
+    let signals = match crate::block_signals() {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let mut origins = Vec::new();
     for name in ["users", "orders", "products"] {
         match Origin::start(OriginConfig::new(name, Mode::Demo)) {
@@ -63,12 +79,26 @@ pub fn run(listen: &str) -> ExitCode {
             }
         }
     }
-    let text = DEMO_CONFIG
+    let mut text = DEMO_CONFIG
         .replace("{listen}", listen)
         .replace("{users}", &origins[0].addr().to_string())
         .replace("{orders}", &origins[1].addr().to_string())
         .replace("{products}", &origins[2].addr().to_string());
-    let config = match coregate_config::load_str(&text, "<demo>") {
+    // Without --admin the default address is used, which only warns when taken.
+    if let Some(admin) = admin {
+        text.push_str(&format!("\n[admin]\naddress = \"{admin}\"\n"));
+    }
+    // The config goes to a file so that editing it (or SIGHUP) reloads it, as in production.
+    let file =
+        DemoFile(std::env::temp_dir().join(format!("coregate-demo-{}.toml", std::process::id())));
+    if let Err(e) = std::fs::write(&file.0, &text) {
+        eprintln!(
+            "error: cannot write the demo config {}: {e}",
+            file.0.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let config = match coregate_config::load_file(&file.0) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: demo config: {e}");
@@ -99,7 +129,27 @@ pub fn run(listen: &str) -> ExitCode {
         "  curl -i -X POST http://{listen}/orders    # 405: the orders route allows GET and HEAD"
     );
     println!("  curl -i http://{listen}/nowhere           # 404 JSON");
-    gateway.wait();
+    if let Some(admin) = gateway.admin_addr() {
+        println!("  curl http://{admin}/metrics       # Prometheus metrics");
+        println!("  curl http://{admin}/upstreams     # endpoints and their health checks");
+        println!("  curl http://{admin}/config        # version and hash of the config");
+    }
+    let pid = std::process::id();
+    println!(
+        "reload: edit {} (it is reloaded when it changes) or `kill -HUP {pid}`",
+        file.0.display()
+    );
+    println!("stop: Ctrl-C or `kill -TERM {pid}` (drains in-flight requests, exits 0)");
+    let code = crate::finish(gateway, signals);
     drop(origins);
-    ExitCode::SUCCESS
+    code
+}
+
+/// The demo's config file, removed when the demo ends.
+struct DemoFile(std::path::PathBuf);
+
+impl Drop for DemoFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }

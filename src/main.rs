@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use coregate_config::Config;
+use coregate_control::signals::Signals;
 use coregate_control::Gateway;
 use mimalloc::MiMalloc;
 
@@ -19,9 +20,14 @@ coregate — thread-per-core io_uring API gateway
 usage:
   coregate run -c FILE        run the gateway with the config FILE
   coregate check -c FILE      validate FILE, print a summary; exit 0 if valid, 1 if not
-  coregate demo [--listen ADDR]
-                              run the built-in demo: the gateway (default 127.0.0.1:8080)
-                              plus demo services on loopback
+  coregate demo [--listen ADDR] [--admin ADDR]
+                              run the built-in demo: the gateway (default 127.0.0.1:8080,
+                              admin 127.0.0.1:9901) plus demo services on loopback
+
+signals (run, demo):
+  SIGHUP                      reload the config file (a change of the file also reloads)
+  SIGTERM, SIGINT             stop accepting, finish in-flight requests, exit 0
+                              (a second one exits at once)
   coregate version            print the version
 ";
 
@@ -31,8 +37,11 @@ fn main() -> ExitCode {
     match args.as_slice() {
         ["run", "-c" | "--config", file] | ["run", file] => run(PathBuf::from(file)),
         ["check", "-c" | "--config", file] | ["check", file] => check(PathBuf::from(file)),
-        ["demo"] => demo::run(demo::DEFAULT_LISTEN),
-        ["demo", "--listen", addr] => demo::run(addr),
+        ["demo"] => demo::run(demo::DEFAULT_LISTEN, None),
+        ["demo", "--listen", addr] => demo::run(addr, None),
+        ["demo", "--admin", admin] => demo::run(demo::DEFAULT_LISTEN, Some(admin)),
+        ["demo", "--listen", addr, "--admin", admin]
+        | ["demo", "--admin", admin, "--listen", addr] => demo::run(addr, Some(admin)),
         ["version" | "--version" | "-V"] => {
             println!("coregate {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -67,13 +76,36 @@ fn check(file: PathBuf) -> ExitCode {
 }
 
 fn run(file: PathBuf) -> ExitCode {
+    // Before any thread starts, so that every thread inherits the blocked mask.
+    let signals = match block_signals() {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     match load(&file) {
-        Ok(config) => serve(config),
+        Ok(config) => match serve_started(config) {
+            Ok(gateway) => {
+                let pid = std::process::id();
+                println!(
+                    "reload: edit {} or `kill -HUP {pid}`; stop: `kill -TERM {pid}` (drains)",
+                    file.display()
+                );
+                finish(gateway, signals)
+            }
+            Err(code) => code,
+        },
         Err(code) => code,
     }
 }
 
-/// Starts the gateway on `config`, prints the start-up lines and serves until killed.
+/// Blocks SIGHUP, SIGINT and SIGTERM in this (the main) thread and every thread started later.
+pub(crate) fn block_signals() -> Result<Signals, ExitCode> {
+    Signals::block().map_err(|e| {
+        eprintln!("error: cannot block signals: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+/// Starts the gateway on `config` and prints the start-up lines.
 pub(crate) fn serve_started(config: Config) -> Result<Gateway, ExitCode> {
     let source = config.source.display_name.clone();
     let listeners: Vec<String> = config
@@ -93,18 +125,25 @@ pub(crate) fn serve_started(config: Config) -> Result<Gateway, ExitCode> {
             None => println!("worker {}: not pinned, driver {}", s.index, s.driver),
         }
     }
+    match gateway.admin_addr() {
+        Some(admin) => {
+            println!("admin on http://{admin} (/metrics, /healthz, /ready, /config, /upstreams)")
+        }
+        None => println!("admin: off"),
+    }
     for l in &listeners {
         println!("listening on http://{l}");
     }
     Ok(gateway)
 }
 
-fn serve(config: Config) -> ExitCode {
-    match serve_started(config) {
-        Ok(gateway) => {
-            gateway.wait();
-            ExitCode::SUCCESS
+/// Runs the control side until SIGTERM/SIGINT has drained the workers.
+pub(crate) fn finish(gateway: Gateway, signals: Signals) -> ExitCode {
+    match gateway.run(signals) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
-        Err(code) => code,
     }
 }

@@ -35,6 +35,23 @@ pub const ENDPOINT_WEIGHT: u32 = 1;
 /// Largest endpoint weight accepted.
 pub const ENDPOINT_WEIGHT_MAX: u32 = 1_000;
 
+/// Whether the admin listener runs when `[admin]` says nothing.
+pub const ADMIN_ENABLED: bool = true;
+/// Address of the admin listener: loopback only, so metrics and config are not public.
+pub const ADMIN_ADDRESS: &str = "127.0.0.1:9901";
+/// Path a health check probes.
+pub const HEALTH_CHECK_PATH: &str = "/healthz";
+/// Time between health probes of one endpoint, ms.
+pub const HEALTH_CHECK_INTERVAL_MS: u64 = 2_000;
+/// Time a health probe may take, ms.
+pub const HEALTH_CHECK_TIMEOUT_MS: u64 = 1_000;
+/// Successes in a row that bring an endpoint back.
+pub const HEALTHY_THRESHOLD: u32 = 2;
+/// Failures in a row that take an endpoint out.
+pub const UNHEALTHY_THRESHOLD: u32 = 3;
+/// Status a healthy endpoint answers.
+pub const HEALTH_CHECK_EXPECTED_STATUS: u16 = 200;
+
 /// Smallest `request_line_bytes_max` accepted: room for a method, a short target and the
 /// version.
 pub const REQUEST_LINE_BYTES_MAX_FLOOR: usize = 64;
@@ -92,4 +109,28 @@ pub(crate) fn pool_idle_timeout_ms() -> u64 {
 }
 pub(crate) fn endpoint_weight() -> u32 {
     ENDPOINT_WEIGHT
+}
+pub(crate) fn admin_enabled() -> bool {
+    ADMIN_ENABLED
+}
+pub(crate) fn admin_address() -> String {
+    ADMIN_ADDRESS.to_owned()
+}
+pub(crate) fn health_check_path() -> String {
+    HEALTH_CHECK_PATH.to_owned()
+}
+pub(crate) fn health_check_interval_ms() -> u64 {
+    HEALTH_CHECK_INTERVAL_MS
+}
+pub(crate) fn health_check_timeout_ms() -> u64 {
+    HEALTH_CHECK_TIMEOUT_MS
+}
+pub(crate) fn healthy_threshold() -> u32 {
+    HEALTHY_THRESHOLD
+}
+pub(crate) fn unhealthy_threshold() -> u32 {
+    UNHEALTHY_THRESHOLD
+}
+pub(crate) fn health_check_expected_status() -> u16 {
+    HEALTH_CHECK_EXPECTED_STATUS
 }

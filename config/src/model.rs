@@ -23,6 +23,44 @@ pub struct Config {
     pub upstreams: Vec<Upstream>,
     /// Routes in declared order. Never empty.
     pub routes: Vec<Route>,
+    /// The admin listener, `None` when `[admin] enabled = false`.
+    pub admin: Option<Admin>,
+    /// The access log, `None` when off (no `[access_log]` table).
+    pub access_log: Option<AccessLog>,
+}
+
+/// A validated `[admin]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    /// Never one of the public listeners' addresses.
+    pub address: SocketAddr,
+    /// Whether the file wrote the address: then failing to bind it stops the start. The
+    /// default address only warns, since another gateway on the machine may hold it.
+    pub required: bool,
+}
+
+/// A validated `[access_log]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLog {
+    /// The file lines are appended to.
+    pub path: PathBuf,
+}
+
+/// A validated `[upstreams.NAME.health_check]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HealthCheck {
+    /// Starts with `/`.
+    pub path: String,
+    /// At least 1.
+    pub interval_ms: u64,
+    /// 1..=`interval_ms`.
+    pub timeout_ms: u64,
+    /// At least 1.
+    pub healthy_threshold: u32,
+    /// At least 1.
+    pub unhealthy_threshold: u32,
+    /// 100..=599.
+    pub expected_status: u16,
 }
 
 /// Where a configuration was read from.
@@ -57,6 +95,8 @@ pub struct Upstream {
     pub idle_read_timeout_ms: u64,
     pub pool_idle_max: usize,
     pub pool_idle_timeout_ms: u64,
+    /// Active health checks, if configured.
+    pub health_check: Option<HealthCheck>,
 }
 
 /// One endpoint of an upstream group.

@@ -27,6 +27,46 @@ pub struct ConfigFile {
     /// Routes, in declared order (the order breaks ties between equally specific routes).
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
+    /// The admin listener: metrics, health, config and upstream state. On by default.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// The access log: one JSON line per request. Off unless the table is present.
+    #[serde(default)]
+    pub access_log: Option<AccessLogConfig>,
+}
+
+/// `[admin]`: the admin listener, separate from the public listeners. Serves `/metrics`,
+/// `/healthz`, `/ready`, `/config` and `/upstreams`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Whether the admin listener runs. Default true.
+    #[serde(default = "defaults::admin_enabled")]
+    pub enabled: bool,
+    /// `IP:port` of the admin listener; must differ from every public listener. Port 0 picks
+    /// a free port (printed at start). Default [`defaults::ADMIN_ADDRESS`]. When the default
+    /// address cannot be bound the gateway warns and runs without it; an address written here
+    /// that cannot be bound stops the start. Needs a restart to change.
+    #[serde(default = "defaults::admin_address")]
+    pub address: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            enabled: defaults::admin_enabled(),
+            address: defaults::admin_address(),
+        }
+    }
+}
+
+/// `[access_log]`: one JSON line per request (time, client, method, path, route, status,
+/// upstream endpoint, latency_us, bytes), appended to a file. Present means on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogConfig {
+    /// File the lines are appended to; created if missing. Its directory must exist. Required.
+    pub path: String,
 }
 
 /// `[server]`: process-wide settings.
@@ -143,6 +183,40 @@ pub struct UpstreamConfig {
     /// Default [`defaults::POOL_IDLE_TIMEOUT_MS`].
     #[serde(default = "defaults::pool_idle_timeout_ms")]
     pub pool_idle_timeout_ms: u64,
+    /// Active health checks of every endpoint. Default: none (every endpoint is up).
+    #[serde(default)]
+    pub health_check: Option<HealthCheckConfig>,
+}
+
+/// `[upstreams.NAME.health_check]`: the control side probes each endpoint with
+/// `GET path` and takes it out of rotation after `unhealthy_threshold` failures in a row,
+/// back in after `healthy_threshold` successes in a row.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckConfig {
+    /// Request target probed with GET (path and optional query); starts with `/`. Default [`defaults::HEALTH_CHECK_PATH`].
+    #[serde(default = "defaults::health_check_path")]
+    pub path: String,
+    /// Time between probes of one endpoint, in milliseconds. At least 1. Default
+    /// [`defaults::HEALTH_CHECK_INTERVAL_MS`].
+    #[serde(default = "defaults::health_check_interval_ms")]
+    pub interval_ms: u64,
+    /// Time a probe may take (connect to status line), in milliseconds; slower is a failure.
+    /// 1..=`interval_ms`. Default [`defaults::HEALTH_CHECK_TIMEOUT_MS`].
+    #[serde(default = "defaults::health_check_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Successes in a row that bring a down endpoint back. At least 1. Default
+    /// [`defaults::HEALTHY_THRESHOLD`].
+    #[serde(default = "defaults::healthy_threshold")]
+    pub healthy_threshold: u32,
+    /// Failures in a row that take an endpoint out. At least 1. Default
+    /// [`defaults::UNHEALTHY_THRESHOLD`].
+    #[serde(default = "defaults::unhealthy_threshold")]
+    pub unhealthy_threshold: u32,
+    /// The status a healthy endpoint answers, 100..=599. Default
+    /// [`defaults::HEALTH_CHECK_EXPECTED_STATUS`].
+    #[serde(default = "defaults::health_check_expected_status")]
+    pub expected_status: u16,
 }
 
 /// One endpoint of an upstream group.

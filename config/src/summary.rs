@@ -86,12 +86,29 @@ impl Config {
                 .iter()
                 .map(|e| format!("{} (weight {})", e.address, e.weight))
                 .collect();
-            let _ = writeln!(
+            let _ = write!(
                 out,
                 "  {} balancer={balancer} endpoints={}",
                 upstream.name,
                 endpoints.join(", ")
             );
+            if let Some(check) = &upstream.health_check {
+                let _ = write!(
+                    out,
+                    " health_check=GET {} every {}ms (expect {})",
+                    check.path, check.interval_ms, check.expected_status
+                );
+            }
+            out.push('\n');
+        }
+        match &self.admin {
+            Some(admin) => {
+                let _ = writeln!(out, "admin {}", admin.address);
+            }
+            None => out.push_str("admin off\n"),
+        }
+        if let Some(log) = &self.access_log {
+            let _ = writeln!(out, "access_log {}", log.path.display());
         }
         out
     }

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv6Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::defaults::{
@@ -17,10 +17,12 @@ use crate::defaults::{
     REQUEST_LINE_BYTES_MAX_CEILING, REQUEST_LINE_BYTES_MAX_FLOOR, WORKERS_MAX,
 };
 use crate::locate::{line_column, Document, FieldPath, Target};
-use crate::schema::{BalancerKind, ConfigFile, RouteConfig, ServerConfig, UpstreamConfig};
+use crate::schema::{
+    BalancerKind, ConfigFile, HealthCheckConfig, RouteConfig, ServerConfig, UpstreamConfig,
+};
 use crate::{
-    Balancer, Config, ConfigError, Endpoint, HashKey, HostMatch, Listener, PathKind, PathPattern,
-    Rewrite, Route, Segment, Source, Upstream,
+    AccessLog, Admin, Balancer, Config, ConfigError, Endpoint, HashKey, HealthCheck, HostMatch,
+    Listener, PathKind, PathPattern, Rewrite, Route, Segment, Source, Upstream,
 };
 
 pub(crate) fn load_file(path: &Path) -> Result<Config, ConfigError> {
@@ -96,12 +98,147 @@ fn validate(doc: &Document<'_>, file: ConfigFile, source: Source) -> Result<Conf
         .map(|(name, upstream)| check_upstream(doc, name, upstream))
         .collect::<Result<Vec<_>, _>>()?;
     let routes = check_routes(doc, &file, &upstreams)?;
+    let admin = check_admin(doc, &file, &listeners)?;
+    let access_log = match &file.access_log {
+        None => None,
+        Some(log) => Some(check_access_log(doc, &log.path)?),
+    };
     Ok(Config {
         source,
         server: file.server,
         listeners,
         upstreams,
         routes,
+        admin,
+        access_log,
+    })
+}
+
+fn check_admin(
+    doc: &Document<'_>,
+    file: &ConfigFile,
+    listeners: &[Listener],
+) -> Result<Option<Admin>, ConfigError> {
+    if !file.admin.enabled {
+        return Ok(None);
+    }
+    let at = FieldPath::root().key("admin").key("address");
+    let address = parse_socket_addr(doc, &at, &file.admin.address)?;
+    if let Some(i) = listeners.iter().position(|l| l.address == address) {
+        return fail(
+            doc,
+            &at,
+            Target::Value,
+            format!("admin address {address} is also listener[{i}]'s address"),
+            "the admin endpoint never shares the public listener; pick another port, e.g. \
+             127.0.0.1:9901",
+        );
+    }
+    Ok(Some(Admin {
+        address,
+        required: doc.contains(&at),
+    }))
+}
+
+fn check_access_log(doc: &Document<'_>, path: &str) -> Result<AccessLog, ConfigError> {
+    if path.is_empty() || path.chars().any(char::is_control) {
+        return fail(
+            doc,
+            &FieldPath::root().key("access_log").key("path"),
+            Target::Value,
+            format!("access_log path {path:?} is empty or has a control character"),
+            "write a file path, e.g. \"/var/log/coregate/access.log\"; remove [access_log] \
+             to turn the log off",
+        );
+    }
+    Ok(AccessLog {
+        path: PathBuf::from(path),
+    })
+}
+
+fn check_health_check(
+    doc: &Document<'_>,
+    at: &FieldPath,
+    check: &HealthCheckConfig,
+) -> Result<HealthCheck, ConfigError> {
+    if !check.path.starts_with('/') {
+        return fail(
+            doc,
+            &at.key("path"),
+            Target::Value,
+            format!("health_check path {:?} does not start with `/`", check.path),
+            &format!("write \"/{}\"", check.path),
+        );
+    }
+    // A request target (RFC 9112 §3.2): a query is allowed, whitespace and a fragment not.
+    if let Some(c) = check
+        .path
+        .chars()
+        .find(|&c| c == '#' || c.is_whitespace() || c.is_control())
+    {
+        return fail(
+            doc,
+            &at.key("path"),
+            Target::Value,
+            format!("health_check path {:?} contains {c:?}", check.path),
+            "write a request target such as \"/healthz\" or \"/status?full=1\"; encode a \
+             space as %20",
+        );
+    }
+    check_timeouts(
+        doc,
+        at,
+        &[
+            ("interval_ms", check.interval_ms),
+            ("timeout_ms", check.timeout_ms),
+        ],
+    )?;
+    if check.timeout_ms > check.interval_ms {
+        return fail(
+            doc,
+            &at.key("timeout_ms"),
+            Target::Value,
+            format!(
+                "timeout_ms = {} is longer than interval_ms = {}",
+                check.timeout_ms, check.interval_ms
+            ),
+            "a probe must end before the next one starts; lower timeout_ms or raise \
+             interval_ms",
+        );
+    }
+    for (name, value) in [
+        ("healthy_threshold", check.healthy_threshold),
+        ("unhealthy_threshold", check.unhealthy_threshold),
+    ] {
+        if value == 0 {
+            return fail(
+                doc,
+                &at.key(name),
+                Target::Value,
+                format!("{name} = 0 would never be reached"),
+                "thresholds count probes in a row and are at least 1",
+            );
+        }
+    }
+    if !(100..=599).contains(&check.expected_status) {
+        return fail(
+            doc,
+            &at.key("expected_status"),
+            Target::Value,
+            format!(
+                "expected_status = {} is not an HTTP status",
+                check.expected_status
+            ),
+            "use a status in 100..=599, usually 200",
+        );
+    }
+    Ok(HealthCheck {
+        path: check.path.clone(),
+        interval_ms: check.interval_ms,
+        timeout_ms: check.timeout_ms,
+        healthy_threshold: check.healthy_threshold,
+        unhealthy_threshold: check.unhealthy_threshold,
+        expected_status: check.expected_status,
     })
 }
 
@@ -424,6 +561,10 @@ fn check_upstream(
             ("pool_idle_timeout_ms", upstream.pool_idle_timeout_ms),
         ],
     )?;
+    let health_check = match &upstream.health_check {
+        None => None,
+        Some(check) => Some(check_health_check(doc, &at.key("health_check"), check)?),
+    };
     Ok(Upstream {
         name: name.to_owned(),
         endpoints,
@@ -433,6 +574,7 @@ fn check_upstream(
         idle_read_timeout_ms: upstream.idle_read_timeout_ms,
         pool_idle_max: upstream.pool_idle_max,
         pool_idle_timeout_ms: upstream.pool_idle_timeout_ms,
+        health_check,
     })
 }
 

@@ -73,6 +73,8 @@ fn the_example_sets_every_schema_key() {
                 .any(|start| line.starts_with(start.as_str()))
                 || line.contains(&format!("{{ {key} ="))
                 || line.contains(&format!(", {key} ="))
+                // A nested table: [upstreams.users.health_check].
+                || line.contains(&format!(".{key}]"))
         });
         assert!(written, "the example does not set `{key}`");
     }

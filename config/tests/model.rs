@@ -271,6 +271,7 @@ fn summary_lists_listeners_routes_and_upstreams() {
              [fd00::1]:80 (weight 1)",
             "  mid balancer=consistent_hash(client_ip) endpoints=10.0.0.2:80 (weight 1)",
             "  zeta balancer=consistent_hash(header:x-user) endpoints=10.0.0.3:80 (weight 1)",
+            "admin 127.0.0.1:9901",
         ]
     );
     assert!(

@@ -616,3 +616,115 @@ fn errors_render_with_place_and_hint() {
          hint: remove `host` to match any host"
     );
 }
+
+// ----- admin, access log, health checks -----
+
+#[test]
+fn admin_defaults_to_loopback_9901_and_can_be_turned_off() {
+    let config = load_str(&server(""), "t.toml").expect("valid");
+    let admin = config.admin.expect("admin on by default");
+    assert_eq!(admin.address.to_string(), "127.0.0.1:9901");
+    assert!(!admin.required, "the default address is not required");
+    let text = format!("{}\n[admin]\nenabled = false\n", server(""));
+    assert!(load_str(&text, "t.toml").expect("valid").admin.is_none());
+    let text = format!("{}\n[admin]\naddress = \"127.0.0.1:0\"\n", server(""));
+    let admin = load_str(&text, "t.toml").expect("valid").admin.expect("on");
+    assert!(admin.required, "a written address is required");
+    assert_eq!(admin.address.port(), 0);
+}
+
+#[test]
+fn admin_address_is_checked() {
+    let text = format!("{}\n[admin]\naddress = \"localhost:9901\"\n", server(""));
+    fails_at(&text, "\"localhost:9901\"", "admin.address");
+    let text = format!("{}\n[admin]\naddress = \"127.0.0.1:8080\"\n", server(""));
+    let error = fails_at_nth(&text, "\"127.0.0.1:8080\"", 1, "admin.address");
+    assert!(error.message.contains("listener[0]"), "{error}");
+    let text = format!("{}\n[admin]\nport = 1\n", server(""));
+    fails_at(&text, "port", "admin.port");
+}
+
+#[test]
+fn access_log_is_off_unless_configured() {
+    assert!(load_str(&server(""), "t.toml")
+        .expect("valid")
+        .access_log
+        .is_none());
+    let text = format!("{}\n[access_log]\npath = \"/tmp/a.log\"\n", server(""));
+    let log = load_str(&text, "t.toml").expect("valid").access_log;
+    assert_eq!(
+        log.map(|l| l.path),
+        Some(std::path::PathBuf::from("/tmp/a.log"))
+    );
+    let text = format!("{}\n[access_log]\npath = \"\"\n", server(""));
+    fails_at(&text, "\"\"", "access_log.path");
+    let text = format!("{}\n[access_log]\n", server(""));
+    let error = load_str(&text, "t.toml").expect_err("path is required");
+    assert!(error.message.contains("path"), "{error}");
+}
+
+fn with_check(lines: &str) -> String {
+    upstreams(&format!(
+        "{UPSTREAM}[upstreams.users.health_check]\n{lines}\n"
+    ))
+}
+
+#[test]
+fn health_check_defaults() {
+    let config = load_str(&with_check(""), "t.toml").expect("valid");
+    let check = config.upstreams[0]
+        .health_check
+        .clone()
+        .expect("configured");
+    assert_eq!(check.path, "/healthz");
+    assert_eq!((check.interval_ms, check.timeout_ms), (2000, 1000));
+    assert_eq!((check.healthy_threshold, check.unhealthy_threshold), (2, 3));
+    assert_eq!(check.expected_status, 200);
+    let config = load_str(&upstreams(UPSTREAM), "t.toml").expect("valid");
+    assert!(config.upstreams[0].health_check.is_none());
+}
+
+#[test]
+fn health_check_values_are_checked() {
+    fails_at(
+        &with_check("path = \"healthz\""),
+        "\"healthz\"",
+        "upstreams.users.health_check.path",
+    );
+    fails_at(
+        &with_check("path = \"/a b\""),
+        "\"/a b\"",
+        "upstreams.users.health_check.path",
+    );
+    fails_at(
+        &with_check("interval_ms = 0"),
+        "0\n",
+        "upstreams.users.health_check.interval_ms",
+    );
+    let error = fails_at(
+        &with_check("interval_ms = 500\ntimeout_ms = 900"),
+        "900",
+        "upstreams.users.health_check.timeout_ms",
+    );
+    assert!(error.message.contains("longer than interval_ms"), "{error}");
+    fails_at(
+        &with_check("healthy_threshold = 0"),
+        "0\n",
+        "upstreams.users.health_check.healthy_threshold",
+    );
+    fails_at(
+        &with_check("unhealthy_threshold = 0"),
+        "0\n",
+        "upstreams.users.health_check.unhealthy_threshold",
+    );
+    fails_at(
+        &with_check("expected_status = 99"),
+        "99",
+        "upstreams.users.health_check.expected_status",
+    );
+    fails_at(
+        &with_check("expect = 200"),
+        "expect",
+        "upstreams.users.health_check.expect",
+    );
+}

@@ -894,3 +894,120 @@ pub fn request_text(method: &str, host: &str, target: &str, headers: &[(&str, &s
     s.push_str("\r\n");
     s
 }
+
+// ---------------------------------------------------------------------------------------------
+// Control side: admin listener, config rewrites, signals, exit
+
+/// Replaces `{listen}` and `{admin}` in `config` with free addresses and runs
+/// `coregate run -c FILE`; returns the gateway and its admin address.
+pub fn start_gateway_with_admin(config: &str) -> (Gateway, SocketAddr) {
+    let mut last_error = String::new();
+    for _ in 0..3 {
+        let (addr, admin) = (free_addr(), free_addr());
+        let text = config
+            .replace("{listen}", &addr.to_string())
+            .replace("{admin}", &admin.to_string());
+        let file = TempFile::new("gw", &text);
+        let mut cmd = Command::new(BIN);
+        cmd.arg("run").arg("-c").arg(file.path());
+        match spawn_until_listening(cmd, addr) {
+            Ok(mut gw) => {
+                gw._config = Some(file);
+                return (gw, admin);
+            }
+            Err(e) => last_error = format!("{e}\nconfig:\n{text}"),
+        }
+        if !last_error.contains("in use") {
+            break;
+        }
+    }
+    panic!("gateway did not start: {last_error}");
+}
+
+/// `[admin]` on `{admin}`, for [`start_gateway_with_admin`].
+pub const ADMIN_TOML: &str = "\n[admin]\naddress = \"{admin}\"\n";
+
+impl Gateway {
+    /// The config file the gateway runs on (when started from a file by this harness).
+    pub fn config_path(&self) -> Option<&Path> {
+        self._config.as_ref().map(TempFile::path)
+    }
+
+    /// Replaces the config file atomically (write a sibling, rename over), so the gateway
+    /// never reads it half-written. `{listen}` is replaced with the gateway's address.
+    pub fn rewrite_config(&self, text: &str) {
+        let path = self
+            .config_path()
+            .expect("gateway started from a config file");
+        let text = text.replace("{listen}", &self.addr.to_string());
+        let tmp = path.with_extension("toml.next");
+        std::fs::write(&tmp, text).expect("write the next config");
+        std::fs::rename(&tmp, path).expect("rename the next config into place");
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGHUP`) to the gateway process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with a child's pid and a valid signal number has no memory effects.
+        let rc = unsafe { libc::kill(self.pid() as i32, signal) };
+        assert_eq!(rc, 0, "kill({}, {signal})", self.pid());
+    }
+
+    /// Waits up to `wait` for the process to exit and returns its status.
+    pub fn wait_exit(&mut self, wait: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits up to `wait` until stderr contains `needle`.
+    pub fn stderr_contains_within(&self, needle: &str, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        loop {
+            if self.stderr().contains(needle) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// `GET path` on the admin listener at `admin`.
+pub fn admin_get(admin: SocketAddr, path: &str) -> Response {
+    let mut c = Client::connect(admin);
+    c.send(format!("GET {path} HTTP/1.1\r\nHost: admin\r\n\r\n").as_bytes());
+    c.read_response()
+}
+
+/// The value of the Prometheus sample `series` (name with labels, exactly as printed) in
+/// the admin listener's `/metrics`, or `None` when absent.
+pub fn metric(admin: SocketAddr, series: &str) -> Option<f64> {
+    let text = admin_get(admin, "/metrics").body_text();
+    text.lines().find_map(|line| {
+        let (name, value) = line.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok())?
+    })
+}
+
+/// Polls `f` every 20 ms until it returns true or `wait` passes; returns the last result.
+pub fn eventually(wait: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + wait;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

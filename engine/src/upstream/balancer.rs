@@ -376,6 +376,7 @@ mod tests {
             idle_read_timeout_ms: 1,
             pool_idle_max: 1,
             pool_idle_timeout_ms: 1,
+            health_check: None,
         }
     }
 
