@@ -186,7 +186,6 @@ fn the_access_log_is_opened_at_start_and_a_bad_path_rejects_a_reload() {
 }
 
 #[test]
-#[ignore = "needs the workers to format access-log lines (engine side of issue 4, item 7)"]
 fn the_access_log_gets_one_json_line_per_request() {
     const REQUESTS: usize = 10;
     let log = temp_log_path("lines");
@@ -215,8 +214,8 @@ fn the_access_log_gets_one_json_line_per_request() {
         "{:?}",
         lines()
     );
-    let _ = std::fs::remove_file(&log);
     let lines = lines();
+    let _ = std::fs::remove_file(&log);
     for line in &lines {
         let v: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));

@@ -48,19 +48,39 @@ const RESPONSE_HEAD_BYTES_MAX: usize = 64 * 1024;
 /// (RFC 9110 §10.1.1).
 const CONTINUE_100: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
+/// What became of one request: filled in as the exchange goes, read for the access log.
+/// Cells, because the two directions of a [`duplex`] exchange both report into it.
+#[derive(Default)]
+pub(crate) struct Outcome {
+    /// The status answered; 0 while no response has been started.
+    pub status: Cell<u16>,
+    pub route: Cell<Option<usize>>,
+    /// Snapshot version `route` indexes into.
+    pub version: Cell<u64>,
+    pub upstream: Cell<Option<SocketAddr>>,
+    /// Bytes written to the client.
+    pub bytes: Cell<u64>,
+    /// When the request head was complete.
+    pub started: Cell<Option<Instant>>,
+}
+
 /// Per-connection state that outlives one request.
-struct Conn {
+pub(crate) struct Conn {
     /// Bytes read from the client not yet consumed: the current head, then any pipelined
     /// requests behind it.
     buf: Vec<u8>,
     head: RequestHead,
     /// Scratch for the rewritten path.
     path: Vec<u8>,
-    peer: SocketAddr,
+    pub peer: SocketAddr,
     /// This connection's slot in the worker's drain signal.
     drain_slot: usize,
     /// Cancels the between-requests read when the connection parks.
     canceller: Canceller,
+    /// Method and target of the current request, kept for the access log (only filled
+    /// while the access log is on).
+    pub log_method: Vec<u8>,
+    pub log_target: Vec<u8>,
 }
 
 enum Next {
@@ -79,20 +99,35 @@ pub(crate) async fn serve_connection(worker: &Rc<Worker>, mut client: TcpStream,
         peer,
         drain_slot: worker.drain.register(),
         canceller: Canceller::new(),
+        log_method: Vec::new(),
+        log_target: Vec::new(),
     };
     loop {
         if conn.buf.is_empty() && !await_request(worker, &mut client, &mut conn).await {
             break;
         }
+        let outcome = Outcome::default();
         // Boxed so that the large state of an exchange lives only while one runs: a parked
         // connection's task holds just `Conn` and the socket.
-        match Box::pin(exchange(worker, &mut client, &mut conn)).await {
-            Next::KeepAlive => {}
-            Next::Close => break,
-            Next::Duplex(job) => match Box::pin(duplex(worker, client, &mut conn, job)).await {
-                Some(kept) => client = kept,
-                None => break,
-            },
+        let keep = match Box::pin(exchange(worker, &mut client, &mut conn, &outcome)).await {
+            Next::KeepAlive => true,
+            Next::Close => false,
+            Next::Duplex(job) => {
+                match Box::pin(duplex(worker, client, &mut conn, job, &outcome)).await {
+                    Some(kept) => {
+                        client = kept;
+                        true
+                    }
+                    None => {
+                        worker.log_access(&conn, &outcome);
+                        break;
+                    }
+                }
+            }
+        };
+        worker.log_access(&conn, &outcome);
+        if !keep {
+            break;
         }
     }
     worker.give_buffer(std::mem::take(&mut conn.buf));
@@ -107,19 +142,33 @@ enum HeadEnd {
     Reject(u16, &'static str),
 }
 
-async fn exchange(worker: &Rc<Worker>, client: &mut TcpStream, conn: &mut Conn) -> Next {
+async fn exchange(
+    worker: &Rc<Worker>,
+    client: &mut TcpStream,
+    conn: &mut Conn,
+    outcome: &Outcome,
+) -> Next {
     let view = worker.view();
     let snap: &Snapshot = &view.snapshot;
     let head_len = match read_head(client, conn, snap).await {
         Ok(n) => n,
         Err(HeadEnd::Gone) => return Next::Close,
         Err(HeadEnd::Reject(status, reason)) => {
-            reply_error(worker, client, status, reason, true, &[]).await;
+            reply_error(worker, client, outcome, status, reason, true, &[]).await;
             return Next::Close;
         }
     };
 
     let started = Instant::now();
+    outcome.started.set(Some(started));
+    if worker.logging() {
+        conn.log_method.clear();
+        conn.log_method
+            .extend_from_slice(conn.head.method_span.get(&conn.buf));
+        conn.log_target.clear();
+        conn.log_target
+            .extend_from_slice(conn.head.target.get(&conn.buf));
+    }
     let routed = {
         let buf = &conn.buf;
         let head = &conn.head;
@@ -133,13 +182,24 @@ async fn exchange(worker: &Rc<Worker>, client: &mut TcpStream, conn: &mut Conn) 
     let m = match routed {
         RouteResult::Matched(m) => m,
         RouteResult::NotFound => {
-            return refuse(worker, client, conn, head_len, 404, "no route matches", &[]).await;
+            return refuse(
+                worker,
+                client,
+                outcome,
+                conn,
+                head_len,
+                404,
+                "no route matches",
+                &[],
+            )
+            .await;
         }
         RouteResult::MethodNotAllowed { allow } => {
             let extra = [("Allow", allow.as_str())];
             return refuse(
                 worker,
                 client,
+                outcome,
                 conn,
                 head_len,
                 405,
@@ -150,9 +210,20 @@ async fn exchange(worker: &Rc<Worker>, client: &mut TcpStream, conn: &mut Conn) 
         }
     };
     let route = &snap.config.routes[m.route];
+    outcome.route.set(Some(m.route));
+    outcome.version.set(snap.version);
     if let BodyFraming::Length(n) = conn.head.body {
         if n > route.body_bytes_max {
-            reply_error(worker, client, 413, "request body too large", true, &[]).await;
+            reply_error(
+                worker,
+                client,
+                outcome,
+                413,
+                "request body too large",
+                true,
+                &[],
+            )
+            .await;
             return Next::Close;
         }
     }
@@ -165,6 +236,7 @@ async fn exchange(worker: &Rc<Worker>, client: &mut TcpStream, conn: &mut Conn) 
         return refuse(
             worker,
             client,
+            outcome,
             conn,
             head_len,
             503,
@@ -175,6 +247,7 @@ async fn exchange(worker: &Rc<Worker>, client: &mut TcpStream, conn: &mut Conn) 
     };
     let in_flight = InFlight::start(&view, up_index, endpoint);
     let addr = upstream.endpoints[endpoint].address;
+    outcome.upstream.set(Some(addr));
 
     let mut out = worker.take_buffer();
     {
@@ -214,7 +287,16 @@ async fn exchange(worker: &Rc<Worker>, client: &mut TcpStream, conn: &mut Conn) 
         Ok(b) => b,
         Err(status) => {
             worker.give_buffer(out);
-            reply_error(worker, client, status, body_error_reason(status), true, &[]).await;
+            reply_error(
+                worker,
+                client,
+                outcome,
+                status,
+                body_error_reason(status),
+                true,
+                &[],
+            )
+            .await;
             return Next::Close;
         }
     };
@@ -244,7 +326,7 @@ async fn exchange(worker: &Rc<Worker>, client: &mut TcpStream, conn: &mut Conn) 
                 worker.give_buffer(out);
                 worker.give_buffer(upbuf);
                 let keep = body.is_done() && req.keep_alive;
-                return fail_upstream(worker, client, req.method, failure, keep).await;
+                return fail_upstream(worker, client, outcome, req.method, failure, keep).await;
             }
         };
         let may_retry = reused && replayable && attempts == 1;
@@ -256,7 +338,7 @@ async fn exchange(worker: &Rc<Worker>, client: &mut TcpStream, conn: &mut Conn) 
             }
             worker.give_buffer(out);
             worker.give_buffer(upbuf);
-            return fail_upstream(worker, client, req.method, Failure::Reset, false).await;
+            return fail_upstream(worker, client, outcome, req.method, Failure::Reset, false).await;
         }
         if !body.is_done() {
             // The rest of the body streams while the response is read: an upstream may
@@ -294,15 +376,14 @@ async fn exchange(worker: &Rc<Worker>, client: &mut TcpStream, conn: &mut Conn) 
                 worker.give_buffer(out);
                 worker.give_buffer(upbuf);
                 let keep = req.keep_alive && !req.http10;
-                return fail_upstream(worker, client, req.method, failure, keep).await;
+                return fail_upstream(worker, client, outcome, req.method, failure, keep).await;
             }
         }
     };
     worker.give_buffer(out);
     let upstream_us = started.elapsed().as_micros() as u64;
-    let written = Cell::new(false);
     let relayed = relay(
-        worker, client, &mut up, &mut upbuf, &resp, resp_len, &req, &timeouts, &written,
+        worker, client, &mut up, &mut upbuf, &resp, resp_len, &req, &timeouts, outcome,
     )
     .await;
     worker.give_buffer(upbuf);
@@ -355,6 +436,7 @@ async fn duplex(
     mut client: TcpStream,
     conn: &mut Conn,
     job: Box<DuplexJob>,
+    outcome: &Outcome,
 ) -> Option<TcpStream> {
     let DuplexJob {
         up,
@@ -373,7 +455,6 @@ async fn duplex(
     let (mut client_rx, mut client_tx) = client.into_split();
     let (mut up_rx, mut up_tx) = up.into_split();
     let mut resp = ResponseHead::new();
-    let written = Cell::new(false);
     let mut sent: Option<Result<(), BodyFailure>> = None;
     let received = {
         let send = std::pin::pin!(stream_request_body(
@@ -392,7 +473,7 @@ async fn duplex(
             &mut resp,
             &req,
             &timeouts,
-            &written,
+            outcome,
         ));
         let (mut send, mut receive) = (send, receive);
         std::future::poll_fn(|cx| {
@@ -415,20 +496,30 @@ async fn duplex(
         // The client stopped sending or sent something we refuse; the response, if any was
         // under way, is abandoned with the upstream connection.
         (Some(Err(failure)), _) => {
-            if !written.get() {
+            if outcome.status.get() == 0 {
                 let (status, reason) = match failure {
                     BodyFailure::Client => return None,
                     BodyFailure::TooLarge => (413, "request body too large"),
                     BodyFailure::Malformed => (400, "malformed chunked body"),
                     BodyFailure::Upstream => (502, "upstream connection failed"),
                 };
-                reply_error_to(worker, &mut client, req.method, status, reason, true, &[]).await;
+                reply_error_to(
+                    worker,
+                    &mut client,
+                    outcome,
+                    req.method,
+                    status,
+                    reason,
+                    true,
+                    &[],
+                )
+                .await;
             }
             None
         }
         (_, Some(Err(failure))) => {
-            if !written.get() {
-                fail_upstream(worker, &mut client, req.method, failure, false).await;
+            if outcome.status.get() == 0 {
+                fail_upstream(worker, &mut client, outcome, req.method, failure, false).await;
             }
             None
         }
@@ -472,19 +563,20 @@ async fn receive<C: AsyncWriteRent, U: AsyncReadRent>(
     resp: &mut ResponseHead,
     req: &RequestFacts,
     timeouts: &Timeouts,
-    written: &Cell<bool>,
+    outcome: &Outcome,
 ) -> Result<Relayed, Failure> {
     upbuf.clear();
     let resp_len = read_response_head(client, up, upbuf, resp, req, timeouts.response_head).await?;
     Ok(relay(
-        worker, client, up, upbuf, resp, resp_len, req, timeouts, written,
+        worker, client, up, upbuf, resp, resp_len, req, timeouts, outcome,
     )
     .await)
 }
 
 /// Encodes the response head for the client and streams head and body to it. HTTP/1.0
-/// clients get no chunked framing and a closed connection. Sets `written` once any byte
-/// may have reached the client (after that, an error can only close the connection).
+/// clients get no chunked framing and a closed connection. Sets the outcome's status before
+/// any byte may reach the client (after that, an error can only close the connection), and
+/// its byte count at the end.
 #[allow(clippy::too_many_arguments)]
 async fn relay<C: AsyncWriteRent, U: AsyncReadRent>(
     worker: &Worker,
@@ -495,7 +587,7 @@ async fn relay<C: AsyncWriteRent, U: AsyncReadRent>(
     resp_len: usize,
     req: &RequestFacts,
     timeouts: &Timeouts,
-    written: &Cell<bool>,
+    outcome: &Outcome,
 ) -> Relayed {
     let chunked_to_client = !req.http10;
     let close_client = !req.keep_alive
@@ -504,7 +596,7 @@ async fn relay<C: AsyncWriteRent, U: AsyncReadRent>(
         || worker.draining();
     let mut head_out = worker.take_buffer();
     encode_response_head(upbuf, resp, chunked_to_client, close_client, &mut head_out);
-    written.set(true);
+    outcome.status.set(resp.status);
     let reusable = relay_response(
         worker,
         client,
@@ -518,10 +610,13 @@ async fn relay<C: AsyncWriteRent, U: AsyncReadRent>(
     )
     .await;
     match reusable {
-        Some(upstream_reusable) => Relayed::Complete {
-            upstream_reusable,
-            close_client,
-        },
+        Some((upstream_reusable, bytes)) => {
+            outcome.bytes.set(bytes);
+            Relayed::Complete {
+                upstream_reusable,
+                close_client,
+            }
+        }
         None => Relayed::Broken,
     }
 }
@@ -558,6 +653,7 @@ struct RequestFacts {
 async fn refuse(
     worker: &Worker,
     client: &mut TcpStream,
+    outcome: &Outcome,
     conn: &mut Conn,
     head_len: usize,
     status: u16,
@@ -567,7 +663,12 @@ async fn refuse(
     let keep = matches!(conn.head.body, BodyFraming::None) && conn.head.keep_alive;
     conn.buf.drain(..head_len);
     let method = conn.head.method;
-    if reply_error_to(worker, client, method, status, reason, !keep, extra).await && keep {
+    if reply_error_to(
+        worker, client, outcome, method, status, reason, !keep, extra,
+    )
+    .await
+        && keep
+    {
         Next::KeepAlive
     } else {
         Next::Close
@@ -578,12 +679,23 @@ async fn refuse(
 async fn reply_error<C: AsyncWriteRent>(
     worker: &Worker,
     client: &mut C,
+    outcome: &Outcome,
     status: u16,
     reason: &str,
     close: bool,
     extra: &[(&str, &str)],
 ) -> bool {
-    reply_error_to(worker, client, Method::Get, status, reason, close, extra).await
+    reply_error_to(
+        worker,
+        client,
+        outcome,
+        Method::Get,
+        status,
+        reason,
+        close,
+        extra,
+    )
+    .await
 }
 
 /// [`reply_error`] for a request with a known method: a HEAD request gets the head alone
@@ -591,6 +703,7 @@ async fn reply_error<C: AsyncWriteRent>(
 async fn reply_error_to<C: AsyncWriteRent>(
     worker: &Worker,
     client: &mut C,
+    outcome: &Outcome,
     method: Method,
     status: u16,
     reason: &str,
@@ -598,6 +711,7 @@ async fn reply_error_to<C: AsyncWriteRent>(
     extra: &[(&str, &str)],
 ) -> bool {
     worker.reject(status);
+    outcome.status.set(status);
     let mut out = Vec::with_capacity(256);
     error_response(status, reason, close, extra, &mut out);
     if method == Method::Head {
@@ -605,6 +719,7 @@ async fn reply_error_to<C: AsyncWriteRent>(
             out.truncate(end + 4);
         }
     }
+    outcome.bytes.set(out.len() as u64);
     let (res, _) = write_all(client, out, Duration::from_secs(5)).await;
     res.is_ok()
 }
@@ -996,6 +1111,7 @@ async fn upstream_connection(
 async fn fail_upstream<C: AsyncWriteRent>(
     worker: &Worker,
     client: &mut C,
+    outcome: &Outcome,
     method: Method,
     failure: Failure,
     keep: bool,
@@ -1008,7 +1124,7 @@ async fn fail_upstream<C: AsyncWriteRent>(
         Failure::HeadTimeout => (504, "upstream response timed out"),
         Failure::BadResponse => (502, "upstream sent an invalid response"),
     };
-    if reply_error_to(worker, client, method, status, reason, !keep, &[]).await && keep {
+    if reply_error_to(worker, client, outcome, method, status, reason, !keep, &[]).await && keep {
         Next::KeepAlive
     } else {
         Next::Close
@@ -1074,8 +1190,8 @@ enum Relayed {
 }
 
 /// Streams the response to the client: `head_out` (the encoded head) first, then the body
-/// that follows the upstream head in `upbuf`, then the rest from the socket. Some(reusable)
-/// when the whole response went out; None when either side failed.
+/// that follows the upstream head in `upbuf`, then the rest from the socket. Some((reusable,
+/// bytes written)) when the whole response went out; None when either side failed.
 #[allow(clippy::too_many_arguments)]
 async fn relay_response<C: AsyncWriteRent, U: AsyncReadRent>(
     worker: &Worker,
@@ -1087,7 +1203,8 @@ async fn relay_response<C: AsyncWriteRent, U: AsyncReadRent>(
     mut head_out: Vec<u8>,
     chunked_to_client: bool,
     timeouts: &Timeouts,
-) -> Option<bool> {
+) -> Option<(bool, u64)> {
+    let head_bytes = head_out.len() as u64;
     let body = match framing {
         ResponseBody::None => Some(0),
         ResponseBody::Length(n) => Some(n),
@@ -1125,7 +1242,7 @@ async fn relay_response<C: AsyncWriteRent, U: AsyncReadRent>(
             rest -= take as u64;
             upbuf.clear();
         }
-        return Some(!extra);
+        return Some((!extra, head_bytes + n));
     }
     upbuf.drain(..resp_len);
     match framing {
@@ -1136,12 +1253,14 @@ async fn relay_response<C: AsyncWriteRent, U: AsyncReadRent>(
         _ => {
             head_out.extend_from_slice(upbuf);
             upbuf.clear();
+            let mut bytes = head_out.len() as u64;
             write_all(client, head_out, timeouts.client).await.0.ok()?;
             loop {
                 let n = read_more(up, upbuf, timeouts.upstream_idle).await.ok()?;
                 if n == 0 {
-                    return Some(false);
+                    return Some((false, bytes));
                 }
+                bytes += n as u64;
                 write_range(client, upbuf, 0..n, timeouts.client)
                     .await
                     .ok()?;
@@ -1160,8 +1279,9 @@ async fn relay_chunked<C: AsyncWriteRent, U: AsyncReadRent>(
     mut pending: Vec<u8>,
     pass_through: bool,
     timeouts: &Timeouts,
-) -> Option<bool> {
+) -> Option<(bool, u64)> {
     let mut decoder = ChunkedDecoder::new();
+    let mut bytes = 0u64;
     loop {
         // Move what `upbuf` holds of the body into `pending`, in the client's framing.
         let mut consumed = 0;
@@ -1180,13 +1300,14 @@ async fn relay_chunked<C: AsyncWriteRent, U: AsyncReadRent>(
         let extra = upbuf.len() > consumed;
         upbuf.clear();
         if !pending.is_empty() {
+            bytes += pending.len() as u64;
             let (res, back) = write_all(client, pending, timeouts.client).await;
             res.ok()?;
             pending = back;
             pending.clear();
         }
         if done {
-            return Some(!extra);
+            return Some((!extra, bytes));
         }
         if read_more(up, upbuf, timeouts.upstream_idle).await.ok()? == 0 {
             return None;

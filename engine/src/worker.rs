@@ -15,12 +15,14 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use monoio::net::{ListenerOpts, TcpListener};
 use monoio::{FusionRuntime, IoUringDriver, LegacyDriver, RuntimeBuilder};
 
-use crate::shared::{Report, Shared};
+use crate::access_log;
+use crate::proxy::{Conn, Outcome};
+use crate::shared::{AccessLogBatch, Report, Shared};
 use crate::snapshot::{Health, Snapshot};
 use crate::stats::{latency_histogram, Rejection, RouteStats, StatsReport, REPORT_INTERVAL_MS};
 use crate::upstream::balancer::BalancerState;
@@ -189,6 +191,7 @@ fn run_worker(
             monoio::time::sleep(Duration::from_millis(DRAIN_POLL_MS)).await;
         }
         worker.send_stats();
+        worker.send_access_log();
         let _ = worker.reports.send(Report::Exited {
             worker: index,
             unfinished: worker.connections.get(),
@@ -242,6 +245,8 @@ pub(crate) struct Worker {
     free_buffers: RefCell<Vec<Vec<u8>>>,
     connections: Cell<usize>,
     stats: RefCell<Gathered>,
+    /// Access-log lines not yet sent to the control side.
+    access_log: RefCell<Vec<u8>>,
     pub drain: Drain,
 }
 
@@ -282,6 +287,7 @@ impl Worker {
             free_buffers: RefCell::new(Vec::new()),
             connections: Cell::new(0),
             stats: RefCell::new(stats),
+            access_log: RefCell::new(Vec::new()),
             drain: Drain::default(),
         }
     }
@@ -313,6 +319,61 @@ impl Worker {
         balancer
             .borrow_mut()
             .pick(hash, |i| health.is_up(endpoints[i].address))
+    }
+
+    /// Whether the current config has the access log on.
+    pub fn logging(&self) -> bool {
+        self.view.borrow().snapshot.config.access_log.is_some()
+    }
+
+    /// Appends the access-log line of a finished request (if the log is on and a response
+    /// was started), sending the batch when it is large.
+    pub(crate) fn log_access(&self, conn: &Conn, outcome: &Outcome) {
+        let status = outcome.status.get();
+        if status == 0 || !self.logging() {
+            return;
+        }
+        let view = self.view.borrow();
+        let route = outcome
+            .route
+            .get()
+            .filter(|_| outcome.version.get() == view.snapshot.version)
+            .and_then(|r| view.snapshot.config.routes.get(r))
+            .map(|r| r.name.as_str());
+        let latency_us = outcome
+            .started
+            .get()
+            .map_or(0, |t| t.elapsed().as_micros() as u64);
+        let mut lines = self.access_log.borrow_mut();
+        access_log::format_line(
+            &mut lines,
+            &access_log::Entry {
+                time: SystemTime::now(),
+                client: conn.peer.ip(),
+                method: &conn.log_method,
+                path: &conn.log_target,
+                route,
+                status,
+                upstream: outcome.upstream.get(),
+                latency_us,
+                bytes: outcome.bytes.get(),
+            },
+        );
+        if lines.len() >= access_log::BATCH_BYTES_MAX {
+            drop(lines);
+            self.send_access_log();
+        }
+    }
+
+    /// Sends the pending access-log lines, if any.
+    fn send_access_log(&self) {
+        let lines = std::mem::take(&mut *self.access_log.borrow_mut());
+        if !lines.is_empty() {
+            let _ = self.reports.send(Report::AccessLog(AccessLogBatch {
+                worker: self.index,
+                lines,
+            }));
+        }
     }
 
     /// Whether this worker is draining: no new requests on kept-alive connections.
@@ -541,6 +602,7 @@ async fn housekeeping(worker: Rc<Worker>) {
         if now.duration_since(last_sweep) >= Duration::from_millis(REPORT_INTERVAL_MS) {
             last_sweep = now;
             worker.send_stats();
+            worker.send_access_log();
             worker.pools.borrow_mut().sweep(now);
         }
     }
