@@ -62,6 +62,8 @@ pub(crate) struct Outcome {
     pub bytes: Cell<u64>,
     /// When the request head was complete.
     pub started: Cell<Option<Instant>>,
+    /// The request was HEAD: error answers carry no body.
+    pub head_only: Cell<bool>,
 }
 
 /// Per-connection state that outlives one request.
@@ -161,6 +163,7 @@ async fn exchange(
 
     let started = Instant::now();
     outcome.started.set(Some(started));
+    outcome.head_only.set(conn.head.method == Method::Head);
     if worker.logging() {
         conn.log_method.clear();
         conn.log_method
@@ -182,17 +185,7 @@ async fn exchange(
     let m = match routed {
         RouteResult::Matched(m) => m,
         RouteResult::NotFound => {
-            return refuse(
-                worker,
-                client,
-                outcome,
-                conn,
-                head_len,
-                404,
-                "no route matches",
-                &[],
-            )
-            .await;
+            return refuse(worker, client, outcome, conn, 404, "no route matches", &[]).await;
         }
         RouteResult::MethodNotAllowed { allow } => {
             let extra = [("Allow", allow.as_str())];
@@ -201,7 +194,6 @@ async fn exchange(
                 client,
                 outcome,
                 conn,
-                head_len,
                 405,
                 "method not allowed",
                 &extra,
@@ -238,7 +230,6 @@ async fn exchange(
             client,
             outcome,
             conn,
-            head_len,
             503,
             "no endpoint available",
             &[],
@@ -326,7 +317,7 @@ async fn exchange(
                 worker.give_buffer(out);
                 worker.give_buffer(upbuf);
                 let keep = body.is_done() && req.keep_alive;
-                return fail_upstream(worker, client, outcome, req.method, failure, keep).await;
+                return fail_upstream(worker, client, outcome, failure, keep).await;
             }
         };
         let may_retry = reused && replayable && attempts == 1;
@@ -338,7 +329,7 @@ async fn exchange(
             }
             worker.give_buffer(out);
             worker.give_buffer(upbuf);
-            return fail_upstream(worker, client, outcome, req.method, Failure::Reset, false).await;
+            return fail_upstream(worker, client, outcome, Failure::Reset, false).await;
         }
         if !body.is_done() {
             // The rest of the body streams while the response is read: an upstream may
@@ -376,7 +367,7 @@ async fn exchange(
                 worker.give_buffer(out);
                 worker.give_buffer(upbuf);
                 let keep = req.keep_alive && !req.http10;
-                return fail_upstream(worker, client, outcome, req.method, failure, keep).await;
+                return fail_upstream(worker, client, outcome, failure, keep).await;
             }
         }
     };
@@ -503,23 +494,13 @@ async fn duplex(
                     BodyFailure::Malformed => (400, "malformed chunked body"),
                     BodyFailure::Upstream => (502, "upstream connection failed"),
                 };
-                reply_error_to(
-                    worker,
-                    &mut client,
-                    outcome,
-                    req.method,
-                    status,
-                    reason,
-                    true,
-                    &[],
-                )
-                .await;
+                reply_error(worker, &mut client, outcome, status, reason, true, &[]).await;
             }
             None
         }
         (_, Some(Err(failure))) => {
             if outcome.status.get() == 0 {
-                fail_upstream(worker, &mut client, outcome, req.method, failure, false).await;
+                fail_upstream(worker, &mut client, outcome, failure, false).await;
             }
             None
         }
@@ -655,27 +636,22 @@ async fn refuse(
     client: &mut TcpStream,
     outcome: &Outcome,
     conn: &mut Conn,
-    head_len: usize,
     status: u16,
     reason: &'static str,
     extra: &[(&str, &str)],
 ) -> Next {
     let keep = matches!(conn.head.body, BodyFraming::None) && conn.head.keep_alive;
-    conn.buf.drain(..head_len);
-    let method = conn.head.method;
-    if reply_error_to(
-        worker, client, outcome, method, status, reason, !keep, extra,
-    )
-    .await
-        && keep
-    {
+    conn.buf.drain(..conn.head.head_len);
+    if reply_error(worker, client, outcome, status, reason, !keep, extra).await && keep {
         Next::KeepAlive
     } else {
         Next::Close
     }
 }
 
-/// Writes a JSON error response. Returns whether it was written.
+/// Writes a JSON error response and counts it. A HEAD request gets the head alone
+/// (RFC 9110 §9.3.2), with the Content-Length the body would have had. Returns whether it
+/// was written.
 async fn reply_error<C: AsyncWriteRent>(
     worker: &Worker,
     client: &mut C,
@@ -685,36 +661,11 @@ async fn reply_error<C: AsyncWriteRent>(
     close: bool,
     extra: &[(&str, &str)],
 ) -> bool {
-    reply_error_to(
-        worker,
-        client,
-        outcome,
-        Method::Get,
-        status,
-        reason,
-        close,
-        extra,
-    )
-    .await
-}
-
-/// [`reply_error`] for a request with a known method: a HEAD request gets the head alone
-/// (RFC 9110 §9.3.2), with the Content-Length the body would have had.
-async fn reply_error_to<C: AsyncWriteRent>(
-    worker: &Worker,
-    client: &mut C,
-    outcome: &Outcome,
-    method: Method,
-    status: u16,
-    reason: &str,
-    close: bool,
-    extra: &[(&str, &str)],
-) -> bool {
     worker.reject(status);
     outcome.status.set(status);
     let mut out = Vec::with_capacity(256);
     error_response(status, reason, close, extra, &mut out);
-    if method == Method::Head {
+    if outcome.head_only.get() {
         if let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") {
             out.truncate(end + 4);
         }
@@ -1112,7 +1063,6 @@ async fn fail_upstream<C: AsyncWriteRent>(
     worker: &Worker,
     client: &mut C,
     outcome: &Outcome,
-    method: Method,
     failure: Failure,
     keep: bool,
 ) -> Next {
@@ -1124,7 +1074,7 @@ async fn fail_upstream<C: AsyncWriteRent>(
         Failure::HeadTimeout => (504, "upstream response timed out"),
         Failure::BadResponse => (502, "upstream sent an invalid response"),
     };
-    if reply_error_to(worker, client, outcome, method, status, reason, !keep, &[]).await && keep {
+    if reply_error(worker, client, outcome, status, reason, !keep, &[]).await && keep {
         Next::KeepAlive
     } else {
         Next::Close
