@@ -27,6 +27,122 @@ pub struct Config {
     pub admin: Option<Admin>,
     /// The access log, `None` when off (no `[access_log]` table).
     pub access_log: Option<AccessLog>,
+    /// `[auth.jwt.NAME]` verifiers, sorted by name. Routes refer to them by index.
+    pub jwt: Vec<JwtAuth>,
+    /// `[auth.api_keys.NAME]` key sets, sorted by name. Routes refer to them by index.
+    pub api_keys: Vec<ApiKeyAuth>,
+    /// `[rate_limits.NAME]` rules, sorted by name. Routes refer to them by index.
+    pub rate_limits: Vec<RateLimit>,
+    /// Lower-case names of every header the gateway sets from an identity (all
+    /// `claims_to_headers` targets and `consumer_header`s), sorted and deduplicated. Any
+    /// client-sent copy is removed on every route, authenticated or not.
+    pub identity_headers: Vec<String>,
+}
+
+/// A validated `[auth.jwt.NAME]`: how a route's bearer tokens are verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtAuth {
+    pub name: String,
+    /// Upper-case JOSE names the route accepts (HS256/384/512, RS256/384/512,
+    /// PS256/384/512, ES256/384, EdDSA); never `none`; all symmetric or all asymmetric, to
+    /// match the key kind.
+    pub algorithms: Vec<String>,
+    pub keys: JwtKeys,
+    /// Required `iss`, if set.
+    pub issuer: Option<String>,
+    /// `aud` must contain one of these, if any are set.
+    pub audiences: Vec<String>,
+    /// Claims that must be present.
+    pub required_claims: Vec<String>,
+    /// Clock skew allowed on `exp`, `nbf`, `iat`, seconds. Default 60.
+    pub leeway_seconds: u64,
+    /// Whether a token without `exp` is refused. Default true.
+    pub require_exp: bool,
+    pub token_source: TokenSource,
+    /// `(claim, header name)` pairs: the claim's value goes upstream in that header. Default
+    /// `[("sub", "X-User-Id")]`. Header names as written (case kept for the wire).
+    pub claims_to_headers: Vec<(String, String)>,
+    /// Verified tokens cached per worker. Default 10 000.
+    pub cache_entries: usize,
+}
+
+/// Key material of a JWT verifier, read from its files when the config is loaded (by the
+/// control side, never by a worker).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwtKeys {
+    /// HMAC secret bytes (from `secret`, or `secret_file`).
+    Secret(Vec<u8>),
+    /// A PEM public key (`public_key_file`): its path and text.
+    PublicKeyPem { path: PathBuf, pem: String },
+    /// A JWKS document (`jwks_file`): its path and text; keys chosen by `kid`.
+    Jwks { path: PathBuf, json: String },
+}
+
+/// Where a request carries its bearer token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `Authorization: Bearer TOKEN` (the default).
+    Bearer,
+    /// The whole value of this header (lower-case name).
+    Header(String),
+    /// This cookie.
+    Cookie(String),
+}
+
+/// A validated `[auth.api_keys.NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyAuth {
+    pub name: String,
+    /// `(consumer, lower-case hex SHA-256 of the key)`; never empty.
+    pub keys: Vec<(String, String)>,
+    pub source: KeySource,
+    /// Header that carries the consumer name upstream. Default `X-Consumer`.
+    pub consumer_header: String,
+}
+
+/// Where a request carries its API key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// This header (lower-case name). Default `x-api-key`.
+    Header(String),
+    /// This query parameter; removed from the target before forwarding.
+    Query(String),
+}
+
+/// A validated `[rate_limits.NAME]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimit {
+    pub name: String,
+    /// Requests admitted per second per key, across all workers (and nodes sharing it).
+    pub rate_per_second: f64,
+    /// Requests that may arrive at once on top of the rate. At least 1.
+    pub burst: u32,
+    pub key: RateKey,
+    /// Most keys tracked at once (per worker and globally); least recently seen beyond it are
+    /// dropped. Default 100 000.
+    pub keys_max: usize,
+}
+
+/// What a rate limit counts separately.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RateKey {
+    ClientIp,
+    /// The authenticated consumer (API-key consumer or JWT `sub`); the client IP when the
+    /// route has no authentication.
+    Consumer,
+    /// A JWT claim's value; the client IP when absent.
+    Claim(String),
+    /// A request header's value (lower-case name); the client IP when absent.
+    Header(String),
+}
+
+/// Which authentication a route requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthRef {
+    /// Index into [`Config::jwt`].
+    Jwt(usize),
+    /// Index into [`Config::api_keys`].
+    ApiKey(usize),
 }
 
 /// A validated `[admin]`.
@@ -140,6 +256,10 @@ pub struct Route {
     pub upstream: usize,
     pub rewrite: Rewrite,
     pub body_bytes_max: u64,
+    /// `auth = "NAME"`: a JWT verifier or API-key set the request must pass.
+    pub auth: Option<AuthRef>,
+    /// `rate_limit = "NAME"`: index into [`Config::rate_limits`].
+    pub rate_limit: Option<usize>,
 }
 
 /// How a route matches the Host.

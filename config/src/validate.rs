@@ -111,6 +111,10 @@ fn validate(doc: &Document<'_>, file: ConfigFile, source: Source) -> Result<Conf
         routes,
         admin,
         access_log,
+        jwt: Vec::new(),
+        api_keys: Vec::new(),
+        rate_limits: Vec::new(),
+        identity_headers: Vec::new(),
     })
 }
 
@@ -711,6 +715,8 @@ fn check_route(
         upstream,
         rewrite,
         body_bytes_max: route.body_bytes_max.unwrap_or(server.body_bytes_max),
+        auth: None,
+        rate_limit: None,
     })
 }
 

@@ -42,6 +42,8 @@ fn route(kind: PathKind, path: &str) -> Route {
         upstream: 0,
         rewrite: Rewrite::None,
         body_bytes_max: 1024,
+        auth: None,
+        rate_limit: None,
     }
 }
 
