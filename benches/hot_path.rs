@@ -125,10 +125,8 @@ fn route(c: &mut Criterion) {
 }
 
 fn snapshot_read(c: &mut Criterion) {
-    let cell = Arc::new(SnapshotCell::new(Snapshot::compile(
-        config_with_routes(10),
-        1,
-    )));
+    let snapshot = Snapshot::compile(config_with_routes(10), 1).expect("bench config compiles");
+    let cell = Arc::new(SnapshotCell::new(snapshot));
     // What a worker does per request: compare the published version with the one it holds.
     c.bench_function("snapshot_version_check", |b| {
         b.iter(|| black_box(cell.version()) == 1)
@@ -187,6 +185,8 @@ User-Agent: bench\r\nAccept: */*\r\nX-Forwarded-For: 10.0.0.1\r\nConnection: kee
                     client_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
                     proto: "http",
                     default_host: b"127.0.0.1:9000",
+                    drop: &[],
+                    extra: b"",
                 },
                 &mut out,
             );

@@ -8,11 +8,12 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use coregate_config::Config;
+use coregate_engine::policy::ratelimit::{GlobalLimiter, LimiterConfig, ShareUpdate};
 use coregate_engine::{Health, Report, Shared, Snapshot};
 
 use crate::access_log::AccessLog;
@@ -34,6 +35,15 @@ struct FileStat {
     mtime_ns: i128,
 }
 
+/// The global limiter's sizes: the workers, the largest `keys_max` and the sync interval of
+/// the first config with rate limits (a later reload does not resize the table).
+fn rate_config(snapshot: &Snapshot, workers: usize) -> LimiterConfig {
+    let mut config = LimiterConfig::new(workers);
+    config.keys_max = snapshot.policies.rate_keys_max.max(1);
+    config.sync_interval_ms = snapshot.config.server.rate_limit_sync_interval_ms;
+    config
+}
+
 fn stat(path: &Path) -> Option<FileStat> {
     let m = std::fs::metadata(path).ok()?;
     Some(FileStat {
@@ -50,6 +60,11 @@ pub(crate) struct Control {
     flags: Arc<Flags>,
     access_log: Option<AccessLog>,
     workers: usize,
+    /// The rate limits' one true buckets (created when a config first has rate limits, sized
+    /// by it), and where each worker's shares go.
+    rates: Option<GlobalLimiter>,
+    shares: Vec<Sender<ShareUpdate>>,
+    last_rate_sync: Instant,
     exited: usize,
     unfinished: usize,
     draining: bool,
@@ -70,8 +85,9 @@ impl Control {
         status: Arc<Mutex<Status>>,
         flags: Arc<Flags>,
         access_log: Option<AccessLog>,
-        workers: usize,
+        shares: Vec<Sender<ShareUpdate>>,
     ) -> Control {
+        let workers = shares.len();
         let current = shared.snapshot.load();
         let path = current.config.source.path.clone();
         // Unknown: the file may have changed between its load in `main` and now, so the
@@ -84,6 +100,9 @@ impl Control {
             flags,
             access_log,
             workers,
+            rates: None,
+            shares,
+            last_rate_sync: Instant::now(),
             exited: 0,
             unfinished: 0,
             draining: false,
@@ -134,6 +153,7 @@ impl Control {
                 }
                 self.watch();
                 self.apply_health();
+                self.sync_rate_limits();
             }
             self.flush_access_log();
         }
@@ -142,6 +162,12 @@ impl Control {
     fn take(&mut self, report: Report) {
         match report {
             Report::Stats(stats) => self.status().metrics.add(&stats),
+            Report::RateUsage(usage) => {
+                let (current, workers) = (&self.current, self.workers);
+                self.rates
+                    .get_or_insert_with(|| GlobalLimiter::new(rate_config(current, workers)))
+                    .merge(&usage);
+            }
             Report::AccessLog(batch) => {
                 let Some(log) = &mut self.access_log else {
                     return;
@@ -166,6 +192,26 @@ impl Control {
                     );
                 }
                 self.status().workers_exited = self.exited;
+            }
+        }
+    }
+
+    /// Every `rate_limit_sync_interval_ms`: hands each worker its share of the next interval
+    /// of every rate-limit key it used, in proportion to its recent demand.
+    fn sync_rate_limits(&mut self) {
+        let interval = self.current.config.server.rate_limit_sync_interval_ms;
+        if self.current.config.rate_limits.is_empty()
+            || self.last_rate_sync.elapsed() < Duration::from_millis(interval)
+        {
+            return;
+        }
+        self.last_rate_sync = Instant::now();
+        let Some(rates) = self.rates.as_mut() else {
+            return;
+        };
+        for update in rates.allocate(self.shared.now_ms()) {
+            if let Some(worker) = self.shares.get(update.worker) {
+                let _ = worker.send(update);
             }
         }
     }
@@ -239,6 +285,14 @@ impl Control {
     }
 
     /// Loads the file again and publishes it, or says why not and keeps the old snapshot.
+    /// Logs and counts a reload refused for an invalid file; the old snapshot keeps serving.
+    fn reject_invalid(&self, trigger: &str, version: u64, text: String) {
+        eprintln!("reload ({trigger}) rejected: {text}\n  still serving version {version}");
+        let mut status = self.status();
+        status.metrics.reloads_invalid += 1;
+        status.last_reload_error = Some(text);
+    }
+
     fn reload(&mut self, trigger: &str) {
         let Some(path) = self.path.clone() else {
             eprintln!("reload ({trigger}): the config is embedded, not a file; nothing to reload");
@@ -251,11 +305,7 @@ impl Control {
             Ok(config) => config,
             Err(error) => {
                 let text = error.to_string();
-                eprintln!("reload ({trigger}) rejected: {text}\n  still serving version {version}");
-                let mut status = self.status();
-                status.metrics.reloads_invalid += 1;
-                status.last_reload_error = Some(text);
-                return;
+                return self.reject_invalid(trigger, version, text);
             }
         };
         let file = config.source.display_name.clone();
@@ -281,22 +331,23 @@ impl Control {
             status.last_reload_error = Some(text);
             return;
         }
-        if let Err(text) = self.switch_access_log(&config) {
-            eprintln!("reload ({trigger}) rejected: {text}\n  still serving version {version}");
-            let mut status = self.status();
-            status.metrics.reloads_invalid += 1;
-            status.last_reload_error = Some(text);
-            return;
+        let next = version + 1;
+        let snapshot = match Snapshot::compile(config, next) {
+            Ok(snapshot) => snapshot,
+            Err(text) => {
+                let text = format!("{file}: {text}");
+                return self.reject_invalid(trigger, version, text);
+            }
+        };
+        if let Err(text) = self.switch_access_log(&snapshot.config) {
+            return self.reject_invalid(trigger, version, text);
         }
         let (hash, routes, upstreams) = (
-            config.source.hash,
-            config.routes.len(),
-            config.upstreams.len(),
+            snapshot.config.source.hash,
+            snapshot.config.routes.len(),
+            snapshot.config.upstreams.len(),
         );
-        let next = version + 1;
-        self.shared
-            .snapshot
-            .publish(Snapshot::compile(config, next));
+        self.shared.snapshot.publish(snapshot);
         self.current = self.shared.snapshot.load();
         eprintln!(
             "reload ({trigger}): {file}: now serving version {next} (fnv1a64={hash:016x}, \

@@ -104,7 +104,8 @@ impl Gateway {
             },
         };
         let workers = config.server.workers;
-        let shared = Arc::new(Shared::new(Snapshot::compile(config, 1)));
+        let snapshot = Snapshot::compile(config, 1).map_err(io::Error::other)?;
+        let shared = Arc::new(Shared::new(snapshot));
         let (tx, reports) = channel();
         let workers = start_workers(workers, shared.clone(), tx)?;
         Ok(Gateway {
@@ -160,11 +161,11 @@ impl Gateway {
         if let Some(listener) = admin {
             admin::spawn(listener, status.clone())?;
         }
-        let count = workers.len();
+        let shares = workers.iter().map(|w| w.shares.clone()).collect();
         let control = std::thread::Builder::new()
             .name("coregate-control".to_owned())
             .spawn(move || {
-                control::Control::new(shared, reports, status, flags, access_log, count).run()
+                control::Control::new(shared, reports, status, flags, access_log, shares).run()
             })?;
         let drained = control
             .join()

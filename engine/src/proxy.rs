@@ -21,7 +21,7 @@ use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use coregate_config::{Balancer, HashKey};
+use coregate_config::{AuthRef, Balancer, HashKey, RateKey};
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{
     AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelableAsyncReadRent, Canceller, Splitable,
@@ -32,6 +32,7 @@ use crate::http::{
     encode_request_head, encode_response_head, error_response, BodyFraming, ChunkedDecoder,
     Forward, Method, RequestHead, ResponseBody, ResponseHead,
 };
+use crate::policy::auth::authenticate;
 use crate::router::{HeaderLookup, RouteRequest, RouteResult};
 use crate::snapshot::Snapshot;
 use crate::upstream::balancer::hash_key;
@@ -79,6 +80,8 @@ pub(crate) struct Conn {
     drain_slot: usize,
     /// Cancels the between-requests read when the connection parks.
     canceller: Canceller,
+    /// Identity header lines the authentication step adds to the forwarded head.
+    identity: Vec<u8>,
     /// Method and target of the current request, kept for the access log (only filled
     /// while the access log is on).
     pub log_method: Vec<u8>,
@@ -101,6 +104,7 @@ pub(crate) async fn serve_connection(worker: &Rc<Worker>, mut client: TcpStream,
         peer,
         drain_slot: worker.drain.register(),
         canceller: Canceller::new(),
+        identity: Vec::new(),
         log_method: Vec::new(),
         log_target: Vec::new(),
     };
@@ -220,6 +224,60 @@ async fn exchange(
         }
     }
 
+    // Authentication, before anything goes upstream.
+    conn.identity.clear();
+    let mut query_without_key = None;
+    if let Some(auth) = route.auth {
+        let checked = authenticate(
+            &snap.policies,
+            &snap.config,
+            &view.token_caches,
+            auth,
+            &conn.head,
+            &conn.buf,
+            unix_now(),
+            &mut conn.identity,
+        );
+        match checked {
+            Ok(identity) => query_without_key = identity.query_without_key,
+            Err(denial) => {
+                let challenge = denial.challenge();
+                let extra = [("WWW-Authenticate", challenge.as_str())];
+                let reason = denial.reason();
+                return refuse(worker, client, outcome, conn, 401, reason, &extra).await;
+            }
+        }
+    }
+
+    let mut response_headers = Vec::new();
+    if let Some(rl) = route.rate_limit {
+        let (rule, zone) = snap.policies.rate_rules[rl];
+        let ip = match conn.peer.ip() {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+            IpAddr::V6(v6) => v6.octets(),
+        };
+        let limit = &snap.config.rate_limits[rl];
+        let key_bytes = rate_key_bytes(snap, route, &limit.key, conn).unwrap_or(&ip);
+        let key = worker.shared.rate_keys.key(zone, key_bytes);
+        let decision = worker.rate_take(rule, key, snap.policies.rate_keys_max);
+        let reset = decision.reset_after_s(worker.shared.now_ms()).to_string();
+        let (limit, remaining) = (decision.limit.to_string(), decision.remaining.to_string());
+        if !decision.allowed {
+            let retry = decision.retry_after_s.to_string();
+            let extra = [
+                ("Retry-After", retry.as_str()),
+                ("RateLimit-Limit", limit.as_str()),
+                ("RateLimit-Remaining", remaining.as_str()),
+                ("RateLimit-Reset", reset.as_str()),
+            ];
+            return refuse(worker, client, outcome, conn, 429, "rate limit exceeded", &extra).await;
+        }
+        response_headers = format!(
+            "RateLimit-Limit: {limit}\r\nRateLimit-Remaining: {remaining}\r\nRateLimit-Reset: {reset}\r\n"
+        )
+        .into_bytes();
+    }
+
     let up_index = route.upstream;
     let upstream = &snap.config.upstreams[up_index];
     let hash = balance_hash(&upstream.balancer, &conn.head, &conn.buf, conn.peer.ip());
@@ -245,12 +303,12 @@ async fn exchange(
         let buf = &conn.buf;
         let head = &conn.head;
         conn.path.clear();
-        snap.router.rewrite_path(
-            &m,
-            head.path.get(buf),
-            head.query.map(|q| q.get(buf)),
-            &mut conn.path,
-        );
+        let query = match &query_without_key {
+            Some(rest) => Some(&rest[..]).filter(|q| !q.is_empty()),
+            None => head.query.map(|q| q.get(buf)),
+        };
+        snap.router
+            .rewrite_path(&m, head.path.get(buf), query, &mut conn.path);
         encode_request_head(
             buf,
             head,
@@ -259,6 +317,8 @@ async fn exchange(
                 client_ip: conn.peer.ip(),
                 proto: "http",
                 default_host: &snap.default_hosts[up_index],
+                drop: &snap.policies.drop_headers[m.route],
+                extra: &conn.identity,
             },
             &mut out,
         );
@@ -269,6 +329,7 @@ async fn exchange(
         keep_alive: conn.head.keep_alive,
         expect_continue: conn.head.expect_continue,
         body_bytes_max: route.body_bytes_max,
+        response_headers,
     };
 
     // Move the part of the body already read behind the head into `out`, so a small request
@@ -577,6 +638,12 @@ async fn relay<C: AsyncWriteRent, U: AsyncReadRent>(
         || worker.draining();
     let mut head_out = worker.take_buffer();
     encode_response_head(upbuf, resp, chunked_to_client, close_client, &mut head_out);
+    if !req.response_headers.is_empty() {
+        // Insert before the blank line that ends the head.
+        head_out.truncate(head_out.len() - 2);
+        head_out.extend_from_slice(&req.response_headers);
+        head_out.extend_from_slice(b"\r\n");
+    }
     outcome.status.set(resp.status);
     let reusable = relay_response(
         worker,
@@ -627,6 +694,8 @@ struct RequestFacts {
     keep_alive: bool,
     expect_continue: bool,
     body_bytes_max: u64,
+    /// `Name: value\r\n` lines added to the response (the RateLimit-* fields).
+    response_headers: Vec<u8>,
 }
 
 /// Answers a refusal decided before any byte went upstream. Keeps the connection when the
@@ -762,6 +831,52 @@ async fn await_request(worker: &Worker, client: &mut TcpStream, conn: &mut Conn)
         _ = monoio::time::sleep(idle - park_after) => false,
         _ = worker.drain.wait(slot) => false,
     }
+}
+
+/// The bytes a rate limit counts by, when the request has them (else the caller uses the
+/// client IP): the authenticated consumer (the first identity header the authentication
+/// step wrote), a JWT claim passed on as an identity header, or a request header.
+fn rate_key_bytes<'a>(
+    snap: &'a Snapshot,
+    route: &coregate_config::Route,
+    key: &RateKey,
+    conn: &'a Conn,
+) -> Option<&'a [u8]> {
+    match key {
+        RateKey::ClientIp => None,
+        RateKey::Consumer => identity_value(&conn.identity, None),
+        RateKey::Claim(claim) => {
+            let Some(AuthRef::Jwt(i)) = route.auth else {
+                return None;
+            };
+            let header = snap.policies.jwt[i]
+                .claim_headers()
+                .find(|(c, _)| c == claim)
+                .map(|(_, h)| h)?;
+            identity_value(&conn.identity, Some(header))
+        }
+        RateKey::Header(name) => conn.head.header(&conn.buf, name),
+    }
+}
+
+/// The value of the identity line for `header` (or of the first line) in `lines`.
+fn identity_value<'a>(lines: &'a [u8], header: Option<&str>) -> Option<&'a [u8]> {
+    lines
+        .split(|&b| b == b'\n')
+        .filter_map(|line| {
+            let line = line.strip_suffix(b"\r")?;
+            let colon = line.iter().position(|&b| b == b':')?;
+            Some((&line[..colon], line[colon + 1..].trim_ascii_start()))
+        })
+        .find(|(name, _)| header.is_none_or(|h| h.as_bytes().eq_ignore_ascii_case(name)))
+        .map(|(_, value)| value)
+}
+
+/// Seconds since the Unix epoch, for token expiry.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Whether an I/O error is the ECANCELED of a cancelled operation.

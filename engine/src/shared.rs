@@ -6,8 +6,12 @@
 //! [`crate::stats::REPORT_INTERVAL_MS`], access-log batches when full or once a second, and a
 //! last word when a worker exits).
 
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
+use crate::policy::ratelimit::{KeyHasher, UsageReport};
 use crate::snapshot::{Health, HealthCell, Snapshot, SnapshotCell};
 use crate::stats::StatsReport;
 
@@ -16,6 +20,11 @@ pub struct Shared {
     pub snapshot: SnapshotCell,
     pub health: HealthCell,
     draining: AtomicBool,
+    /// Turns rate-limit key bytes into keys; one secret per process, so the workers and the
+    /// control thread agree on every key and no client can aim a collision.
+    pub rate_keys: KeyHasher,
+    /// The monotonic base of the rate limiters' `now_ms`, the same for every thread.
+    clock: Instant,
 }
 
 impl Shared {
@@ -25,7 +34,17 @@ impl Shared {
             snapshot: SnapshotCell::new(first),
             health: HealthCell::new(Health::new(1, [])),
             draining: AtomicBool::new(false),
+            rate_keys: {
+                let secret = RandomState::new();
+                KeyHasher::new(secret.hash_one(0x6b30_u64), secret.hash_one(0x6b31_u64))
+            },
+            clock: Instant::now(),
         }
+    }
+
+    /// Milliseconds since start, on the clock the rate limiters share.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.elapsed().as_millis() as u64
     }
 
     /// Asks every worker to stop accepting, finish what is in flight and exit.
@@ -52,6 +71,8 @@ pub struct AccessLogBatch {
 pub enum Report {
     Stats(Box<StatsReport>),
     AccessLog(AccessLogBatch),
+    /// Rate-limit consumption since the previous sync round.
+    RateUsage(UsageReport),
     /// The worker finished draining and its thread is about to end. `unfinished`: requests
     /// still in flight that the drain timeout cut off.
     Exited {

@@ -16,6 +16,7 @@ use arc_swap::ArcSwap;
 use coregate_config::Config;
 
 use crate::http::Limits;
+use crate::policy::Policies;
 use crate::router::Router;
 
 /// Everything a worker needs to serve requests, compiled once per config load.
@@ -28,12 +29,15 @@ pub struct Snapshot {
     /// Per upstream (same index as `config.upstreams`): the `Host` value sent when the client
     /// sent none (HTTP/1.0): the first endpoint's address.
     pub default_hosts: Vec<Box<[u8]>>,
+    /// Authentication compiled with its key material.
+    pub policies: Policies,
 }
 
 impl Snapshot {
-    /// Compiles a validated config. Cannot fail: everything that could be wrong was rejected
-    /// by validation.
-    pub fn compile(config: Config, version: u64) -> Snapshot {
+    /// Compiles a validated config. Fails only on key material that validation could not
+    /// judge (a PEM or JWKS that parses as text but holds no usable key).
+    pub fn compile(config: Config, version: u64) -> Result<Snapshot, String> {
+        let policies = Policies::compile(&config)?;
         let router = Router::new(&config.routes);
         let limits = Limits {
             request_line_bytes_max: config.server.request_line_bytes_max,
@@ -51,13 +55,14 @@ impl Snapshot {
                     .into_boxed_slice()
             })
             .collect();
-        Snapshot {
+        Ok(Snapshot {
             version,
             config,
             router,
             limits,
             default_hosts,
-        }
+            policies,
+        })
     }
 }
 

@@ -41,11 +41,15 @@ pub enum Rejection {
     NoEndpoint,
     /// 504: connect or response head timed out.
     UpstreamTimeout,
+    /// 401: missing or invalid credentials.
+    Unauthorized,
+    /// 429: over the route's rate limit.
+    RateLimited,
 }
 
 impl Rejection {
     /// Every kind, in index order.
-    pub const ALL: [Rejection; 11] = [
+    pub const ALL: [Rejection; 13] = [
         Rejection::BadRequest,
         Rejection::HeadTimeout,
         Rejection::BodyTooLarge,
@@ -57,6 +61,8 @@ impl Rejection {
         Rejection::UpstreamFailed,
         Rejection::NoEndpoint,
         Rejection::UpstreamTimeout,
+        Rejection::Unauthorized,
+        Rejection::RateLimited,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -74,6 +80,8 @@ impl Rejection {
             Rejection::UpstreamFailed => "upstream_failed",
             Rejection::NoEndpoint => "no_endpoint",
             Rejection::UpstreamTimeout => "upstream_timeout",
+            Rejection::Unauthorized => "unauthorized",
+            Rejection::RateLimited => "rate_limited",
         }
     }
 
@@ -90,6 +98,8 @@ impl Rejection {
             502 => Rejection::UpstreamFailed,
             503 => Rejection::NoEndpoint,
             504 => Rejection::UpstreamTimeout,
+            401 => Rejection::Unauthorized,
+            429 => Rejection::RateLimited,
             _ => Rejection::BadRequest,
         }
     }

@@ -11,7 +11,7 @@
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::rc::Rc;
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::thread::JoinHandle;
@@ -21,6 +21,8 @@ use monoio::net::{ListenerOpts, TcpListener};
 use monoio::{FusionRuntime, IoUringDriver, LegacyDriver, RuntimeBuilder};
 
 use crate::access_log;
+use crate::policy::jwt::{self, TokenCache};
+use crate::policy::ratelimit::{Decision, Key, LimiterConfig, LocalLimiter, Rule, ShareUpdate};
 use crate::proxy::{Conn, Outcome};
 use crate::shared::{AccessLogBatch, Report, Shared};
 use crate::snapshot::{Health, Snapshot};
@@ -79,6 +81,8 @@ pub struct WorkerStarted {
 pub struct WorkerHandle {
     pub started: WorkerStarted,
     pub thread: JoinHandle<()>,
+    /// Where the control side sends this worker its rate-limit shares.
+    pub shares: Sender<ShareUpdate>,
 }
 
 /// The cores this process may run on (its affinity mask), in order.
@@ -113,15 +117,22 @@ pub fn start_workers(
             Some(cores[index % cores.len()])
         };
         let (tx, rx) = std::sync::mpsc::channel::<io::Result<Driver>>();
+        let (shares, shares_rx) = std::sync::mpsc::channel::<ShareUpdate>();
         let shared = shared.clone();
         let reports = reports.clone();
+        let lanes = Lanes {
+            index,
+            workers: count,
+            reports,
+            shares: shares_rx,
+        };
         let thread = std::thread::Builder::new()
             .name(format!("coregate-w{index}"))
             .spawn(move || {
                 if let Some(id) = core {
                     core_affinity::set_for_current(core_affinity::CoreId { id });
                 }
-                run_worker(index, shared, reports, tx);
+                run_worker(lanes, shared, tx);
             })?;
         let driver = rx
             .recv()
@@ -133,6 +144,7 @@ pub fn start_workers(
                 driver,
             },
             thread,
+            shares,
         });
     }
     Ok(handles)
@@ -153,12 +165,16 @@ fn probe_listeners(shared: &Shared) -> io::Result<()> {
     Ok(())
 }
 
-fn run_worker(
+/// A worker's place among the workers and its channels to the control side.
+struct Lanes {
     index: usize,
-    shared: Arc<Shared>,
+    workers: usize,
     reports: Sender<Report>,
-    ready: std::sync::mpsc::Sender<io::Result<Driver>>,
-) {
+    shares: Receiver<ShareUpdate>,
+}
+
+fn run_worker(lanes: Lanes, shared: Arc<Shared>, ready: std::sync::mpsc::Sender<io::Result<Driver>>) {
+    let index = lanes.index;
     let (mut runtime, driver) = match build_runtime() {
         Ok(built) => built,
         Err(e) => {
@@ -167,7 +183,7 @@ fn run_worker(
         }
     };
     let serve = async move {
-        let worker = Rc::new(Worker::new(index, shared, reports));
+        let worker = Rc::new(Worker::new(lanes, shared));
         let listeners = match worker.bind_listeners() {
             Ok(l) => l,
             Err(e) => {
@@ -237,8 +253,12 @@ fn build_runtime() -> io::Result<(WorkerRuntime, Driver)> {
 /// A worker's own state. Lives in an `Rc` on the worker thread; nothing here is shared.
 pub(crate) struct Worker {
     index: usize,
-    shared: Arc<Shared>,
+    workers: usize,
+    pub shared: Arc<Shared>,
     reports: Sender<Report>,
+    shares: Receiver<ShareUpdate>,
+    /// Created on first use, so a config without rate limits costs no table.
+    limiter: RefCell<Option<LocalLimiter>>,
     view: RefCell<Rc<View>>,
     health: RefCell<Arc<Health>>,
     pub pools: RefCell<Pools>,
@@ -255,6 +275,8 @@ pub(crate) struct Worker {
 pub(crate) struct View {
     pub snapshot: Arc<Snapshot>,
     pub balancers: Vec<RefCell<BalancerState>>,
+    /// Per JWT verifier (same index as `policies.jwt`): this worker's verified tokens.
+    pub token_caches: Vec<RefCell<TokenCache>>,
 }
 
 impl View {
@@ -265,22 +287,43 @@ impl View {
             .iter()
             .map(|u| RefCell::new(BalancerState::new(u)))
             .collect();
+        let token_caches = snapshot
+            .config
+            .jwt
+            .iter()
+            .map(|auth| {
+                RefCell::new(TokenCache::new(
+                    auth.cache_entries,
+                    jwt::DEFAULT_CACHE_MAX_AGE_SECONDS,
+                ))
+            })
+            .collect();
         View {
             snapshot,
             balancers,
+            token_caches,
         }
     }
 }
 
 impl Worker {
-    fn new(index: usize, shared: Arc<Shared>, reports: Sender<Report>) -> Worker {
+    fn new(lanes: Lanes, shared: Arc<Shared>) -> Worker {
+        let Lanes {
+            index,
+            workers,
+            reports,
+            shares,
+        } = lanes;
         let view = Rc::new(View::new(shared.snapshot.load()));
         let stats = Gathered::new(&view.snapshot);
         let health = shared.health.load();
         Worker {
             index,
+            workers,
             shared,
             reports,
+            shares,
+            limiter: RefCell::new(None),
             view: RefCell::new(view),
             health: RefCell::new(health),
             pools: RefCell::new(Pools::default()),
@@ -319,6 +362,42 @@ impl Worker {
         balancer
             .borrow_mut()
             .pick(hash, |i| health.is_up(endpoints[i].address))
+    }
+
+    /// Spends a token of `key` under `rule` on this worker's share of the global limit.
+    pub fn rate_take(&self, rule: Rule, key: Key, keys_max: usize) -> Decision {
+        let now_ms = self.shared.now_ms();
+        let mut limiter = self.limiter.borrow_mut();
+        let limiter = limiter.get_or_insert_with(|| {
+            let mut config = LimiterConfig::new(self.workers);
+            config.keys_max = keys_max;
+            config.sync_interval_ms = self.rate_sync_interval_ms();
+            LocalLimiter::new(self.index, config)
+        });
+        limiter.take(rule, key, now_ms)
+    }
+
+    fn rate_sync_interval_ms(&self) -> u64 {
+        self.view.borrow().snapshot.config.server.rate_limit_sync_interval_ms
+    }
+
+    /// Installs the shares the control side sent, and every sync interval reports this
+    /// worker's usage. Off the request path (housekeeping).
+    fn sync_rate_limits(&self, last_sync: &mut Instant) {
+        let mut limiter = self.limiter.borrow_mut();
+        let Some(limiter) = limiter.as_mut() else {
+            // Nothing was limited yet; drop shares addressed to no table.
+            while self.shares.try_recv().is_ok() {}
+            return;
+        };
+        let now_ms = self.shared.now_ms();
+        while let Ok(update) = self.shares.try_recv() {
+            limiter.apply(&update, now_ms);
+        }
+        if last_sync.elapsed() >= Duration::from_millis(self.rate_sync_interval_ms()) {
+            *last_sync = Instant::now();
+            let _ = self.reports.send(Report::RateUsage(limiter.drain_usage()));
+        }
     }
 
     /// Whether the current config has the access log on.
@@ -593,8 +672,11 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener) {
 /// a drain request.
 async fn housekeeping(worker: Rc<Worker>) {
     let mut last_sweep = Instant::now();
+    let mut last_sync = Instant::now();
     loop {
-        monoio::time::sleep(Duration::from_millis(DRAIN_POLL_MS)).await;
+        let tick_ms = DRAIN_POLL_MS.min(worker.rate_sync_interval_ms());
+        monoio::time::sleep(Duration::from_millis(tick_ms)).await;
+        worker.sync_rate_limits(&mut last_sync);
         if worker.shared.is_draining() && !worker.draining() {
             worker.drain.fire();
         }

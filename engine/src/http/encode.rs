@@ -29,6 +29,12 @@ pub struct Forward<'a> {
     pub proto: &'static str,
     /// The Host sent when the request has none (HTTP/1.0 without Host).
     pub default_host: &'a [u8],
+    /// Lower-case names of received fields to drop: the identity headers only the gateway
+    /// may set, and a consumed API-key header.
+    pub drop: &'a [Box<str>],
+    /// Complete `Name: value\r\n` lines the gateway adds (identity headers), validated by
+    /// the caller.
+    pub extra: &'a [u8],
 }
 
 /// Appends the head of `head` (parsed from `buf`) as forwarded upstream:
@@ -63,10 +69,17 @@ pub fn encode_request_head(buf: &[u8], head: &RequestHead, fwd: &Forward, out: &
                 | HeaderKind::XForwardedProto
                 | HeaderKind::XForwardedHost
         );
-        if !field.hop_by_hop && !regenerated {
-            push_field(out, field.name.get(buf), field.value.get(buf));
+        let name = field.name.get(buf);
+        let dropped = !fwd.drop.is_empty()
+            && fwd
+                .drop
+                .iter()
+                .any(|d| d.as_bytes().eq_ignore_ascii_case(name));
+        if !field.hop_by_hop && !regenerated && !dropped {
+            push_field(out, name, field.value.get(buf));
         }
     }
+    out.extend_from_slice(fwd.extra);
     out.extend_from_slice(b"X-Forwarded-For: ");
     for field in &head.headers {
         let value = field.value.get(buf);
@@ -383,6 +396,8 @@ mod tests {
             client_ip: ip,
             proto: "https",
             default_host: b"backend:8080",
+            drop: &[],
+            extra: b"",
         };
         encode_request_head(raw, &head, &fwd, &mut out);
         String::from_utf8(out).unwrap()
@@ -599,5 +614,26 @@ mod tests {
             assert_eq!(out, n.to_string().into_bytes());
             assert_eq!(decimal_len(n), out.len());
         }
+    }
+
+    #[test]
+    fn dropped_fields_go_and_extra_lines_are_added() {
+        let raw = b"GET / HTTP/1.1\r\nHost: a\r\nX-User-Id: forged\r\nx-api-key: k\r\nAccept: */*\r\n\r\n";
+        let head = request(raw);
+        let mut out = Vec::new();
+        let fwd = Forward {
+            path_and_query: b"/",
+            client_ip: "192.0.2.1".parse().unwrap(),
+            proto: "http",
+            default_host: b"b",
+            drop: &["x-user-id".into(), "x-api-key".into()],
+            extra: b"X-User-Id: alice\r\n",
+        };
+        encode_request_head(raw, &head, &fwd, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("forged"), "{text}");
+        assert!(!text.contains("x-api-key"), "{text}");
+        assert!(text.contains("Accept: */*\r\n"), "{text}");
+        assert_eq!(text.matches("X-User-Id: alice\r\n").count(), 1, "{text}");
     }
 }

@@ -2,8 +2,122 @@
 //! compiled policy: authentication ([`jwt`], [`apikey`]), rate limiting ([`ratelimit`]) and
 //! the per-endpoint circuit breaker ([`breaker`]). Policies keep their state per worker and
 //! never lock.
+//!
+//! [`Policies`] is the part compiled into a snapshot (on the control side): verifiers with
+//! their keys, API-key sets, and per route the header names that must never come from the
+//! client.
 
 pub mod apikey;
+pub mod auth;
 pub mod breaker;
 pub mod jwt;
 pub mod ratelimit;
+
+use coregate_config::{AuthRef, Config, JwtKeys, KeySource};
+
+/// The compiled authentication of one snapshot.
+pub struct Policies {
+    /// Same index as `Config::jwt`.
+    pub jwt: Vec<jwt::Verifier>,
+    /// Same index as `Config::api_keys`.
+    pub api_keys: Vec<apikey::ApiKeys>,
+    /// Per route: lower-case names of received headers dropped before forwarding — every
+    /// identity header the gateway sets (on every route, authenticated or not, so a client
+    /// can never spoof one) and the route's API-key header.
+    pub drop_headers: Vec<Box<[Box<str>]>>,
+    /// Same index as `Config::rate_limits`: the rule and its key zone (a hash of the rule's
+    /// name, so buckets survive a reload that reorders rules).
+    pub rate_rules: Vec<(ratelimit::Rule, u32)>,
+    /// The largest `keys_max` of any rule (0 without rate limits): what a worker's limiter
+    /// is sized for.
+    pub rate_keys_max: usize,
+}
+
+impl Policies {
+    /// Compiles the policies of a validated config. Fails on key material that does not
+    /// parse (a PEM that is not a public key, a JWKS without a usable key).
+    pub fn compile(config: &Config) -> Result<Policies, String> {
+        let jwt = config
+            .jwt
+            .iter()
+            .map(|auth| compile_verifier(auth).map_err(|e| format!("auth.jwt.{}: {e}", auth.name)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let api_keys = config
+            .api_keys
+            .iter()
+            .map(|auth| {
+                apikey::ApiKeys::new(&auth.keys)
+                    .map_err(|e| format!("auth.api_keys.{}: {e}", auth.name))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let drop_headers = config
+            .routes
+            .iter()
+            .map(|route| {
+                let mut names: Vec<Box<str>> = config
+                    .identity_headers
+                    .iter()
+                    .map(|h| h.as_str().into())
+                    .collect();
+                if let Some(AuthRef::ApiKey(i)) = route.auth {
+                    if let KeySource::Header(name) = &config.api_keys[i].source {
+                        names.push(name.as_str().into());
+                    }
+                }
+                names.into_boxed_slice()
+            })
+            .collect();
+        let rate_rules = config
+            .rate_limits
+            .iter()
+            .map(|limit| {
+                let rule = ratelimit::Rule::new(limit.rate_per_second, limit.burst)
+                    .ok_or_else(|| format!("rate_limits.{}: rate or burst out of range", limit.name))?;
+                Ok((rule, zone_of(&limit.name)))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let rate_keys_max = config.rate_limits.iter().map(|l| l.keys_max).max().unwrap_or(0);
+        Ok(Policies {
+            jwt,
+            api_keys,
+            drop_headers,
+            rate_rules,
+            rate_keys_max,
+        })
+    }
+}
+
+/// FNV-1a 32 of a rule's name.
+fn zone_of(name: &str) -> u32 {
+    name.bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+}
+
+fn compile_verifier(auth: &coregate_config::JwtAuth) -> Result<jwt::Verifier, String> {
+    let algorithms = auth
+        .algorithms
+        .iter()
+        .map(|name| jwt::Alg::from_name(name).ok_or_else(|| format!("unknown algorithm {name}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut keys = jwt::KeySet::new();
+    match &auth.keys {
+        JwtKeys::Secret(secret) => keys.set_default(jwt::Key::hmac_secret(secret)?)?,
+        JwtKeys::PublicKeyPem { path, pem } => keys.set_default(
+            jwt::Key::from_pem(pem).map_err(|e| format!("{}: {e}", path.display()))?,
+        )?,
+        JwtKeys::Jwks { path, json } => {
+            keys.add_jwks(json.as_bytes())
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    let config = jwt::VerifierConfig {
+        algorithms,
+        issuer: auth.issuer.clone(),
+        audiences: auth.audiences.clone(),
+        required_claims: auth.required_claims.clone(),
+        require_exp: auth.require_exp,
+        leeway_seconds: auth.leeway_seconds,
+        claim_headers: auth.claims_to_headers.clone(),
+        ..jwt::VerifierConfig::default()
+    };
+    jwt::Verifier::new(config, keys)
+}
