@@ -52,6 +52,54 @@ pub const UNHEALTHY_THRESHOLD: u32 = 3;
 /// Status a healthy endpoint answers.
 pub const HEALTH_CHECK_EXPECTED_STATUS: u16 = 200;
 
+/// How often the control thread merges the workers' rate-limit buckets into the global ones
+/// and hands out new shares, ms. Shorter is more accurate across workers and costs more
+/// control-thread time.
+pub const RATE_LIMIT_SYNC_INTERVAL_MS: u64 = 100;
+/// Shortest `rate_limit_sync_interval_ms` accepted.
+pub const RATE_LIMIT_SYNC_INTERVAL_MS_FLOOR: u64 = 10;
+/// Longest `rate_limit_sync_interval_ms` accepted: beyond it the split between workers goes
+/// stale for too long.
+pub const RATE_LIMIT_SYNC_INTERVAL_MS_CEILING: u64 = 10_000;
+
+/// Clock skew allowed on a JWT's `exp`, `nbf` and `iat`, seconds.
+pub const JWT_LEEWAY_SECONDS: u64 = 60;
+/// Largest `leeway_seconds` accepted: an hour of skew is a broken clock, not skew.
+pub const JWT_LEEWAY_SECONDS_MAX: u64 = 3_600;
+/// Whether a JWT without `exp` is refused (RFC 7519 §4.1.4 makes `exp` optional; a token
+/// that never expires is a credential that can never be revoked by waiting).
+pub const JWT_REQUIRE_EXP: bool = true;
+/// Where a JWT is read from: `Authorization: Bearer TOKEN` (RFC 6750 §2.1).
+pub const JWT_TOKEN: &str = "bearer";
+/// The claim passed upstream when `claims_to_headers` is not written, and its header.
+pub const JWT_CLAIMS_TO_HEADERS: &[(&str, &str)] = &[("sub", "X-User-Id")];
+/// Verified tokens cached per worker, so a repeated token costs a lookup, not a signature.
+pub const JWT_CACHE_ENTRIES: usize = 10_000;
+/// Largest `cache_entries` accepted.
+pub const JWT_CACHE_ENTRIES_MAX: usize = 1_000_000;
+/// Shortest HMAC secret, bytes: RFC 7518 §3.2 asks for a key at least as long as the hash,
+/// so HS384 needs 48 and HS512 64.
+pub const JWT_HMAC_SECRET_BYTES_MIN: usize = 32;
+/// Most `required_claims`, and most `claims_to_headers` entries, of one verifier (the engine
+/// keeps them in fixed arrays).
+pub const JWT_CLAIMS_MAX: usize = 16;
+/// Largest key file (`secret_file`, `public_key_file`, `jwks_file`) read, bytes: 1 MiB.
+pub const KEY_FILE_BYTES_MAX: u64 = 1024 * 1024;
+
+/// Where an API key is read from.
+pub const API_KEY_FROM: &str = "header:x-api-key";
+/// Header that carries an API key's consumer upstream.
+pub const API_KEY_CONSUMER_HEADER: &str = "X-Consumer";
+
+/// What a rate limit counts separately.
+pub const RATE_LIMIT_KEY: &str = "client_ip";
+/// Most keys a rate limit tracks at once (per worker and globally).
+pub const RATE_LIMIT_KEYS_MAX: usize = 100_000;
+/// Largest `keys_max` accepted.
+pub const RATE_LIMIT_KEYS_MAX_CEILING: usize = 10_000_000;
+/// Largest `rate_per_second` accepted: a million requests a second per key is no limit.
+pub const RATE_PER_SECOND_MAX: f64 = 1_000_000.0;
+
 /// Smallest `request_line_bytes_max` accepted: room for a method, a short target and the
 /// version.
 pub const REQUEST_LINE_BYTES_MAX_FLOOR: usize = 64;
@@ -133,4 +181,37 @@ pub(crate) fn unhealthy_threshold() -> u32 {
 }
 pub(crate) fn health_check_expected_status() -> u16 {
     HEALTH_CHECK_EXPECTED_STATUS
+}
+pub(crate) fn rate_limit_sync_interval_ms() -> u64 {
+    RATE_LIMIT_SYNC_INTERVAL_MS
+}
+pub(crate) fn jwt_leeway_seconds() -> u64 {
+    JWT_LEEWAY_SECONDS
+}
+pub(crate) fn jwt_require_exp() -> bool {
+    JWT_REQUIRE_EXP
+}
+pub(crate) fn jwt_token() -> String {
+    JWT_TOKEN.to_owned()
+}
+pub(crate) fn jwt_claims_to_headers() -> std::collections::BTreeMap<String, String> {
+    JWT_CLAIMS_TO_HEADERS
+        .iter()
+        .map(|&(claim, header)| (claim.to_owned(), header.to_owned()))
+        .collect()
+}
+pub(crate) fn jwt_cache_entries() -> usize {
+    JWT_CACHE_ENTRIES
+}
+pub(crate) fn api_key_from() -> String {
+    API_KEY_FROM.to_owned()
+}
+pub(crate) fn api_key_consumer_header() -> String {
+    API_KEY_CONSUMER_HEADER.to_owned()
+}
+pub(crate) fn rate_limit_key() -> String {
+    RATE_LIMIT_KEY.to_owned()
+}
+pub(crate) fn rate_limit_keys_max() -> usize {
+    RATE_LIMIT_KEYS_MAX
 }

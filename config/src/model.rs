@@ -43,39 +43,65 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwtAuth {
     pub name: String,
-    /// Upper-case JOSE names the route accepts (HS256/384/512, RS256/384/512,
-    /// PS256/384/512, ES256/384, EdDSA); never `none`; all symmetric or all asymmetric, to
-    /// match the key kind.
+    /// JOSE names the route accepts, exactly as RFC 7518 spells them (HS256/384/512,
+    /// RS256/384/512, PS256/384/512, ES256/384, EdDSA), each once, in the file's order; never
+    /// `none`; all HS* with [`JwtKeys::Secret`], none HS* otherwise.
     pub algorithms: Vec<String>,
     pub keys: JwtKeys,
-    /// Required `iss`, if set.
+    /// Required `iss`, if set (never empty).
     pub issuer: Option<String>,
-    /// `aud` must contain one of these, if any are set.
+    /// `aud` must contain one of these, if any are set. Non-empty, each once.
     pub audiences: Vec<String>,
-    /// Claims that must be present.
+    /// Claims that must be present. Non-empty names, each once, at most
+    /// [`crate::defaults::JWT_CLAIMS_MAX`].
     pub required_claims: Vec<String>,
-    /// Clock skew allowed on `exp`, `nbf`, `iat`, seconds. Default 60.
+    /// Clock skew allowed on `exp`, `nbf`, `iat`, seconds. Default 60, at most 3600.
     pub leeway_seconds: u64,
     /// Whether a token without `exp` is refused. Default true.
     pub require_exp: bool,
     pub token_source: TokenSource,
-    /// `(claim, header name)` pairs: the claim's value goes upstream in that header. Default
-    /// `[("sub", "X-User-Id")]`. Header names as written (case kept for the wire).
+    /// `(claim, header name)` pairs, sorted by claim: the claim's value goes upstream in that
+    /// header. Default `[("sub", "X-User-Id")]`. Header names as written (case kept for the
+    /// wire); valid tokens, each once (case-insensitively), never a hop-by-hop, framing,
+    /// forwarding or credential header. At most [`crate::defaults::JWT_CLAIMS_MAX`].
     pub claims_to_headers: Vec<(String, String)>,
-    /// Verified tokens cached per worker. Default 10 000.
+    /// Verified tokens cached per worker; 0 disables the cache. Default 10 000, at most
+    /// 1 000 000.
     pub cache_entries: usize,
 }
 
 /// Key material of a JWT verifier, read from its files when the config is loaded (by the
-/// control side, never by a worker).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// control side, never by a worker). Paths are as resolved: a relative path in the file is
+/// joined to the config file's directory. `Debug` never prints a secret.
+#[derive(Clone, PartialEq, Eq)]
 pub enum JwtKeys {
-    /// HMAC secret bytes (from `secret`, or `secret_file`).
+    /// HMAC secret bytes (from `secret`, or `secret_file` without a trailing line break); at
+    /// least 32 bytes, and at least as long as the longest hash among the HS* algorithms.
     Secret(Vec<u8>),
-    /// A PEM public key (`public_key_file`): its path and text.
+    /// A PEM public key (`public_key_file`): its path and text, which holds a
+    /// `-----BEGIN PUBLIC KEY-----` or `-----BEGIN RSA PUBLIC KEY-----` block and no private
+    /// key.
     PublicKeyPem { path: PathBuf, pem: String },
-    /// A JWKS document (`jwks_file`): its path and text; keys chosen by `kid`.
+    /// A JWKS document (`jwks_file`): its path and text, a JSON object whose `keys` array
+    /// holds at least one key object with a `kty` and no private part; keys chosen by `kid`.
     Jwks { path: PathBuf, json: String },
+}
+
+impl std::fmt::Debug for JwtKeys {
+    // A derived Debug would print the HMAC secret into any log of the config.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JwtKeys::Secret(secret) => write!(f, "Secret(<{} bytes redacted>)", secret.len()),
+            JwtKeys::PublicKeyPem { path, .. } => f
+                .debug_struct("PublicKeyPem")
+                .field("path", path)
+                .finish_non_exhaustive(),
+            JwtKeys::Jwks { path, .. } => f
+                .debug_struct("Jwks")
+                .field("path", path)
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 /// Where a request carries its bearer token.
@@ -83,9 +109,10 @@ pub enum JwtKeys {
 pub enum TokenSource {
     /// `Authorization: Bearer TOKEN` (the default).
     Bearer,
-    /// The whole value of this header (lower-case name).
+    /// The whole value of this header (lower-case name; never `authorization`, which is
+    /// [`TokenSource::Bearer`]).
     Header(String),
-    /// This cookie.
+    /// This cookie (name as written: cookie names are case-sensitive, RFC 6265 §5.3).
     Cookie(String),
 }
 
@@ -93,10 +120,13 @@ pub enum TokenSource {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKeyAuth {
     pub name: String,
-    /// `(consumer, lower-case hex SHA-256 of the key)`; never empty.
+    /// `(consumer, lower-case hex SHA-256 of the key)`, in the file's order; never empty.
+    /// Consumers are non-empty visible text (they go upstream as a header value); each hash
+    /// is 64 hex digits and appears once.
     pub keys: Vec<(String, String)>,
     pub source: KeySource,
-    /// Header that carries the consumer name upstream. Default `X-Consumer`.
+    /// Header that carries the consumer name upstream, as written. Default `X-Consumer`.
+    /// Same rules as a `claims_to_headers` header.
     pub consumer_header: String,
 }
 
@@ -105,7 +135,8 @@ pub struct ApiKeyAuth {
 pub enum KeySource {
     /// This header (lower-case name). Default `x-api-key`.
     Header(String),
-    /// This query parameter; removed from the target before forwarding.
+    /// This query parameter (name as written: letters, digits, `-`, `.`, `_`, `~`); removed
+    /// from the target before forwarding.
     Query(String),
 }
 
@@ -114,12 +145,14 @@ pub enum KeySource {
 pub struct RateLimit {
     pub name: String,
     /// Requests admitted per second per key, across all workers (and nodes sharing it).
+    /// Finite, more than 0, at most [`crate::defaults::RATE_PER_SECOND_MAX`].
     pub rate_per_second: f64,
-    /// Requests that may arrive at once on top of the rate. At least 1.
+    /// Requests that may arrive at once on top of the rate. At least 1. Default
+    /// `rate_per_second` rounded up.
     pub burst: u32,
     pub key: RateKey,
     /// Most keys tracked at once (per worker and globally); least recently seen beyond it are
-    /// dropped. Default 100 000.
+    /// dropped. Default 100 000, 1..=10 000 000.
     pub keys_max: usize,
 }
 
@@ -130,7 +163,7 @@ pub enum RateKey {
     /// The authenticated consumer (API-key consumer or JWT `sub`); the client IP when the
     /// route has no authentication.
     Consumer,
-    /// A JWT claim's value; the client IP when absent.
+    /// A JWT claim's value (claim name as written); the client IP when absent.
     Claim(String),
     /// A request header's value (lower-case name); the client IP when absent.
     Header(String),

@@ -108,6 +108,17 @@ fn missing_field_hint(field: &str) -> String {
         "upstream" => {
             "add upstream = \"NAME\", naming one of the [upstreams.NAME] tables".to_owned()
         }
+        "algorithms" => {
+            "add algorithms = [\"RS256\"] (the algorithms your issuer signs with)".to_owned()
+        }
+        "keys" => "add keys = [{ consumer = \"acme\", sha256 = \"...\" }], the sha256 from \
+             `printf %s KEY | sha256sum`"
+            .to_owned(),
+        "consumer" => "add consumer = \"NAME\": who the key belongs to".to_owned(),
+        "sha256" => "add sha256 = \"...\" from `printf %s KEY | sha256sum`".to_owned(),
+        "rate_per_second" => {
+            "add rate_per_second = N, requests per second per key, e.g. 10".to_owned()
+        }
         other => format!("add {other} = ... to this table"),
     }
 }
@@ -162,6 +173,8 @@ fn wrong_type_hint(message: &str) -> Option<String> {
     let expected = message.rsplit("expected ").next()?;
     let hint = if ["u8", "u16", "u32", "u64", "usize"].contains(&expected) {
         "write a whole number of zero or more, without quotes, e.g. 8080"
+    } else if expected == "f64" {
+        "write a number without quotes, e.g. 10 or 2.5"
     } else if expected.contains("string") {
         "write text in double quotes, e.g. \"0.0.0.0:8080\""
     } else if expected.contains("bool") {

@@ -33,6 +33,14 @@ pub struct ConfigFile {
     /// The access log: one JSON line per request. Off unless the table is present.
     #[serde(default)]
     pub access_log: Option<AccessLogConfig>,
+    /// Named authentication schemes (`[auth.jwt.NAME]`, `[auth.api_keys.NAME]`), required by
+    /// the routes that name them. Default: none.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Named rate limits (`[rate_limits.NAME]`), applied by the routes that name them.
+    /// Default: none.
+    #[serde(default)]
+    pub rate_limits: BTreeMap<String, RateLimitConfig>,
 }
 
 /// `[admin]`: the admin listener, separate from the public listeners. Serves `/metrics`,
@@ -116,6 +124,14 @@ pub struct ServerConfig {
     /// exit anyway, in milliseconds. Default [`defaults::DRAIN_TIMEOUT_MS`].
     #[serde(default = "defaults::drain_timeout_ms")]
     pub drain_timeout_ms: u64,
+    /// How often the control thread merges the workers' rate-limit buckets into one global
+    /// bucket per key and hands out new per-worker shares, in milliseconds. Shorter keeps the
+    /// limit closer to exact across workers and costs more control-thread time.
+    /// From [`defaults::RATE_LIMIT_SYNC_INTERVAL_MS_FLOOR`] to
+    /// [`defaults::RATE_LIMIT_SYNC_INTERVAL_MS_CEILING`]. Default
+    /// [`defaults::RATE_LIMIT_SYNC_INTERVAL_MS`].
+    #[serde(default = "defaults::rate_limit_sync_interval_ms")]
+    pub rate_limit_sync_interval_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -131,6 +147,7 @@ impl Default for ServerConfig {
             body_read_timeout_ms: defaults::BODY_READ_TIMEOUT_MS,
             connections_max_per_worker: defaults::CONNECTIONS_MAX_PER_WORKER,
             drain_timeout_ms: defaults::DRAIN_TIMEOUT_MS,
+            rate_limit_sync_interval_ms: defaults::RATE_LIMIT_SYNC_INTERVAL_MS,
         }
     }
 }
@@ -296,4 +313,165 @@ pub struct RouteConfig {
     /// Largest request body in bytes; larger gets 413. Default: `server.body_bytes_max`.
     #[serde(default)]
     pub body_bytes_max: Option<u64>,
+    /// Authentication the request must pass before it is forwarded: the NAME of an
+    /// `[auth.jwt.NAME]` or `[auth.api_keys.NAME]` table. Default: none (no authentication).
+    #[serde(default)]
+    pub auth: Option<String>,
+    /// Rate limit applied to the route: the NAME of a `[rate_limits.NAME]` table. Default:
+    /// none (no limit).
+    #[serde(default)]
+    pub rate_limit: Option<String>,
+}
+
+/// `[auth]`: named authentication schemes. NAME uses letters, digits, `_`, `.` and `-`, and is
+/// unique across `jwt` and `api_keys`, since a route names one with `auth = "NAME"`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `[auth.jwt.NAME]`: JWT verifiers. Default: none.
+    #[serde(default)]
+    pub jwt: BTreeMap<String, JwtConfig>,
+    /// `[auth.api_keys.NAME]`: API-key sets. Default: none.
+    #[serde(default)]
+    pub api_keys: BTreeMap<String, ApiKeysConfig>,
+}
+
+/// `[auth.jwt.NAME]`: a JWT verifier (RFC 7519 claims over an RFC 7515 JWS). Exactly one of
+/// `secret`, `secret_file`, `public_key_file` and `jwks_file` gives the key. Relative file
+/// paths are resolved against the config file's directory. Key files are read at load (and
+/// reload) by the control side, never by a worker.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Accepted JOSE `alg` names, case-sensitive as in RFC 7518 §3.1: `HS256`, `HS384`,
+    /// `HS512` (with `secret`/`secret_file`) or `RS256`, `RS384`, `RS512`, `PS256`, `PS384`,
+    /// `PS512`, `ES256`, `ES384`, `EdDSA` (with `public_key_file`/`jwks_file`), not both
+    /// kinds. `none` is never accepted. Required, non-empty.
+    pub algorithms: Vec<String>,
+    /// HMAC secret for HS*: its UTF-8 bytes as written, at least
+    /// [`defaults::JWT_HMAC_SECRET_BYTES_MIN`] bytes (48 with HS384, 64 with HS512). Default:
+    /// unset.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// File holding the HMAC secret for HS* (its bytes, without a trailing line break), with
+    /// the same length rule as `secret`. At most [`defaults::KEY_FILE_BYTES_MAX`] bytes.
+    /// Default: unset.
+    #[serde(default)]
+    pub secret_file: Option<String>,
+    /// PEM file with the public key (`PUBLIC KEY` or `RSA PUBLIC KEY`, never a private key)
+    /// for RS*, PS*, ES* or EdDSA; every listed algorithm must suit the key's type (RSA:
+    /// RS*/PS*, P-256: ES256, P-384: ES384, Ed25519: EdDSA). At most
+    /// [`defaults::KEY_FILE_BYTES_MAX`] bytes. Default: unset.
+    #[serde(default)]
+    pub public_key_file: Option<String>,
+    /// JWKS file (RFC 7517 §5: a JSON object with a `keys` array of public keys, chosen by a
+    /// token's `kid`) for RS*, PS*, ES* or EdDSA; at least one signature key must suit a
+    /// listed algorithm, and none may be private. At most [`defaults::KEY_FILE_BYTES_MAX`]
+    /// bytes. Default: unset.
+    #[serde(default)]
+    pub jwks_file: Option<String>,
+    /// Required `iss` (exact match). Default: not checked.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Accepted audiences: the token's `aud` must contain one of them. Default: empty, `aud`
+    /// not checked.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Claims every token must carry. At most [`defaults::JWT_CLAIMS_MAX`]. Default: none.
+    #[serde(default)]
+    pub required_claims: Vec<String>,
+    /// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds.
+    /// 0..=[`defaults::JWT_LEEWAY_SECONDS_MAX`]. Default [`defaults::JWT_LEEWAY_SECONDS`].
+    #[serde(default = "defaults::jwt_leeway_seconds")]
+    pub leeway_seconds: u64,
+    /// Whether a token without `exp` is refused. Default [`defaults::JWT_REQUIRE_EXP`].
+    #[serde(default = "defaults::jwt_require_exp")]
+    pub require_exp: bool,
+    /// Where the token is read: `"bearer"` (`Authorization: Bearer TOKEN`), `"header:NAME"`
+    /// (the whole value of header NAME) or `"cookie:NAME"`. Default [`defaults::JWT_TOKEN`].
+    #[serde(default = "defaults::jwt_token")]
+    pub token: String,
+    /// Claims passed upstream, `{ claim = "Header-Name" }`. Any client-sent copy of these
+    /// headers is removed on every route. At most [`defaults::JWT_CLAIMS_MAX`]. Default
+    /// [`defaults::JWT_CLAIMS_TO_HEADERS`] (`{ sub = "X-User-Id" }`); `{}` passes none.
+    #[serde(default = "defaults::jwt_claims_to_headers")]
+    pub claims_to_headers: BTreeMap<String, String>,
+    /// Verified tokens cached per worker; 0 verifies every request.
+    /// 0..=[`defaults::JWT_CACHE_ENTRIES_MAX`]. Default [`defaults::JWT_CACHE_ENTRIES`].
+    #[serde(default = "defaults::jwt_cache_entries")]
+    pub cache_entries: usize,
+}
+
+impl std::fmt::Debug for JwtConfig {
+    // Never prints the secret, so a logged schema cannot leak it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtConfig")
+            .field("algorithms", &self.algorithms)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("secret_file", &self.secret_file)
+            .field("public_key_file", &self.public_key_file)
+            .field("jwks_file", &self.jwks_file)
+            .field("issuer", &self.issuer)
+            .field("audiences", &self.audiences)
+            .field("required_claims", &self.required_claims)
+            .field("leeway_seconds", &self.leeway_seconds)
+            .field("require_exp", &self.require_exp)
+            .field("token", &self.token)
+            .field("claims_to_headers", &self.claims_to_headers)
+            .field("cache_entries", &self.cache_entries)
+            .finish()
+    }
+}
+
+/// `[auth.api_keys.NAME]`: a set of API keys, stored as SHA-256 hashes so the file holds no
+/// usable key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeysConfig {
+    /// The accepted keys. Required, non-empty.
+    pub keys: Vec<ApiKeyConfig>,
+    /// Where the key is read: `"header:NAME"` or `"query:NAME"` (the parameter is removed
+    /// before forwarding). Default [`defaults::API_KEY_FROM`].
+    #[serde(default = "defaults::api_key_from")]
+    pub from: String,
+    /// Header that carries the consumer name upstream; any client-sent copy is removed on
+    /// every route. Default [`defaults::API_KEY_CONSUMER_HEADER`].
+    #[serde(default = "defaults::api_key_consumer_header")]
+    pub consumer_header: String,
+}
+
+/// One API key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Who the key belongs to; sent upstream in `consumer_header` and usable as a rate-limit
+    /// key. Non-empty, visible text. Required.
+    pub consumer: String,
+    /// SHA-256 of the key as 64 hex digits (`printf %s KEY | sha256sum`); any case, stored
+    /// lower-case; unique in the set. Required.
+    pub sha256: String,
+}
+
+/// `[rate_limits.NAME]`: a token bucket per key, shared by all workers. NAME uses letters,
+/// digits, `_`, `.` and `-`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Requests admitted per second per key, across all workers; a whole or fractional
+    /// number, more than 0 and at most [`defaults::RATE_PER_SECOND_MAX`]. Required.
+    pub rate_per_second: f64,
+    /// Requests that may arrive at once on top of the rate, at least 1. Default:
+    /// `rate_per_second` rounded up.
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// What is counted separately: `"client_ip"`, `"consumer"` (the API-key consumer or JWT
+    /// `sub`), `"claim:NAME"` (a JWT claim) or `"header:NAME"`; requests without the consumer,
+    /// claim or header count by client IP. Default [`defaults::RATE_LIMIT_KEY`].
+    #[serde(default = "defaults::rate_limit_key")]
+    pub key: String,
+    /// Most keys tracked at once, per worker and globally; the least recently seen are
+    /// dropped beyond it. 1..=[`defaults::RATE_LIMIT_KEYS_MAX_CEILING`]. Default
+    /// [`defaults::RATE_LIMIT_KEYS_MAX`].
+    #[serde(default = "defaults::rate_limit_keys_max")]
+    pub keys_max: usize,
 }

@@ -1,10 +1,15 @@
 //! The plain-text summary `coregate check` prints for a valid config: one line per listener,
-//! route and upstream, under a heading per kind. Meant for people and `grep`, not for parsing
-//! back; nothing here is on a hot path.
+//! route, upstream, authentication scheme and rate limit, under a heading per kind (the last
+//! two only when there are any). Meant for people and `grep`, not for parsing back; nothing
+//! here is on a hot path. Never prints a secret, a key or a key hash: key material appears as
+//! its kind and file, API keys as a count.
 
 use std::fmt::Write as _;
 
-use crate::{Balancer, Config, HashKey, HostMatch, PathKind, PathPattern, Rewrite, Segment};
+use crate::{
+    AuthRef, Balancer, Config, HashKey, HostMatch, JwtAuth, JwtKeys, KeySource, PathKind,
+    PathPattern, RateKey, Rewrite, Segment, TokenSource,
+};
 
 impl Config {
     /// What this config sets up, e.g.
@@ -17,7 +22,17 @@ impl Config {
     ///   user-by-id host=api.example.com methods=GET,HEAD path=/users/{id} upstream=users
     /// upstreams (1):
     ///   users balancer=round_robin endpoints=10.0.0.1:8080 (weight 1), 10.0.0.2:8080 (weight 3)
+    /// auth (2):
+    ///   users jwt algorithms=ES256 key=jwks_file:keys/jwks.json (1 key) token=bearer
+    ///     leeway_seconds=60 claims_to_headers=sub:X-User-Id cache_entries=10000
+    ///   partners api_keys keys=2 from=header:x-api-key consumer_header=X-Consumer
+    /// identity_headers x-consumer, x-user-id
+    /// rate_limits (1) sync_interval_ms=100:
+    ///   per_ip rate_per_second=10 burst=20 key=client_ip keys_max=100000
     /// ```
+    ///
+    /// (the `users` jwt line is one line). A route with `auth` or `rate_limit` ends in
+    /// `auth=NAME` and `rate_limit=NAME`.
     pub fn summary(&self) -> String {
         // Writing to a String cannot fail, so the fmt::Results below are ignored.
         let mut out = String::new();
@@ -67,7 +82,23 @@ impl Config {
                 .upstreams
                 .get(route.upstream)
                 .map_or("?", |u| u.name.as_str());
-            let _ = writeln!(out, " upstream={upstream}");
+            let _ = write!(out, " upstream={upstream}");
+            match route.auth {
+                None => {}
+                Some(AuthRef::Jwt(i)) => {
+                    let name = self.jwt.get(i).map_or("?", |j| j.name.as_str());
+                    let _ = write!(out, " auth={name}");
+                }
+                Some(AuthRef::ApiKey(i)) => {
+                    let name = self.api_keys.get(i).map_or("?", |k| k.name.as_str());
+                    let _ = write!(out, " auth={name}");
+                }
+            }
+            if let Some(i) = route.rate_limit {
+                let name = self.rate_limits.get(i).map_or("?", |l| l.name.as_str());
+                let _ = write!(out, " rate_limit={name}");
+            }
+            out.push('\n');
         }
         let _ = writeln!(out, "upstreams ({}):", self.upstreams.len());
         for upstream in &self.upstreams {
@@ -101,6 +132,28 @@ impl Config {
             }
             out.push('\n');
         }
+        self.auth_summary(&mut out);
+        if !self.rate_limits.is_empty() {
+            let _ = writeln!(
+                out,
+                "rate_limits ({}) sync_interval_ms={}:",
+                self.rate_limits.len(),
+                self.server.rate_limit_sync_interval_ms
+            );
+        }
+        for limit in &self.rate_limits {
+            let key = match &limit.key {
+                RateKey::ClientIp => "client_ip".to_owned(),
+                RateKey::Consumer => "consumer".to_owned(),
+                RateKey::Claim(claim) => format!("claim:{claim}"),
+                RateKey::Header(name) => format!("header:{name}"),
+            };
+            let _ = writeln!(
+                out,
+                "  {} rate_per_second={} burst={} key={key} keys_max={}",
+                limit.name, limit.rate_per_second, limit.burst, limit.keys_max
+            );
+        }
         match &self.admin {
             Some(admin) => {
                 let _ = writeln!(out, "admin {}", admin.address);
@@ -112,6 +165,87 @@ impl Config {
         }
         out
     }
+}
+
+impl Config {
+    /// The `auth` heading, one line per verifier and key set, and the identity headers.
+    fn auth_summary(&self, out: &mut String) {
+        let count = self.jwt.len() + self.api_keys.len();
+        if count == 0 {
+            return;
+        }
+        let _ = writeln!(out, "auth ({count}):");
+        for jwt in &self.jwt {
+            jwt_line(out, jwt);
+        }
+        for set in &self.api_keys {
+            let from = match &set.source {
+                KeySource::Header(name) => format!("header:{name}"),
+                KeySource::Query(name) => format!("query:{name}"),
+            };
+            let _ = writeln!(
+                out,
+                "  {} api_keys keys={} from={from} consumer_header={}",
+                set.name,
+                set.keys.len(),
+                set.consumer_header
+            );
+        }
+        if !self.identity_headers.is_empty() {
+            let _ = writeln!(out, "identity_headers {}", self.identity_headers.join(", "));
+        }
+    }
+}
+
+fn jwt_line(out: &mut String, jwt: &JwtAuth) {
+    let key = match &jwt.keys {
+        JwtKeys::Secret(_) => "secret".to_owned(),
+        JwtKeys::PublicKeyPem { path, .. } => format!("public_key_file:{}", path.display()),
+        JwtKeys::Jwks { path, json } => {
+            // Validation parsed the document already; the fallback keeps this total.
+            let keys = serde_json::from_str::<serde_json::Value>(json)
+                .ok()
+                .and_then(|doc| doc.get("keys")?.as_array().map(Vec::len));
+            match keys {
+                Some(1) => format!("jwks_file:{} (1 key)", path.display()),
+                Some(n) => format!("jwks_file:{} ({n} keys)", path.display()),
+                None => format!("jwks_file:{}", path.display()),
+            }
+        }
+    };
+    let _ = write!(
+        out,
+        "  {} jwt algorithms={} key={key}",
+        jwt.name,
+        jwt.algorithms.join(",")
+    );
+    if let Some(issuer) = &jwt.issuer {
+        let _ = write!(out, " issuer={issuer}");
+    }
+    if !jwt.audiences.is_empty() {
+        let _ = write!(out, " audiences={}", jwt.audiences.join(","));
+    }
+    if !jwt.required_claims.is_empty() {
+        let _ = write!(out, " required_claims={}", jwt.required_claims.join(","));
+    }
+    let token = match &jwt.token_source {
+        TokenSource::Bearer => "bearer".to_owned(),
+        TokenSource::Header(name) => format!("header:{name}"),
+        TokenSource::Cookie(name) => format!("cookie:{name}"),
+    };
+    let _ = write!(out, " token={token} leeway_seconds={}", jwt.leeway_seconds);
+    if !jwt.require_exp {
+        out.push_str(" require_exp=false");
+    }
+    let claims: Vec<String> = jwt
+        .claims_to_headers
+        .iter()
+        .map(|(claim, header)| format!("{claim}:{header}"))
+        .collect();
+    if !claims.is_empty() {
+        let _ = write!(out, " claims_to_headers={}", claims.join(","));
+    }
+    let _ = writeln!(out, " cache_entries={}", jwt.cache_entries);
 }
 
 fn host(host: &HostMatch) -> String {

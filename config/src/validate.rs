@@ -2,9 +2,15 @@
 //! value in the text and given a hint.
 //!
 //! Owns the value rules (ranges, address syntax, names, host and path patterns, references
-//! between routes and upstreams) and the normalisation the model promises (lower-case hosts
-//! and header names, upper-case methods, split paths, upstream indexes). Runs on the control
-//! side only; the first rule broken is reported.
+//! from routes to upstreams, authentication and rate limits) and the normalisation the model
+//! promises (lower-case hosts and header names, upper-case methods, split paths, indexes).
+//! The authentication rules, which also read key files, live in `validate/auth.rs` (what the
+//! key files must hold in `validate/keys.rs`); the rate limit rules in
+//! `validate/ratelimit.rs`. Runs on the control side only; the first rule broken is reported.
+
+mod auth;
+mod keys;
+mod ratelimit;
 
 use std::collections::HashMap;
 use std::net::{Ipv6Addr, SocketAddr};
@@ -13,7 +19,8 @@ use std::time::SystemTime;
 
 use crate::defaults::{
     CONNECTIONS_MAX_PER_WORKER, ENDPOINT_WEIGHT_MAX, HEADER_BYTES_MAX, HEADER_BYTES_MAX_CEILING,
-    HEADER_COUNT_MAX, HEADER_COUNT_MAX_CEILING, REQUEST_LINE_BYTES_MAX,
+    HEADER_COUNT_MAX, HEADER_COUNT_MAX_CEILING, RATE_LIMIT_SYNC_INTERVAL_MS,
+    RATE_LIMIT_SYNC_INTERVAL_MS_CEILING, RATE_LIMIT_SYNC_INTERVAL_MS_FLOOR, REQUEST_LINE_BYTES_MAX,
     REQUEST_LINE_BYTES_MAX_CEILING, REQUEST_LINE_BYTES_MAX_FLOOR, WORKERS_MAX,
 };
 use crate::locate::{line_column, Document, FieldPath, Target};
@@ -21,8 +28,9 @@ use crate::schema::{
     BalancerKind, ConfigFile, HealthCheckConfig, RouteConfig, ServerConfig, UpstreamConfig,
 };
 use crate::{
-    AccessLog, Admin, Balancer, Config, ConfigError, Endpoint, HashKey, HealthCheck, HostMatch,
-    Listener, PathKind, PathPattern, Rewrite, Route, Segment, Source, Upstream,
+    AccessLog, Admin, ApiKeyAuth, AuthRef, Balancer, Config, ConfigError, Endpoint, HashKey,
+    HealthCheck, HostMatch, JwtAuth, Listener, PathKind, PathPattern, RateLimit, Rewrite, Route,
+    Segment, Source, Upstream,
 };
 
 pub(crate) fn load_file(path: &Path) -> Result<Config, ConfigError> {
@@ -89,6 +97,14 @@ fn fnv1a_64(bytes: &[u8]) -> u64 {
     })
 }
 
+/// What routes refer to by name, each sorted by name (the order of the model's vectors).
+struct Targets {
+    upstreams: Vec<Upstream>,
+    jwt: Vec<JwtAuth>,
+    api_keys: Vec<ApiKeyAuth>,
+    rate_limits: Vec<RateLimit>,
+}
+
 fn validate(doc: &Document<'_>, file: ConfigFile, source: Source) -> Result<Config, ConfigError> {
     check_server(doc, &file.server)?;
     let listeners = check_listeners(doc, &file)?;
@@ -97,7 +113,21 @@ fn validate(doc: &Document<'_>, file: ConfigFile, source: Source) -> Result<Conf
         .iter()
         .map(|(name, upstream)| check_upstream(doc, name, upstream))
         .collect::<Result<Vec<_>, _>>()?;
-    let routes = check_routes(doc, &file, &upstreams)?;
+    // Key files are named relative to the config file; text without a file (the demo,
+    // `load_str`) resolves them against the current directory.
+    let base_dir = source
+        .path
+        .as_deref()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new(""));
+    let auth = auth::check_auth(doc, &file.auth, base_dir)?;
+    let targets = Targets {
+        upstreams,
+        jwt: auth.jwt,
+        api_keys: auth.api_keys,
+        rate_limits: ratelimit::check_rate_limits(doc, &file.rate_limits)?,
+    };
+    let routes = check_routes(doc, &file, &targets)?;
     let admin = check_admin(doc, &file, &listeners)?;
     let access_log = match &file.access_log {
         None => None,
@@ -107,14 +137,14 @@ fn validate(doc: &Document<'_>, file: ConfigFile, source: Source) -> Result<Conf
         source,
         server: file.server,
         listeners,
-        upstreams,
+        upstreams: targets.upstreams,
         routes,
         admin,
         access_log,
-        jwt: Vec::new(),
-        api_keys: Vec::new(),
-        rate_limits: Vec::new(),
-        identity_headers: Vec::new(),
+        jwt: targets.jwt,
+        api_keys: targets.api_keys,
+        rate_limits: targets.rate_limits,
+        identity_headers: auth.identity_headers,
     })
 }
 
@@ -341,6 +371,22 @@ fn check_server(doc: &Document<'_>, server: &ServerConfig) -> Result<(), ConfigE
             &format!("use at least 1; the default is {CONNECTIONS_MAX_PER_WORKER}"),
         );
     }
+    let sync = server.rate_limit_sync_interval_ms;
+    if !(RATE_LIMIT_SYNC_INTERVAL_MS_FLOOR..=RATE_LIMIT_SYNC_INTERVAL_MS_CEILING).contains(&sync) {
+        return fail(
+            doc,
+            &at.key("rate_limit_sync_interval_ms"),
+            Target::Value,
+            format!(
+                "rate_limit_sync_interval_ms = {sync} is outside \
+                 {RATE_LIMIT_SYNC_INTERVAL_MS_FLOOR}..={RATE_LIMIT_SYNC_INTERVAL_MS_CEILING}"
+            ),
+            &format!(
+                "shorter syncs cost control-thread time, longer ones let workers drift from the \
+                 global limit; the default is {RATE_LIMIT_SYNC_INTERVAL_MS}"
+            ),
+        );
+    }
     Ok(())
 }
 
@@ -465,27 +511,7 @@ fn check_upstream(
     upstream: &UpstreamConfig,
 ) -> Result<Upstream, ConfigError> {
     let at = FieldPath::root().key("upstreams").key(name);
-    if name.is_empty() {
-        return fail(
-            doc,
-            &at,
-            Target::Key,
-            "the upstream name is empty".to_owned(),
-            "write [upstreams.NAME] with a NAME of letters, digits, `_`, `.` and `-`",
-        );
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
-    {
-        return fail(
-            doc,
-            &at,
-            Target::Key,
-            format!("upstream name {name:?} contains {c:?}"),
-            "upstream names use letters, digits, `_`, `.` and `-`",
-        );
-    }
+    check_table_name(doc, &at, "upstream", "[upstreams.NAME]", name)?;
     let endpoints_at = at.key("endpoints");
     if upstream.endpoints.is_empty() {
         return fail(
@@ -582,6 +608,40 @@ fn check_upstream(
     })
 }
 
+/// The NAME of a named table (`[upstreams.NAME]`, `[auth.jwt.NAME]`, `[rate_limits.NAME]`):
+/// letters, digits, `_`, `.` and `-`, so it reads the same in a route, a log and a metric.
+/// `what` names the kind in messages, `table` shows how it is written.
+fn check_table_name(
+    doc: &Document<'_>,
+    at: &FieldPath,
+    what: &str,
+    table: &str,
+    name: &str,
+) -> Result<(), ConfigError> {
+    if name.is_empty() {
+        return fail(
+            doc,
+            at,
+            Target::Key,
+            format!("the {what} name is empty"),
+            &format!("write {table} with a NAME of letters, digits, `_`, `.` and `-`"),
+        );
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        return fail(
+            doc,
+            at,
+            Target::Key,
+            format!("{what} name {name:?} contains {c:?}"),
+            &format!("{what} names use letters, digits, `_`, `.` and `-`"),
+        );
+    }
+    Ok(())
+}
+
 fn parse_hash_key(doc: &Document<'_>, at: &FieldPath, key: &str) -> Result<HashKey, ConfigError> {
     if key == "client_ip" {
         return Ok(HashKey::ClientIp);
@@ -601,7 +661,7 @@ fn parse_hash_key(doc: &Document<'_>, at: &FieldPath, key: &str) -> Result<HashK
 fn check_routes(
     doc: &Document<'_>,
     file: &ConfigFile,
-    upstreams: &[Upstream],
+    targets: &Targets,
 ) -> Result<Vec<Route>, ConfigError> {
     let table = FieldPath::root().key("route");
     if file.routes.is_empty() {
@@ -617,7 +677,7 @@ fn check_routes(
     let mut routes = Vec::with_capacity(file.routes.len());
     for (i, config) in file.routes.iter().enumerate() {
         let at = table.index(i);
-        let route = check_route(doc, &at, i, config, &file.server, upstreams)?;
+        let route = check_route(doc, &at, i, config, &file.server, targets)?;
         if let Some(&first) = by_name.get(&route.name) {
             let hint = if config.name.is_some() {
                 "route names label logs and metrics, so they must be unique"
@@ -647,8 +707,9 @@ fn check_route(
     index: usize,
     route: &RouteConfig,
     server: &ServerConfig,
-    upstreams: &[Upstream],
+    targets: &Targets,
 ) -> Result<Route, ConfigError> {
+    let upstreams = &targets.upstreams;
     let name = match &route.name {
         Some(name) => {
             check_label(doc, &at.key("name"), name)?;
@@ -705,6 +766,19 @@ fn check_route(
         }
     };
     let rewrite = check_rewrite(doc, at, route, path.kind)?;
+    let auth = match &route.auth {
+        None => None,
+        Some(name) => Some(resolve_auth(doc, &at.key("auth"), name, targets)?),
+    };
+    let rate_limit = match &route.rate_limit {
+        None => None,
+        Some(name) => Some(resolve_rate_limit(
+            doc,
+            &at.key("rate_limit"),
+            name,
+            &targets.rate_limits,
+        )?),
+    };
     Ok(Route {
         name,
         host,
@@ -715,9 +789,74 @@ fn check_route(
         upstream,
         rewrite,
         body_bytes_max: route.body_bytes_max.unwrap_or(server.body_bytes_max),
-        auth: None,
-        rate_limit: None,
+        auth,
+        rate_limit,
     })
+}
+
+/// A route's `auth = "NAME"`: an `[auth.jwt.NAME]` or `[auth.api_keys.NAME]` (names are unique
+/// across both).
+fn resolve_auth(
+    doc: &Document<'_>,
+    at: &FieldPath,
+    name: &str,
+    targets: &Targets,
+) -> Result<AuthRef, ConfigError> {
+    if let Some(i) = targets.jwt.iter().position(|j| j.name == name) {
+        return Ok(AuthRef::Jwt(i));
+    }
+    if let Some(i) = targets.api_keys.iter().position(|k| k.name == name) {
+        return Ok(AuthRef::ApiKey(i));
+    }
+    let mut defined: Vec<String> = targets
+        .jwt
+        .iter()
+        .map(|j| format!("{} (jwt)", j.name))
+        .chain(
+            targets
+                .api_keys
+                .iter()
+                .map(|k| format!("{} (api_keys)", k.name)),
+        )
+        .collect();
+    defined.sort();
+    let hint = if defined.is_empty() {
+        "no authentication is defined; add [auth.jwt.NAME] or [auth.api_keys.NAME]".to_owned()
+    } else {
+        format!("defined auth: {}", defined.join(", "))
+    };
+    fail(
+        doc,
+        at,
+        Target::Value,
+        format!("no [auth.jwt] or [auth.api_keys] entry named `{name}`"),
+        &hint,
+    )
+}
+
+/// A route's `rate_limit = "NAME"`: an index into the rate limits.
+fn resolve_rate_limit(
+    doc: &Document<'_>,
+    at: &FieldPath,
+    name: &str,
+    limits: &[RateLimit],
+) -> Result<usize, ConfigError> {
+    if let Some(i) = limits.iter().position(|l| l.name == name) {
+        return Ok(i);
+    }
+    let hint = if limits.is_empty() {
+        "no rate limits are defined; add [rate_limits.NAME] with rate_per_second".to_owned()
+    } else {
+        let names: Vec<&str> = limits.iter().map(|l| l.name.as_str()).collect();
+        format!("defined rate limits: {}", names.join(", "))
+    };
+    fail(
+        doc,
+        at,
+        Target::Value,
+        format!("no rate limit named `{name}`"),
+        &hint,
+    )
 }
 
 /// Parses a route's `host`. Errors are `(message, hint)`.

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use coregate_config::load_file;
+use coregate_config::{load_file, JwtKeys};
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gateway.toml")
@@ -45,6 +45,52 @@ fn the_annotated_example_loads() {
         summary.contains("sessions balancer=consistent_hash(header:x-session-id)"),
         "{summary}"
     );
+    // Key files are resolved against the example's directory, wherever the test runs.
+    let names: Vec<&str> = config.jwt.iter().map(|j| j.name.as_str()).collect();
+    assert_eq!(names, ["batch", "console", "internal", "users"]);
+    let keys = path.parent().expect("examples dir").join("keys");
+    match &config.jwt[1].keys {
+        JwtKeys::PublicKeyPem { path, pem } => {
+            assert_eq!(path, &keys.join("ec-p256-public.pem"));
+            assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"), "{pem}");
+        }
+        other => panic!("console keys: {other:?}"),
+    }
+    match &config.jwt[3].keys {
+        JwtKeys::Jwks { path, json } => {
+            assert_eq!(path, &keys.join("jwks.json"));
+            assert!(json.contains("\"kty\": \"EC\""), "{json}");
+        }
+        other => panic!("users keys: {other:?}"),
+    }
+    assert_eq!(
+        config.jwt[0].keys,
+        JwtKeys::Secret(
+            b"example-only-hs512-secret-do-not-use-in-production-0123456789abcdef".to_vec()
+        ),
+        "secret_file, without its line break"
+    );
+    assert_eq!(config.api_keys.len(), 1);
+    assert_eq!(config.rate_limits.len(), 3);
+    assert_eq!(
+        config.identity_headers,
+        ["x-consumer", "x-tenant", "x-user-id"]
+    );
+    assert!(
+        summary.contains(
+            "  search host=api.example.com methods=any path_prefix=/search \
+             rewrite=strip_prefix upstream=search auth=partners rate_limit=per_partner\n"
+        ),
+        "{summary}"
+    );
+    assert!(
+        !summary.contains("2c26b46b"),
+        "the summary shows a key hash:\n{summary}"
+    );
+    assert!(
+        !summary.contains("example-only"),
+        "the summary shows a secret:\n{summary}"
+    );
 }
 
 #[test]
@@ -66,8 +112,8 @@ fn the_example_sets_every_schema_key() {
         .collect();
     assert!(keys.len() > 25, "schema scan found only {keys:?}");
     for key in keys {
-        let written = text.lines().any(|line| {
-            let line = line.trim_start_matches([' ', '[']);
+        let written = text.lines().any(|raw| {
+            let line = raw.trim_start_matches([' ', '[']);
             [format!("{key} ="), format!("{key}."), format!("{key}]")]
                 .iter()
                 .any(|start| line.starts_with(start.as_str()))
@@ -75,6 +121,8 @@ fn the_example_sets_every_schema_key() {
                 || line.contains(&format!(", {key} ="))
                 // A nested table: [upstreams.users.health_check].
                 || line.contains(&format!(".{key}]"))
+                // A table inside a header: `jwt` in [auth.jwt.users].
+                || (raw.starts_with('[') && line.split(['.', ']']).any(|part| part == key))
         });
         assert!(written, "the example does not set `{key}`");
     }
@@ -127,5 +175,111 @@ fn file_errors_name_the_path_and_line() {
             "{}:2:11: listener[0].address: `nope` is not an IP:port address",
             file.0.display()
         )
+    );
+}
+
+/// A directory in the temp dir, unique to this test process and `name`, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let path =
+            std::env::temp_dir().join(format!("coregate-config-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(path.join("keys")).expect("create temp dir");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const KEYS_CONFIG: &str = r#"
+[[listener]]
+address = "127.0.0.1:8080"
+
+[upstreams.app]
+endpoints = [{ address = "10.0.0.1:80" }]
+
+[auth.jwt.hmac]
+algorithms = ["HS256"]
+secret_file = "keys/secret"
+
+[auth.jwt.jwks]
+algorithms = ["ES256"]
+jwks_file = "keys/../keys/jwks.json"
+
+[[route]]
+path_prefix = "/"
+upstream = "app"
+auth = "jwks"
+"#;
+
+#[test]
+fn key_files_are_resolved_against_the_config_files_directory() {
+    let dir = TempDir::new("relative-keys");
+    let secret = "0123456789abcdef0123456789abcdef";
+    std::fs::write(dir.0.join("keys/secret"), format!("{secret}\n")).expect("write secret");
+    let jwks =
+        std::fs::read_to_string(example().with_file_name("keys/jwks.json")).expect("example jwks");
+    std::fs::write(dir.0.join("keys/jwks.json"), &jwks).expect("write jwks");
+    let path = dir.0.join("gateway.toml");
+    std::fs::write(&path, KEYS_CONFIG).expect("write config");
+
+    let config = match load_file(&path) {
+        Ok(config) => config,
+        Err(error) => panic!("{error}"),
+    };
+    assert_eq!(
+        config.jwt[0].keys,
+        JwtKeys::Secret(secret.as_bytes().to_vec())
+    );
+    assert_eq!(
+        config.jwt[1].keys,
+        JwtKeys::Jwks {
+            path: dir.0.join("keys/../keys/jwks.json"),
+            json: jwks,
+        }
+    );
+
+    // The same text without a file resolves against the current directory (the crate root
+    // under `cargo test`), where there is no keys/secret.
+    let error = match coregate_config::load_str(KEYS_CONFIG, "<text>") {
+        Ok(_) => panic!("found keys/secret in the current directory"),
+        Err(error) => error,
+    };
+    assert_eq!(error.field, "auth.jwt.hmac.secret_file");
+    assert!(
+        error.message.starts_with("cannot read keys/secret: "),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_missing_key_file_names_the_resolved_path_and_its_key() {
+    let dir = TempDir::new("missing-keys");
+    let path = dir.0.join("gateway.toml");
+    std::fs::write(&path, KEYS_CONFIG).expect("write config");
+    let error = match load_file(&path) {
+        Ok(_) => panic!("loaded without key files"),
+        Err(error) => error,
+    };
+    let line = 1 + KEYS_CONFIG[..KEYS_CONFIG.find("\"keys/secret\"").unwrap_or(0)]
+        .matches('\n')
+        .count();
+    assert_eq!(
+        error.to_string().lines().next().unwrap_or_default(),
+        format!(
+            "{}:{line}:15: auth.jwt.hmac.secret_file: cannot read {}: No such file or \
+             directory (os error 2)",
+            path.display(),
+            dir.0.join("keys/secret").display()
+        )
+    );
+    assert_eq!(
+        error.hint.as_deref(),
+        Some("a relative path is resolved against the config file's directory")
     );
 }

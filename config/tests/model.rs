@@ -1,12 +1,14 @@
 //! A valid config becomes exactly the model the engine expects: defaults filled in, names
-//! resolved to indexes, hosts and header names lower-cased, methods upper-cased, paths split.
+//! resolved to indexes, hosts and header names lower-cased, methods upper-cased, paths split,
+//! key files read, key hashes lower-cased.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use coregate_config::defaults;
 use coregate_config::{
-    load_str, Balancer, Endpoint, HashKey, HostMatch, Listener, PathKind, PathPattern, Rewrite,
-    Segment,
+    load_str, ApiKeyAuth, AuthRef, Balancer, Endpoint, HashKey, HostMatch, JwtAuth, JwtKeys,
+    KeySource, Listener, PathKind, PathPattern, RateKey, RateLimit, Rewrite, Segment, TokenSource,
 };
 
 const TEXT: &str = r#"
@@ -279,4 +281,255 @@ fn summary_lists_listeners_routes_and_upstreams() {
         "{}",
         lines[0]
     );
+}
+
+/// Authentication and rate limits, declared out of order and partly defaulted. The key files
+/// are the example's, named relative to the current directory (the crate root under
+/// `cargo test`), which is what a config without a file resolves against.
+const POLICIES: &str = r#"
+[server]
+rate_limit_sync_interval_ms = 250
+
+[[listener]]
+address = "127.0.0.1:8080"
+
+[upstreams.app]
+endpoints = [{ address = "10.0.0.1:80" }]
+
+[rate_limits.per_tenant]
+rate_per_second = 2.5
+key = "claim:tenant"
+keys_max = 500
+
+[rate_limits.per_ip]
+rate_per_second = 10
+
+[auth.jwt.users]
+algorithms = ["ES256", "RS256"]
+jwks_file = "examples/keys/jwks.json"
+issuer = "https://issuer.example"
+audiences = ["api", "web"]
+required_claims = ["sub", "tenant"]
+leeway_seconds = 5
+require_exp = false
+token = "cookie:Session"
+claims_to_headers = { sub = "X-User-Id", tenant = "X-Tenant" }
+cache_entries = 0
+
+[auth.jwt.internal]
+algorithms = ["HS384"]
+secret = "0123456789abcdef0123456789abcdef0123456789abcdef"
+
+[auth.jwt.console]
+algorithms = ["ES256"]
+public_key_file = "examples/keys/ec-p256-public.pem"
+token = "header:X-Console-Token"
+claims_to_headers = {}
+
+[auth.api_keys.partners]
+keys = [
+    { consumer = "acme", sha256 = "2C26B46B68FFC68FF99B453C1D30413413422D706483BFA0F98A5E886266E7AE" },
+    { consumer = "acme", sha256 = "fcde2b2edba56bf408601fb721fe9b5c338d10ee429ea04fae5511b68fbf8fb9" },
+]
+from = "query:api_key"
+consumer_header = "X-Partner"
+
+[[route]]
+path_prefix = "/users"
+upstream = "app"
+auth = "users"
+rate_limit = "per_tenant"
+
+[[route]]
+path_prefix = "/partners"
+upstream = "app"
+auth = "partners"
+rate_limit = "per_ip"
+
+[[route]]
+path_prefix = "/internal"
+upstream = "app"
+auth = "internal"
+
+[[route]]
+path_prefix = "/"
+upstream = "app"
+"#;
+
+#[test]
+fn auth_and_rate_limits_become_the_expected_model() {
+    let config = match load_str(POLICIES, "<policies>") {
+        Ok(config) => config,
+        Err(error) => panic!("{error}"),
+    };
+    assert_eq!(config.server.rate_limit_sync_interval_ms, 250);
+
+    let pem = std::fs::read_to_string("examples/keys/ec-p256-public.pem").expect("example key");
+    let jwks = std::fs::read_to_string("examples/keys/jwks.json").expect("example jwks");
+    assert_eq!(
+        config.jwt,
+        vec![
+            JwtAuth {
+                name: "console".to_owned(),
+                algorithms: vec!["ES256".to_owned()],
+                keys: JwtKeys::PublicKeyPem {
+                    path: PathBuf::from("examples/keys/ec-p256-public.pem"),
+                    pem,
+                },
+                issuer: None,
+                audiences: vec![],
+                required_claims: vec![],
+                leeway_seconds: defaults::JWT_LEEWAY_SECONDS,
+                require_exp: true,
+                token_source: TokenSource::Header("x-console-token".to_owned()),
+                claims_to_headers: vec![],
+                cache_entries: defaults::JWT_CACHE_ENTRIES,
+            },
+            JwtAuth {
+                name: "internal".to_owned(),
+                algorithms: vec!["HS384".to_owned()],
+                keys: JwtKeys::Secret(b"0123456789abcdef0123456789abcdef0123456789abcdef".to_vec()),
+                issuer: None,
+                audiences: vec![],
+                required_claims: vec![],
+                leeway_seconds: 60,
+                require_exp: true,
+                token_source: TokenSource::Bearer,
+                claims_to_headers: vec![("sub".to_owned(), "X-User-Id".to_owned())],
+                cache_entries: 10_000,
+            },
+            JwtAuth {
+                name: "users".to_owned(),
+                algorithms: vec!["ES256".to_owned(), "RS256".to_owned()],
+                keys: JwtKeys::Jwks {
+                    path: PathBuf::from("examples/keys/jwks.json"),
+                    json: jwks,
+                },
+                issuer: Some("https://issuer.example".to_owned()),
+                audiences: vec!["api".to_owned(), "web".to_owned()],
+                required_claims: vec!["sub".to_owned(), "tenant".to_owned()],
+                leeway_seconds: 5,
+                require_exp: false,
+                token_source: TokenSource::Cookie("Session".to_owned()),
+                claims_to_headers: vec![
+                    ("sub".to_owned(), "X-User-Id".to_owned()),
+                    ("tenant".to_owned(), "X-Tenant".to_owned()),
+                ],
+                cache_entries: 0,
+            },
+        ]
+    );
+    assert_eq!(
+        config.api_keys,
+        vec![ApiKeyAuth {
+            name: "partners".to_owned(),
+            keys: vec![
+                (
+                    "acme".to_owned(),
+                    "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae".to_owned()
+                ),
+                (
+                    "acme".to_owned(),
+                    "fcde2b2edba56bf408601fb721fe9b5c338d10ee429ea04fae5511b68fbf8fb9".to_owned()
+                ),
+            ],
+            source: KeySource::Query("api_key".to_owned()),
+            consumer_header: "X-Partner".to_owned(),
+        }]
+    );
+    assert_eq!(
+        config.rate_limits,
+        vec![
+            RateLimit {
+                name: "per_ip".to_owned(),
+                rate_per_second: 10.0,
+                burst: 10,
+                key: RateKey::ClientIp,
+                keys_max: defaults::RATE_LIMIT_KEYS_MAX,
+            },
+            RateLimit {
+                name: "per_tenant".to_owned(),
+                rate_per_second: 2.5,
+                burst: 3,
+                key: RateKey::Claim("tenant".to_owned()),
+                keys_max: 500,
+            },
+        ]
+    );
+    assert_eq!(
+        config.identity_headers,
+        ["x-partner", "x-tenant", "x-user-id"]
+    );
+    let refs: Vec<(Option<AuthRef>, Option<usize>)> = config
+        .routes
+        .iter()
+        .map(|route| (route.auth, route.rate_limit))
+        .collect();
+    assert_eq!(
+        refs,
+        [
+            (Some(AuthRef::Jwt(2)), Some(1)),
+            (Some(AuthRef::ApiKey(0)), Some(0)),
+            (Some(AuthRef::Jwt(1)), None),
+            (None, None),
+        ]
+    );
+}
+
+#[test]
+fn summary_lists_auth_and_rate_limits_without_secrets() {
+    let config = match load_str(POLICIES, "<policies>") {
+        Ok(config) => config,
+        Err(error) => panic!("{error}"),
+    };
+    let summary = config.summary();
+    let lines: Vec<&str> = summary.lines().collect();
+    let from = |heading: &str| {
+        lines
+            .iter()
+            .position(|line| line.starts_with(heading))
+            .unwrap_or_else(|| panic!("no {heading} in\n{summary}"))
+    };
+    let routes = from("routes (4):");
+    assert_eq!(
+        lines[routes + 1..routes + 5],
+        [
+            "  route-0 host=* methods=any path_prefix=/users upstream=app auth=users \
+             rate_limit=per_tenant",
+            "  route-1 host=* methods=any path_prefix=/partners upstream=app auth=partners \
+             rate_limit=per_ip",
+            "  route-2 host=* methods=any path_prefix=/internal upstream=app auth=internal",
+            "  route-3 host=* methods=any path_prefix=/ upstream=app",
+        ]
+    );
+    let auth = from("auth (4):");
+    assert_eq!(
+        lines[auth..auth + 8],
+        [
+            "auth (4):",
+            "  console jwt algorithms=ES256 key=public_key_file:examples/keys/ec-p256-public.pem \
+             token=header:x-console-token leeway_seconds=60 cache_entries=10000",
+            "  internal jwt algorithms=HS384 key=secret token=bearer leeway_seconds=60 \
+             claims_to_headers=sub:X-User-Id cache_entries=10000",
+            "  users jwt algorithms=ES256,RS256 key=jwks_file:examples/keys/jwks.json (1 key) \
+             issuer=https://issuer.example audiences=api,web required_claims=sub,tenant \
+             token=cookie:Session leeway_seconds=5 require_exp=false \
+             claims_to_headers=sub:X-User-Id,tenant:X-Tenant cache_entries=0",
+            "  partners api_keys keys=2 from=query:api_key consumer_header=X-Partner",
+            "identity_headers x-partner, x-tenant, x-user-id",
+            "rate_limits (2) sync_interval_ms=250:",
+            "  per_ip rate_per_second=10 burst=10 key=client_ip keys_max=100000",
+        ]
+    );
+    assert_eq!(
+        lines[auth + 8],
+        "  per_tenant rate_per_second=2.5 burst=3 key=claim:tenant keys_max=500"
+    );
+    for secret in ["0123456789abcdef", "2c26b46b", "2C26B46B", "fcde2b2e"] {
+        assert!(!summary.contains(secret), "{secret} in\n{summary}");
+    }
+    // Debug output of the model is safe to log too.
+    let debug = format!("{:?}", config.jwt[1]);
+    assert!(!debug.contains("0123456789abcdef"), "{debug}");
+    assert!(debug.contains("Secret(<48 bytes redacted>)"), "{debug}");
 }

@@ -728,3 +728,858 @@ fn health_check_values_are_checked() {
         "upstreams.users.health_check.expect",
     );
 }
+
+// ----- authentication and rate limits -----
+
+const SECRET_32: &str = "0123456789abcdef0123456789abcdef";
+/// The SHA-256 of `foo`.
+const FOO_SHA256: &str = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
+
+/// A valid config with these `[auth…]` / `[rate_limits…]` tables, and its only route given
+/// `route_lines` (e.g. `auth = "j"`).
+fn policies(tables: &str, route_lines: &str) -> String {
+    format!(
+        "{LISTENER}{UPSTREAM}{tables}\n\n[[route]]\npath_prefix = \"/\"\nupstream = \"users\"\n\
+         {route_lines}\n"
+    )
+}
+
+/// A config with one `[auth.jwt.j]` of these lines.
+fn jwt(lines: &str) -> String {
+    policies(&format!("[auth.jwt.j]\n{lines}"), "")
+}
+
+/// A config with one valid HS256 `[auth.jwt.j]` plus these lines.
+fn hs256(lines: &str) -> String {
+    jwt(&format!(
+        "algorithms = [\"HS256\"]\nsecret = \"{SECRET_32}\"\n{lines}"
+    ))
+}
+
+/// A config with one `[auth.api_keys.k]` of these lines.
+fn api_keys(lines: &str) -> String {
+    policies(&format!("[auth.api_keys.k]\n{lines}"), "")
+}
+
+/// A config with one valid `[auth.api_keys.k]` plus these lines.
+fn one_key(lines: &str) -> String {
+    api_keys(&format!(
+        "keys = [{{ consumer = \"acme\", sha256 = \"{FOO_SHA256}\" }}]\n{lines}"
+    ))
+}
+
+/// A config with one `[rate_limits.r]` of these lines.
+fn rate(lines: &str) -> String {
+    policies(&format!("[rate_limits.r]\n{lines}"), "")
+}
+
+/// A file in the temp dir, unique to this test process and `name`, removed on drop.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str, bytes: &[u8]) -> TempFile {
+        let path = std::env::temp_dir().join(format!(
+            "coregate-config-validation-{}-{name}",
+            std::process::id()
+        ));
+        std::fs::write(&path, bytes).expect("write temp file");
+        TempFile(path)
+    }
+
+    fn path(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn the_policy_fixtures_are_valid() {
+    for text in [
+        hs256(""),
+        one_key(""),
+        rate("rate_per_second = 1"),
+        policies(
+            &format!("[auth.jwt.j]\nalgorithms = [\"HS256\"]\nsecret = \"{SECRET_32}\""),
+            "auth = \"j\"",
+        ),
+    ] {
+        if let Err(error) = load_str(&text, "t.toml") {
+            panic!("{error}\n{text}");
+        }
+    }
+}
+
+#[test]
+fn rate_limit_sync_interval_is_range_checked() {
+    let key = "server.rate_limit_sync_interval_ms";
+    fails_at(&server("rate_limit_sync_interval_ms = 9"), "9\n", key);
+    fails_at(&server("rate_limit_sync_interval_ms = 10001"), "10001", key);
+    for ok in [10, 10_000] {
+        let config =
+            load_str(&server(&format!("rate_limit_sync_interval_ms = {ok}")), "t").expect("valid");
+        assert_eq!(config.server.rate_limit_sync_interval_ms, ok);
+    }
+    let config = load_str(&server(""), "t").expect("valid");
+    assert_eq!(
+        config.server.rate_limit_sync_interval_ms,
+        coregate_config::defaults::RATE_LIMIT_SYNC_INTERVAL_MS
+    );
+}
+
+#[test]
+fn jwt_algorithms_are_required_and_non_empty() {
+    let text = jwt(&format!("secret = \"{SECRET_32}\""));
+    let error = fails_at(&text, "[auth.jwt.j]", "auth.jwt.j.algorithms");
+    assert_eq!(error.message, "missing field `algorithms`");
+    let text = jwt(&format!("algorithms = []\nsecret = \"{SECRET_32}\""));
+    fails_at(&text, "[]", "auth.jwt.j.algorithms");
+}
+
+#[test]
+fn jwt_algorithm_none_is_refused_in_any_case() {
+    for none in ["none", "None", "NONE"] {
+        let text = jwt(&format!(
+            "algorithms = [\"HS256\", \"{none}\"]\nsecret = \"{SECRET_32}\""
+        ));
+        let error = fails_at(&text, &format!("\"{none}\""), "auth.jwt.j.algorithms[1]");
+        assert!(error.message.contains("unsigned"), "{error}");
+        assert!(error.hint.unwrap_or_default().contains("forge"));
+    }
+}
+
+#[test]
+fn jwt_algorithm_names_are_known_and_case_sensitive() {
+    let text = jwt("algorithms = [\"rs256\"]\npublic_key_file = \"x\"");
+    let error = fails_at(&text, "\"rs256\"", "auth.jwt.j.algorithms[0]");
+    assert_eq!(
+        error.hint.as_deref(),
+        Some("algorithm names are case-sensitive (RFC 7515 §4.1.1): write \"RS256\"")
+    );
+    let text = jwt("algorithms = [\"ES512\"]\npublic_key_file = \"x\"");
+    let error = fails_at(&text, "\"ES512\"", "auth.jwt.j.algorithms[0]");
+    assert!(
+        error
+            .hint
+            .unwrap_or_default()
+            .starts_with("known algorithms: HS256"),
+        "hint lists the known names"
+    );
+    let text = jwt("algorithms = [\"ES256\", \"ES256\"]\npublic_key_file = \"x\"");
+    fails_at_nth(&text, "\"ES256\"", 1, "auth.jwt.j.algorithms[1]");
+}
+
+#[test]
+fn jwt_algorithms_do_not_mix_hmac_and_public_key() {
+    let text = jwt(&format!(
+        "algorithms = [\"HS256\", \"RS256\"]\nsecret = \"{SECRET_32}\""
+    ));
+    let error = fails_at(&text, "\"RS256\"", "auth.jwt.j.algorithms[1]");
+    assert!(error.message.contains("HS256 and RS256"), "{error}");
+    let text = jwt("algorithms = [\"ES256\", \"HS512\"]\npublic_key_file = \"x\"");
+    fails_at(&text, "\"HS512\"", "auth.jwt.j.algorithms[1]");
+}
+
+#[test]
+fn jwt_needs_exactly_one_key_source() {
+    let text = jwt("algorithms = [\"HS256\"]");
+    let error = fails_at(&text, "[auth.jwt.j]", "auth.jwt.j");
+    assert!(
+        error.hint.unwrap_or_default().contains("secret"),
+        "HMAC hint"
+    );
+    let text = jwt("algorithms = [\"RS256\"]");
+    let error = fails_at(&text, "[auth.jwt.j]", "auth.jwt.j");
+    assert!(error.hint.unwrap_or_default().contains("jwks_file"));
+    let text = hs256("secret_file = \"/etc/secret\"");
+    let error = fails_at(&text, "secret_file", "auth.jwt.j.secret_file");
+    assert_eq!(error.message, "secret and secret_file are both set");
+    let text = jwt("algorithms = [\"RS256\"]\npublic_key_file = \"a\"\njwks_file = \"b\"");
+    fails_at(&text, "jwks_file", "auth.jwt.j.jwks_file");
+}
+
+#[test]
+fn jwt_key_source_matches_the_algorithms() {
+    let text = jwt(&format!(
+        "algorithms = [\"RS256\"]\nsecret = \"{SECRET_32}\""
+    ));
+    let error = fails_at(&text, "secret =", "auth.jwt.j.secret");
+    assert!(error.message.contains("RS256"), "{error}");
+    let text = jwt("algorithms = [\"HS256\"]\npublic_key_file = \"key.pem\"");
+    fails_at(&text, "public_key_file", "auth.jwt.j.public_key_file");
+    let text = jwt("algorithms = [\"HS384\"]\njwks_file = \"jwks.json\"");
+    fails_at(&text, "jwks_file", "auth.jwt.j.jwks_file");
+}
+
+#[test]
+fn jwt_secrets_are_at_least_as_long_as_the_hash() {
+    let short = &SECRET_32[1..];
+    let text = jwt(&format!("algorithms = [\"HS256\"]\nsecret = \"{short}\""));
+    let error = fails_at(&text, &format!("\"{short}\""), "auth.jwt.j.secret");
+    assert_eq!(
+        error.message,
+        "the secret is 31 bytes; HS256 needs at least 32"
+    );
+    assert!(
+        !error.to_string().contains(short),
+        "the secret is shown: {error}"
+    );
+    let text = jwt(&format!(
+        "algorithms = [\"HS256\", \"HS512\"]\nsecret = \"{SECRET_32}{SECRET_32}\""
+    ));
+    assert!(load_str(&text, "t").is_ok(), "64 bytes suit HS512");
+    let text = jwt(&format!(
+        "algorithms = [\"HS256\", \"HS512\", \"HS384\"]\nsecret = \"{SECRET_32}{}\"",
+        &SECRET_32[..16]
+    ));
+    let error = fails_at(&text, "\"0123", "auth.jwt.j.secret");
+    assert_eq!(
+        error.message,
+        "the secret is 48 bytes; HS512 needs at least 64"
+    );
+}
+
+#[test]
+fn jwt_secret_file_is_read_without_its_line_break() {
+    let file = TempFile::new("secret", format!("{SECRET_32}\r\n").as_bytes());
+    let text = jwt(&format!(
+        "algorithms = [\"HS256\"]\nsecret_file = \"{}\"",
+        file.path()
+    ));
+    let config = load_str(&text, "t").expect("valid");
+    assert_eq!(
+        config.jwt[0].keys,
+        coregate_config::JwtKeys::Secret(SECRET_32.as_bytes().to_vec())
+    );
+    // Without the line break it is 31 bytes: too short.
+    let file = TempFile::new("short-secret", format!("{}\n", &SECRET_32[1..]).as_bytes());
+    let text = jwt(&format!(
+        "algorithms = [\"HS256\"]\nsecret_file = \"{}\"",
+        file.path()
+    ));
+    let error = fails_at(
+        &text,
+        &format!("\"{}\"", file.path()),
+        "auth.jwt.j.secret_file",
+    );
+    assert_eq!(
+        error.message,
+        "the secret_file is 31 bytes; HS256 needs at least 32"
+    );
+}
+
+#[test]
+fn an_unreadable_key_file_is_located_at_its_key() {
+    let text = jwt("algorithms = [\"ES256\"]\npublic_key_file = \"/nonexistent/coregate/k.pem\"");
+    let error = fails_at(
+        &text,
+        "\"/nonexistent/coregate/k.pem\"",
+        "auth.jwt.j.public_key_file",
+    );
+    assert!(
+        error
+            .message
+            .starts_with("cannot read /nonexistent/coregate/k.pem: "),
+        "{error}"
+    );
+    let text = jwt("algorithms = [\"HS256\"]\nsecret_file = \"no-such-secret\"");
+    let error = fails_at(&text, "\"no-such-secret\"", "auth.jwt.j.secret_file");
+    assert_eq!(
+        error.hint.as_deref(),
+        Some("a relative path is resolved against the config file's directory")
+    );
+    let text = jwt("algorithms = [\"HS256\"]\nsecret_file = \"\"");
+    fails_at(&text, "\"\"", "auth.jwt.j.secret_file");
+}
+
+#[test]
+fn public_key_files_hold_a_public_key_in_pem() {
+    let cases = [
+        (
+            "not-pem",
+            "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n",
+            "is not PEM",
+        ),
+        (
+            "private",
+            "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----\n",
+            "holds a private key",
+        ),
+        (
+            "certificate",
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+            "holds no PUBLIC KEY",
+        ),
+    ];
+    for (name, content, message) in cases {
+        let file = TempFile::new(name, content.as_bytes());
+        let text = jwt(&format!(
+            "algorithms = [\"ES256\"]\npublic_key_file = \"{}\"",
+            file.path()
+        ));
+        let error = fails_at(
+            &text,
+            &format!("\"{}\"", file.path()),
+            "auth.jwt.j.public_key_file",
+        );
+        assert!(error.message.contains(message), "{name}: {error}");
+    }
+    let file = TempFile::new("binary.der", &[0x30, 0x59, 0xff, 0xfe]);
+    let text = jwt(&format!(
+        "algorithms = [\"ES256\"]\npublic_key_file = \"{}\"",
+        file.path()
+    ));
+    let error = fails_at(
+        &text,
+        &format!("\"{}\"", file.path()),
+        "auth.jwt.j.public_key_file",
+    );
+    assert!(error.message.ends_with("is not text"), "{error}");
+}
+
+#[test]
+fn jwks_files_hold_public_keys() {
+    let cases = [
+        ("garbage", "{\"keys\": [", "is not JSON"),
+        ("array", "[]", "no \"keys\" array"),
+        ("keys-object", "{\"keys\": {}}", "no \"keys\" array"),
+        ("empty", "{\"keys\": []}", "has no keys"),
+        (
+            "no-kty",
+            "{\"keys\": [{\"kid\": \"a\"}]}",
+            "keys[0] is not a JWK",
+        ),
+        (
+            "private",
+            "{\"keys\": [{\"kty\": \"EC\", \"crv\": \"P-256\", \"x\": \"a\", \"y\": \"b\", \
+             \"d\": \"c\"}]}",
+            "keys[0] is a private key",
+        ),
+    ];
+    for (name, content, message) in cases {
+        let file = TempFile::new(&format!("{name}.jwks"), content.as_bytes());
+        let text = jwt(&format!(
+            "algorithms = [\"ES256\"]\njwks_file = \"{}\"",
+            file.path()
+        ));
+        let error = fails_at(
+            &text,
+            &format!("\"{}\"", file.path()),
+            "auth.jwt.j.jwks_file",
+        );
+        assert!(error.message.contains(message), "{name}: {error}");
+    }
+}
+
+#[test]
+fn jwt_claim_checks_are_validated() {
+    fails_at(&hs256("issuer = \"\""), "\"\"", "auth.jwt.j.issuer");
+    fails_at(
+        &hs256("audiences = [\"api\", \"\"]"),
+        "\"\"",
+        "auth.jwt.j.audiences[1]",
+    );
+    fails_at_nth(
+        &hs256("audiences = [\"api\", \"api\"]"),
+        "\"api\"",
+        1,
+        "auth.jwt.j.audiences[1]",
+    );
+    fails_at_nth(
+        &hs256("required_claims = [\"sub\", \"sub\"]"),
+        "\"sub\"",
+        1,
+        "auth.jwt.j.required_claims[1]",
+    );
+    let seventeen: Vec<String> = (0..17).map(|i| format!("\"c{i}\"")).collect();
+    let text = hs256(&format!("required_claims = [{}]", seventeen.join(", ")));
+    let error = fails_at(&text, "[\"c0\"", "auth.jwt.j.required_claims");
+    assert!(error.message.contains("more than 16"), "{error}");
+    fails_at(
+        &hs256("leeway_seconds = 3601"),
+        "3601",
+        "auth.jwt.j.leeway_seconds",
+    );
+    assert!(load_str(&hs256("leeway_seconds = 3600"), "t").is_ok());
+    fails_at(
+        &hs256("cache_entries = 1000001"),
+        "1000001",
+        "auth.jwt.j.cache_entries",
+    );
+    assert!(load_str(&hs256("cache_entries = 0"), "t").is_ok());
+    let error = fails_at(&hs256("leeway = 5"), "leeway =", "auth.jwt.j.leeway");
+    assert!(error.hint.unwrap_or_default().contains("leeway_seconds"));
+}
+
+#[test]
+fn jwt_token_sources_are_parsed() {
+    use coregate_config::TokenSource;
+    let source = |token: &str| {
+        load_str(&hs256(&format!("token = \"{token}\"")), "t")
+            .map(|config| config.jwt[0].token_source.clone())
+    };
+    assert_eq!(source("bearer"), Ok(TokenSource::Bearer));
+    assert_eq!(
+        source("header:X-Token"),
+        Ok(TokenSource::Header("x-token".to_owned()))
+    );
+    assert_eq!(
+        source("cookie:Session"),
+        Ok(TokenSource::Cookie("Session".to_owned()))
+    );
+    for bad in [
+        "Bearer",
+        "header:",
+        "header:a b",
+        "cookie:",
+        "cookie:a;b",
+        "query:t",
+    ] {
+        fails_at(
+            &hs256(&format!("token = \"{bad}\"")),
+            &format!("\"{bad}\""),
+            "auth.jwt.j.token",
+        );
+    }
+    let error = fails_at(
+        &hs256("token = \"header:Authorization\""),
+        "\"header:Authorization\"",
+        "auth.jwt.j.token",
+    );
+    assert!(error.hint.unwrap_or_default().contains("\"bearer\""));
+}
+
+#[test]
+fn claims_to_headers_are_safe_header_names() {
+    fails_at(
+        &hs256("claims_to_headers = { sub = \"X User\" }"),
+        "\"X User\"",
+        "auth.jwt.j.claims_to_headers.sub",
+    );
+    for reserved in [
+        "Content-Length",
+        "transfer-encoding",
+        "Host",
+        "Connection",
+        "X-Forwarded-For",
+        "Authorization",
+        "Cookie",
+    ] {
+        let text = hs256(&format!("claims_to_headers = {{ sub = \"{reserved}\" }}"));
+        let error = fails_at(
+            &text,
+            &format!("\"{reserved}\""),
+            "auth.jwt.j.claims_to_headers.sub",
+        );
+        assert!(
+            error.message.contains("cannot carry an identity"),
+            "{error}"
+        );
+    }
+    let text = hs256("claims_to_headers = { sub = \"X-User\", email = \"x-user\" }");
+    let error = fails_at(&text, "\"X-User\"", "auth.jwt.j.claims_to_headers.sub");
+    assert_eq!(
+        error.message,
+        "claims email and sub both go to header X-User"
+    );
+    fails_at(
+        &hs256("claims_to_headers = { \"\" = \"X-User\" }"),
+        "\"\" =",
+        "auth.jwt.j.claims_to_headers.\"\"",
+    );
+    let seventeen: Vec<String> = (0..17).map(|i| format!("c{i} = \"X-C{i}\"")).collect();
+    let text = hs256(&format!(
+        "claims_to_headers = {{ {} }}",
+        seventeen.join(", ")
+    ));
+    fails_at(&text, "{ c0", "auth.jwt.j.claims_to_headers");
+}
+
+#[test]
+fn auth_names_are_restricted_and_unique_across_kinds() {
+    let text = policies(
+        &format!("[auth.jwt.\"a b\"]\nalgorithms = [\"HS256\"]\nsecret = \"{SECRET_32}\""),
+        "",
+    );
+    let error = fails_at(&text, "\"a b\"", "auth.jwt.\"a b\"");
+    assert_eq!(error.message, "auth name \"a b\" contains ' '");
+    let text = policies(
+        &format!(
+            "[auth.jwt.shared]\nalgorithms = [\"HS256\"]\nsecret = \"{SECRET_32}\"\n\n\
+             [auth.api_keys.shared]\nkeys = [{{ consumer = \"a\", sha256 = \"{FOO_SHA256}\" }}]"
+        ),
+        "",
+    );
+    let error = fails_at_nth(&text, "shared", 1, "auth.api_keys.shared");
+    assert!(error.message.contains("both"), "{error}");
+    let text = policies("[auth.jwts.x]\n", "");
+    let error = fails_at(&text, "jwts", "auth.jwts.x");
+    assert!(error.message.contains("unknown field `jwts`"), "{error}");
+}
+
+#[test]
+fn api_keys_are_required_and_well_formed() {
+    let error = fails_at(
+        &api_keys("from = \"header:k\""),
+        "[auth.api_keys.k]",
+        "auth.api_keys.k.keys",
+    );
+    assert_eq!(error.message, "missing field `keys`");
+    fails_at(&api_keys("keys = []"), "[]", "auth.api_keys.k.keys");
+    let text = api_keys(&format!(
+        "keys = [{{ consumer = \"\", sha256 = \"{FOO_SHA256}\" }}]"
+    ));
+    fails_at(&text, "\"\"", "auth.api_keys.k.keys[0].consumer");
+    let text = api_keys(&format!(
+        "keys = [{{ consumer = \" acme\", sha256 = \"{FOO_SHA256}\" }}]"
+    ));
+    fails_at(&text, "\" acme\"", "auth.api_keys.k.keys[0].consumer");
+    let text = api_keys(&format!("keys = [{{ sha256 = \"{FOO_SHA256}\" }}]"));
+    fails_at(&text, "{ sha256", "auth.api_keys.k.keys[0].consumer");
+}
+
+#[test]
+fn api_key_hashes_are_64_hex_digits_never_echoed() {
+    // An operator who pastes the key itself must not find it in a log.
+    let text = api_keys("keys = [{ consumer = \"acme\", sha256 = \"my-real-api-key\" }]");
+    let error = fails_at(
+        &text,
+        "\"my-real-api-key\"",
+        "auth.api_keys.k.keys[0].sha256",
+    );
+    assert!(!error.to_string().contains("my-real-api-key"), "{error}");
+    let not_hex = format!("{}z", &FOO_SHA256[1..]);
+    let text = api_keys(&format!(
+        "keys = [{{ consumer = \"acme\", sha256 = \"{not_hex}\" }}]"
+    ));
+    fails_at(
+        &text,
+        &format!("\"{not_hex}\""),
+        "auth.api_keys.k.keys[0].sha256",
+    );
+    let upper = FOO_SHA256.to_ascii_uppercase();
+    let text = api_keys(&format!(
+        "keys = [{{ consumer = \"a\", sha256 = \"{FOO_SHA256}\" }}, \
+         {{ consumer = \"b\", sha256 = \"{upper}\" }}]"
+    ));
+    let error = fails_at(
+        &text,
+        &format!("\"{upper}\""),
+        "auth.api_keys.k.keys[1].sha256",
+    );
+    assert_eq!(error.message, "keys[1] has the same sha256 as keys[0]");
+}
+
+#[test]
+fn api_key_sources_and_consumer_header_are_checked() {
+    use coregate_config::KeySource;
+    let source = |from: &str| {
+        load_str(&one_key(&format!("from = \"{from}\"")), "t")
+            .map(|config| config.api_keys[0].source.clone())
+    };
+    assert_eq!(
+        source("header:X-Key"),
+        Ok(KeySource::Header("x-key".to_owned()))
+    );
+    assert_eq!(
+        source("query:api_key"),
+        Ok(KeySource::Query("api_key".to_owned()))
+    );
+    for bad in [
+        "x-api-key",
+        "cookie:k",
+        "header:",
+        "query:",
+        "query:a&b",
+        "query:a=b",
+    ] {
+        fails_at(
+            &one_key(&format!("from = \"{bad}\"")),
+            &format!("\"{bad}\""),
+            "auth.api_keys.k.from",
+        );
+    }
+    fails_at(
+        &one_key("consumer_header = \"Transfer-Encoding\""),
+        "\"Transfer-Encoding\"",
+        "auth.api_keys.k.consumer_header",
+    );
+    fails_at(
+        &one_key("consumer_header = \"X Consumer\""),
+        "\"X Consumer\"",
+        "auth.api_keys.k.consumer_header",
+    );
+}
+
+#[test]
+fn identity_headers_never_carry_credentials() {
+    // A JWT claim sent upstream in the header another scheme reads its key from: removing
+    // identity headers from client requests would remove every API key.
+    let text = policies(
+        &format!(
+            "[auth.jwt.j]\nalgorithms = [\"HS256\"]\nsecret = \"{SECRET_32}\"\n\
+             claims_to_headers = {{ sub = \"X-Api-Key\" }}\n\n\
+             [auth.api_keys.k]\nkeys = [{{ consumer = \"a\", sha256 = \"{FOO_SHA256}\" }}]"
+        ),
+        "",
+    );
+    let error = fails_at(&text, "\"X-Api-Key\"", "auth.jwt.j.claims_to_headers.sub");
+    assert!(error.message.contains("auth.api_keys.k.from"), "{error}");
+    let text = policies(
+        &format!(
+            "[auth.jwt.j]\nalgorithms = [\"HS256\"]\nsecret = \"{SECRET_32}\"\n\
+             token = \"header:X-Token\"\n\n\
+             [auth.api_keys.k]\nkeys = [{{ consumer = \"a\", sha256 = \"{FOO_SHA256}\" }}]\n\
+             consumer_header = \"x-token\""
+        ),
+        "",
+    );
+    fails_at(&text, "\"x-token\"", "auth.api_keys.k.consumer_header");
+}
+
+#[test]
+fn identity_headers_are_the_lower_case_union() {
+    let text = policies(
+        &format!(
+            "[auth.jwt.j]\nalgorithms = [\"HS256\"]\nsecret = \"{SECRET_32}\"\n\
+             claims_to_headers = {{ sub = \"X-User-Id\", org = \"X-Consumer\" }}\n\n\
+             [auth.api_keys.k]\nkeys = [{{ consumer = \"a\", sha256 = \"{FOO_SHA256}\" }}]\n\n\
+             [auth.api_keys.l]\nkeys = [{{ consumer = \"a\", sha256 = \"{FOO_SHA256}\" }}]\n\
+             consumer_header = \"X-Partner\""
+        ),
+        "",
+    );
+    let config = load_str(&text, "t").expect("valid");
+    assert_eq!(
+        config.identity_headers,
+        ["x-consumer", "x-partner", "x-user-id"]
+    );
+    assert!(load_str(&server(""), "t")
+        .expect("valid")
+        .identity_headers
+        .is_empty());
+}
+
+#[test]
+fn rate_per_second_is_a_positive_number() {
+    let key = "rate_limits.r.rate_per_second";
+    let error = fails_at(&rate("burst = 1"), "[rate_limits.r]", key);
+    assert_eq!(error.message, "missing field `rate_per_second`");
+    for bad in ["0", "-1", "0.0", "nan", "inf", "1000001"] {
+        fails_at(
+            &rate(&format!("rate_per_second = {bad}")),
+            &format!("{bad}\n"),
+            key,
+        );
+    }
+    let error = fails_at(&rate("rate_per_second = \"10\""), "\"10\"", key);
+    assert_eq!(
+        error.hint.as_deref(),
+        Some("write a number without quotes, e.g. 10 or 2.5")
+    );
+    for (written, rate_per_second, burst) in [("10", 10.0, 10), ("2.5", 2.5, 3), ("0.1", 0.1, 1)] {
+        let config = load_str(&rate(&format!("rate_per_second = {written}")), "t")
+            .unwrap_or_else(|error| panic!("{error}"));
+        let limit = &config.rate_limits[0];
+        assert_eq!(
+            (limit.rate_per_second, limit.burst),
+            (rate_per_second, burst)
+        );
+    }
+}
+
+#[test]
+fn rate_limit_burst_key_and_keys_max_are_checked() {
+    use coregate_config::RateKey;
+    fails_at(
+        &rate("rate_per_second = 1\nburst = 0"),
+        "0\n",
+        "rate_limits.r.burst",
+    );
+    let key = |key: &str| {
+        load_str(&rate(&format!("rate_per_second = 1\nkey = \"{key}\"")), "t")
+            .map(|config| config.rate_limits[0].key.clone())
+    };
+    assert_eq!(key("client_ip"), Ok(RateKey::ClientIp));
+    assert_eq!(key("consumer"), Ok(RateKey::Consumer));
+    assert_eq!(key("claim:org_id"), Ok(RateKey::Claim("org_id".to_owned())));
+    assert_eq!(
+        key("header:X-Tenant"),
+        Ok(RateKey::Header("x-tenant".to_owned()))
+    );
+    for bad in ["ip", "claim:", "header:", "header:a b", "Consumer"] {
+        fails_at(
+            &rate(&format!("rate_per_second = 1\nkey = \"{bad}\"")),
+            &format!("\"{bad}\""),
+            "rate_limits.r.key",
+        );
+    }
+    fails_at(
+        &rate("rate_per_second = 1\nkeys_max = 0"),
+        "0\n",
+        "rate_limits.r.keys_max",
+    );
+    fails_at(
+        &rate("rate_per_second = 1\nkeys_max = 10000001"),
+        "10000001",
+        "rate_limits.r.keys_max",
+    );
+    let text = policies("[rate_limits.\"per ip\"]\nrate_per_second = 1", "");
+    fails_at(&text, "\"per ip\"", "rate_limits.\"per ip\"");
+}
+
+#[test]
+fn route_auth_and_rate_limit_must_exist() {
+    let tables = format!(
+        "[auth.jwt.users]\nalgorithms = [\"HS256\"]\nsecret = \"{SECRET_32}\"\n\n\
+         [auth.api_keys.partners]\nkeys = [{{ consumer = \"a\", sha256 = \"{FOO_SHA256}\" }}]\n\n\
+         [rate_limits.per_ip]\nrate_per_second = 5\n"
+    );
+    let text = policies(&tables, "auth = \"user\"");
+    let error = fails_at(&text, "\"user\"", "route[0].auth");
+    assert_eq!(
+        error.message,
+        "no [auth.jwt] or [auth.api_keys] entry named `user`"
+    );
+    assert_eq!(
+        error.hint.as_deref(),
+        Some("defined auth: partners (api_keys), users (jwt)")
+    );
+    let text = policies(&tables, "rate_limit = \"per-ip\"");
+    let error = fails_at(&text, "\"per-ip\"", "route[0].rate_limit");
+    assert_eq!(error.hint.as_deref(), Some("defined rate limits: per_ip"));
+    let text = route("path = \"/\"\nauth = \"users\"");
+    let error = fails_at(&text, "\"users\"\n", "route[0].auth");
+    assert!(error
+        .hint
+        .unwrap_or_default()
+        .starts_with("no authentication is defined"));
+    let text = route("path = \"/\"\nrate_limit = \"x\"");
+    fails_at(&text, "\"x\"", "route[0].rate_limit");
+}
+
+/// `openssl pkey -pubout` of an EC P-256 key (the example's).
+const P256_PEM: &str = "-----BEGIN PUBLIC KEY-----\n\
+    MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEASBJwnPOqr7p/qxlq+UjBgL52F76\n\
+    rnGAiPyqnfQFUUwTelTuzO+01CFxdZ2JDNii64+3c54WlEmkrMnAj4TsqA==\n\
+    -----END PUBLIC KEY-----\n";
+
+#[test]
+fn a_public_key_suits_every_listed_algorithm() {
+    let file = TempFile::new("p256.pem", P256_PEM.as_bytes());
+    let text = jwt(&format!(
+        "algorithms = [\"ES256\", \"RS256\"]\npublic_key_file = \"{}\"",
+        file.path()
+    ));
+    let error = fails_at(
+        &text,
+        &format!("\"{}\"", file.path()),
+        "auth.jwt.j.public_key_file",
+    );
+    assert!(
+        error
+            .message
+            .ends_with("holds an EC P-256 key, which cannot verify RS256"),
+        "{error}"
+    );
+    assert!(error
+        .hint
+        .unwrap_or_default()
+        .starts_with("list only what this key verifies: ES256"));
+    // X25519 is a key-agreement key, not a signature key.
+    let x25519 = "-----BEGIN PUBLIC KEY-----\n\
+                  MCowBQYDK2VuAyEAFGIwhPOtGLDKv68mVkTcOK/zdieK3fOB0I3NjqVg9xo=\n\
+                  -----END PUBLIC KEY-----\n";
+    let file = TempFile::new("x25519.pem", x25519.as_bytes());
+    let text = jwt(&format!(
+        "algorithms = [\"EdDSA\"]\npublic_key_file = \"{}\"",
+        file.path()
+    ));
+    let error = fails_at(
+        &text,
+        &format!("\"{}\"", file.path()),
+        "auth.jwt.j.public_key_file",
+    );
+    assert!(error.message.contains("does not verify"), "{error}");
+    // PKCS#1 holds an RSA key.
+    let file = TempFile::new(
+        "pkcs1.pem",
+        b"-----BEGIN RSA PUBLIC KEY-----\nMIIBCgKCAQEA\n-----END RSA PUBLIC KEY-----\n",
+    );
+    let text = jwt(&format!(
+        "algorithms = [\"PS256\"]\npublic_key_file = \"{}\"",
+        file.path()
+    ));
+    assert!(load_str(&text, "t").is_ok());
+}
+
+#[test]
+fn a_jwks_has_a_signature_key_for_a_listed_algorithm() {
+    let ec = |extra: &str| {
+        format!(
+            "{{\"keys\": [{{\"kty\": \"EC\", \"crv\": \"P-256\", \"x\": \"a\", \
+             \"y\": \"b\"{extra}}}]}}"
+        )
+    };
+    let cases = [
+        (
+            "p256-for-es384",
+            ec(""),
+            "ES384",
+            "can verify ES384 (it has EC P-256)",
+        ),
+        (
+            "pinned",
+            ec(", \"alg\": \"ES256\""),
+            "ES384",
+            "(it has EC P-256 (ES256))",
+        ),
+        (
+            "encryption",
+            ec(", \"use\": \"enc\""),
+            "ES256",
+            "(it has no usable signature key)",
+        ),
+        (
+            "no-verify",
+            ec(", \"key_ops\": [\"encrypt\"]"),
+            "ES256",
+            "(it has no usable signature key)",
+        ),
+        (
+            "alg-none",
+            ec(", \"alg\": \"none\""),
+            "ES256",
+            "\"alg\": \"none\"",
+        ),
+    ];
+    for (name, content, alg, message) in cases {
+        let file = TempFile::new(&format!("{name}.jwks"), content.as_bytes());
+        let text = jwt(&format!(
+            "algorithms = [\"{alg}\"]\njwks_file = \"{}\"",
+            file.path()
+        ));
+        let error = fails_at(
+            &text,
+            &format!("\"{}\"", file.path()),
+            "auth.jwt.j.jwks_file",
+        );
+        assert!(error.message.contains(message), "{name}: {error}");
+    }
+    // One suitable key is enough; others may serve algorithms after a rotation.
+    let content = "{\"keys\": [{\"kty\": \"RSA\", \"n\": \"a\", \"e\": \"AQAB\"}, \
+                   {\"kty\": \"EC\", \"crv\": \"P-256\", \"x\": \"a\", \"y\": \"b\", \
+                   \"use\": \"sig\", \"key_ops\": [\"verify\"]}]}";
+    let file = TempFile::new("mixed.jwks", content.as_bytes());
+    let text = jwt(&format!(
+        "algorithms = [\"ES256\", \"ES384\"]\njwks_file = \"{}\"",
+        file.path()
+    ));
+    if let Err(error) = load_str(&text, "t") {
+        panic!("{error}\n{content}");
+    }
+}

@@ -309,7 +309,10 @@ impl Control {
             }
         };
         let file = config.source.display_name.clone();
-        if config.source.hash == self.current.config.source.hash {
+        // Key files (JWKS, PEM, secret files) are read with the config, so an unchanged
+        // config text with a rotated key file is still a change.
+        let keys_unchanged = config.jwt == self.current.config.jwt;
+        if config.source.hash == self.current.config.source.hash && keys_unchanged {
             if trigger != "SIGHUP" {
                 // Touched but not changed (or the first look at start): nothing to say.
                 return;
