@@ -270,7 +270,16 @@ async fn exchange(
                 ("RateLimit-Remaining", remaining.as_str()),
                 ("RateLimit-Reset", reset.as_str()),
             ];
-            return refuse(worker, client, outcome, conn, 429, "rate limit exceeded", &extra).await;
+            return refuse(
+                worker,
+                client,
+                outcome,
+                conn,
+                429,
+                "rate limit exceeded",
+                &extra,
+            )
+            .await;
         }
         response_headers = format!(
             "RateLimit-Limit: {limit}\r\nRateLimit-Remaining: {remaining}\r\nRateLimit-Reset: {reset}\r\n"

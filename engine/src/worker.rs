@@ -173,7 +173,11 @@ struct Lanes {
     shares: Receiver<ShareUpdate>,
 }
 
-fn run_worker(lanes: Lanes, shared: Arc<Shared>, ready: std::sync::mpsc::Sender<io::Result<Driver>>) {
+fn run_worker(
+    lanes: Lanes,
+    shared: Arc<Shared>,
+    ready: std::sync::mpsc::Sender<io::Result<Driver>>,
+) {
     let index = lanes.index;
     let (mut runtime, driver) = match build_runtime() {
         Ok(built) => built,
@@ -378,7 +382,12 @@ impl Worker {
     }
 
     fn rate_sync_interval_ms(&self) -> u64 {
-        self.view.borrow().snapshot.config.server.rate_limit_sync_interval_ms
+        self.view
+            .borrow()
+            .snapshot
+            .config
+            .server
+            .rate_limit_sync_interval_ms
     }
 
     /// Installs the shares the control side sent, and every sync interval reports this

@@ -71,12 +71,19 @@ impl Policies {
             .rate_limits
             .iter()
             .map(|limit| {
-                let rule = ratelimit::Rule::new(limit.rate_per_second, limit.burst)
-                    .ok_or_else(|| format!("rate_limits.{}: rate or burst out of range", limit.name))?;
+                let rule =
+                    ratelimit::Rule::new(limit.rate_per_second, limit.burst).ok_or_else(|| {
+                        format!("rate_limits.{}: rate or burst out of range", limit.name)
+                    })?;
                 Ok((rule, zone_of(&limit.name)))
             })
             .collect::<Result<Vec<_>, String>>()?;
-        let rate_keys_max = config.rate_limits.iter().map(|l| l.keys_max).max().unwrap_or(0);
+        let rate_keys_max = config
+            .rate_limits
+            .iter()
+            .map(|l| l.keys_max)
+            .max()
+            .unwrap_or(0);
         Ok(Policies {
             jwt,
             api_keys,
@@ -89,7 +96,9 @@ impl Policies {
 
 /// FNV-1a 32 of a rule's name.
 fn zone_of(name: &str) -> u32 {
-    name.bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+    name.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 fn compile_verifier(auth: &coregate_config::JwtAuth) -> Result<jwt::Verifier, String> {
