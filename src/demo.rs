@@ -9,7 +9,16 @@ use coregate_loadtest::origin::{Mode, Origin, OriginConfig};
 /// Where the demo gateway listens unless `--listen` says otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
-/// The demo config; `{listen}`, `{users}`, `{orders}`, `{products}` are filled in at start.
+/// The HS256 secret of the demo's JWT route. A demo value: anyone reading this can mint
+/// tokens for it.
+const DEMO_JWT_SECRET: &str = "coregate-demo-secret-do-not-use-in-production";
+/// The API key of the demo's partner route (its SHA-256 goes in the config).
+const DEMO_API_KEY: &str = "demo-partner-key";
+/// How long the sample token printed at start stays valid.
+const DEMO_TOKEN_SECONDS: u64 = 24 * 3600;
+
+/// The demo config; `{listen}`, `{users}`, `{orders}`, `{products}`, `{secret}` and
+/// `{key_sha256}` are filled in at start.
 const DEMO_CONFIG: &str = r#"
 # The embedded demo configuration (coregate demo).
 [server]
@@ -62,6 +71,43 @@ name = "api-users"
 path_prefix = "/api"
 strip_prefix = true
 upstream = "users"
+
+# JWT (HS256): /secure/users/1 needs `Authorization: Bearer TOKEN`; the token's `sub` goes
+# upstream as X-User-Id.
+[auth.jwt.demo-jwt]
+algorithms = ["HS256"]
+secret = "{secret}"
+
+[[route]]
+name = "secure-users"
+path_prefix = "/secure/users"
+replace_prefix = "/users"
+upstream = "users"
+auth = "demo-jwt"
+
+# API key: /partner/orders needs `X-Api-Key: demo-partner-key`; the consumer goes upstream
+# as X-Consumer and the key does not.
+[auth.api_keys.demo-key]
+keys = [{ consumer = "demo-partner", sha256 = "{key_sha256}" }]
+
+[[route]]
+name = "partner-orders"
+path_prefix = "/partner/orders"
+replace_prefix = "/orders"
+upstream = "orders"
+auth = "demo-key"
+
+# Rate limit: /limited/products admits 2 requests a second per client IP (burst 3).
+[rate_limits.demo-slow]
+rate_per_second = 2
+burst = 3
+
+[[route]]
+name = "limited-products"
+path_prefix = "/limited/products"
+replace_prefix = "/products"
+upstream = "products"
+rate_limit = "demo-slow"
 "#;
 
 pub fn run(listen: &str, admin: Option<&str>) -> ExitCode {
@@ -83,7 +129,9 @@ pub fn run(listen: &str, admin: Option<&str>) -> ExitCode {
         .replace("{listen}", listen)
         .replace("{users}", &origins[0].addr().to_string())
         .replace("{orders}", &origins[1].addr().to_string())
-        .replace("{products}", &origins[2].addr().to_string());
+        .replace("{products}", &origins[2].addr().to_string())
+        .replace("{secret}", DEMO_JWT_SECRET)
+        .replace("{key_sha256}", &sha256_hex(DEMO_API_KEY));
     // Without --admin the default address is used, which only warns when taken.
     if let Some(admin) = admin {
         text.push_str(&format!("\n[admin]\naddress = \"{admin}\"\n"));
@@ -129,6 +177,13 @@ pub fn run(listen: &str, admin: Option<&str>) -> ExitCode {
         "  curl -i -X POST http://{listen}/orders    # 405: the orders route allows GET and HEAD"
     );
     println!("  curl -i http://{listen}/nowhere           # 404 JSON");
+    let token = demo_token("demo-user");
+    println!("authentication and rate limiting (demo HS256 secret: {DEMO_JWT_SECRET}):");
+    println!("  TOKEN={token}");
+    println!("  curl -i -H \"Authorization: Bearer $TOKEN\" http://{listen}/secure/users/1   # 200, X-User-Id: demo-user upstream");
+    println!("  curl -i http://{listen}/secure/users/1                                  # 401 without a token");
+    println!("  curl -i -H 'X-Api-Key: {DEMO_API_KEY}' http://{listen}/partner/orders     # 200 with the API key, 401 without");
+    println!("  for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}}\\n' http://{listen}/limited/products; done   # 429 after 3");
     if let Some(admin) = gateway.admin_addr() {
         println!("  curl http://{admin}/metrics       # Prometheus metrics");
         println!("  curl http://{admin}/upstreams     # endpoints and their health checks");
@@ -143,6 +198,42 @@ pub fn run(listen: &str, admin: Option<&str>) -> ExitCode {
     let code = crate::finish(gateway, signals);
     drop(origins);
     code
+}
+
+/// Lower-case hex SHA-256.
+fn sha256_hex(text: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// An HS256 token for `sub` signed with the demo secret, valid for a day.
+fn demo_token(sub: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        + DEMO_TOKEN_SECONDS;
+    let header = base64url(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let claims = base64url(format!(r#"{{"sub":"{sub}","exp":{exp}}}"#).as_bytes());
+    let signing_input = format!("{header}.{claims}");
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, DEMO_JWT_SECRET.as_bytes());
+    let tag = ring::hmac::sign(&key, signing_input.as_bytes());
+    format!("{signing_input}.{}", base64url(tag.as_ref()))
+}
+
+/// Base64url without padding (RFC 7515 §2).
+fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len() * 4 / 3 + 3);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |n, &b| n << 8 | u32::from(b)) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
 }
 
 /// The demo's config file, removed when the demo ends.

@@ -342,3 +342,35 @@ fn a_rotated_jwks_file_is_picked_up_on_sighup() {
         "the new key was not picked up"
     );
 }
+
+/// The demo protects a route with JWT and one with an API key, rate-limits a third, and
+/// prints a token that works.
+#[test]
+fn the_demo_shows_jwt_api_key_and_rate_limit_routes() {
+    let gw = start_demo();
+    let has_token = || gw.stdout_lines().iter().any(|l| l.contains("TOKEN="));
+    assert!(eventually(std::time::Duration::from_secs(10), has_token));
+    let lines = gw.stdout_lines();
+    let token = lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("TOKEN="))
+        .unwrap_or_else(|| panic!("no TOKEN= line in {lines:?}"))
+        .to_owned();
+    let r = get_with(
+        &gw,
+        "/secure/users/1",
+        &format!("Authorization: Bearer {token}\r\n"),
+    );
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert_eq!(get_with(&gw, "/secure/users/1", "").status, 401);
+    assert_eq!(
+        get_with(&gw, "/partner/orders", "X-Api-Key: demo-partner-key\r\n").status,
+        200
+    );
+    assert_eq!(get_with(&gw, "/partner/orders", "").status, 401);
+    let statuses: Vec<u16> = (0..8)
+        .map(|_| get_with(&gw, "/limited/products", "").status)
+        .collect();
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(statuses.contains(&200), "{statuses:?}");
+}
