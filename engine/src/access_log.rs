@@ -81,7 +81,15 @@ fn json_escape(out: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
-/// `2026-11-28T00:45:12.123Z`.
+/// `time` as RFC 3339 UTC with milliseconds, e.g. `2026-11-28T00:45:12.123Z` (access log,
+/// and the admin endpoint's load times).
+pub fn rfc3339(time: SystemTime) -> String {
+    let mut out = Vec::with_capacity(24);
+    rfc3339_millis(&mut out, time);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends `time` as [`rfc3339`] does.
 fn rfc3339_millis(out: &mut Vec<u8>, time: SystemTime) {
     use std::io::Write;
     let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -116,6 +124,15 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_827_723_456);
+        assert_eq!(rfc3339(t), "2026-11-28T01:02:03.456Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+    }
 
     #[test]
     fn dates_convert() {

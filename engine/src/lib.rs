@@ -7,7 +7,7 @@
 //! read from other threads is the current [`snapshot::Snapshot`], taken without a lock.
 //! Never blocks a worker: no file reads, no DNS, no locks on the request path.
 
-mod access_log;
+pub mod access_log;
 pub mod http;
 pub mod policy;
 mod proxy;
