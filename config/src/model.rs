@@ -246,6 +246,53 @@ pub struct Upstream {
     pub pool_idle_timeout_ms: u64,
     /// Active health checks, if configured.
     pub health_check: Option<HealthCheck>,
+    /// Circuit breaker settings for each endpoint (kept per worker), if configured.
+    pub breaker: Option<BreakerSettings>,
+}
+
+/// A validated `[upstreams.NAME.breaker]`: when a worker stops sending to an endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerSettings {
+    /// Failures in a row that open it; 0 disables this trigger. Default 5.
+    pub consecutive_failures: u32,
+    /// Failure ratio over `window_ms` that opens it, in (0, 1]; 0 disables. Default 0.5.
+    pub failure_ratio: f64,
+    /// Rolling window of the ratio trigger, ms (at least 10). Default 10000.
+    pub window_ms: u64,
+    /// Outcomes in the window before the ratio counts (at least 1). Default 20.
+    pub minimum_requests: u32,
+    /// First cool-down while open, ms (at least 1). Default 1000.
+    pub cooldown_ms: u64,
+    /// Growth of the cool-down on repeated trips (at least 1.0). Default 2.0.
+    pub cooldown_multiplier: f64,
+    /// Longest cool-down, ms (at least `cooldown_ms`). Default 60000.
+    pub cooldown_max_ms: u64,
+    /// Probe requests let through when half-open (at least 1). Default 3.
+    pub half_open_probes: u32,
+    /// Upstream statuses that count as failures (besides connect errors, resets and
+    /// timeouts), each 500..=599. Default [502, 503, 504].
+    pub failure_statuses: Vec<u16>,
+}
+
+/// What a route answers when no endpoint of its upstream may be used (all down or their
+/// breakers open): at once, never by waiting on a dead service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fallback {
+    /// Serve the last good response to the same GET (method, host, target) from the
+    /// worker's bounded cache, marked `X-Coregate-Stale: 1` and `Warning: 110`. Default false.
+    pub stale: bool,
+    /// Otherwise this response; otherwise (None) 503 JSON.
+    pub static_response: Option<StaticResponse>,
+}
+
+/// A configured fixed response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticResponse {
+    /// 200..=599.
+    pub status: u16,
+    /// Default `application/json`.
+    pub content_type: String,
+    pub body: String,
 }
 
 /// One endpoint of an upstream group.
@@ -293,6 +340,9 @@ pub struct Route {
     pub auth: Option<AuthRef>,
     /// `rate_limit = "NAME"`: index into [`Config::rate_limits`].
     pub rate_limit: Option<usize>,
+    /// `[route.fallback]`: the answer when the upstream has no usable endpoint. Default:
+    /// no stale answers, 503 JSON.
+    pub fallback: Fallback,
 }
 
 /// How a route matches the Host.

@@ -28,9 +28,9 @@ use crate::schema::{
     BalancerKind, ConfigFile, HealthCheckConfig, RouteConfig, ServerConfig, UpstreamConfig,
 };
 use crate::{
-    AccessLog, Admin, ApiKeyAuth, AuthRef, Balancer, Config, ConfigError, Endpoint, HashKey,
-    HealthCheck, HostMatch, JwtAuth, Listener, PathKind, PathPattern, RateLimit, Rewrite, Route,
-    Segment, Source, Upstream,
+    AccessLog, Admin, ApiKeyAuth, AuthRef, Balancer, Config, ConfigError, Endpoint, Fallback,
+    HashKey, HealthCheck, HostMatch, JwtAuth, Listener, PathKind, PathPattern, RateLimit, Rewrite,
+    Route, Segment, Source, Upstream,
 };
 
 pub(crate) fn load_file(path: &Path) -> Result<Config, ConfigError> {
@@ -605,6 +605,7 @@ fn check_upstream(
         pool_idle_max: upstream.pool_idle_max,
         pool_idle_timeout_ms: upstream.pool_idle_timeout_ms,
         health_check,
+        breaker: None,
     })
 }
 
@@ -791,6 +792,10 @@ fn check_route(
         body_bytes_max: route.body_bytes_max.unwrap_or(server.body_bytes_max),
         auth,
         rate_limit,
+        fallback: Fallback {
+            stale: false,
+            static_response: None,
+        },
     })
 }
 

@@ -44,6 +44,10 @@ fn route(kind: PathKind, path: &str) -> Route {
         body_bytes_max: 1024,
         auth: None,
         rate_limit: None,
+        fallback: coregate_config::Fallback {
+            stale: false,
+            static_response: None,
+        },
     }
 }
 

@@ -377,6 +377,7 @@ mod tests {
             pool_idle_max: 1,
             pool_idle_timeout_ms: 1,
             health_check: None,
+            breaker: None,
         }
     }
 
