@@ -1,9 +1,11 @@
-//! Command-line parsing of the `loadtest` binary: `run` (the load generator) and `origin` (a
-//! fixture origin served until SIGINT or SIGTERM). Pure: turns arguments into configurations
+//! Command-line parsing of the `loadtest` binary: `run` (the load generator), `origin` (a
+//! fixture origin served until SIGINT or SIGTERM) and `compare` (coregate against nginx and
+//! HAProxy). Pure: turns arguments into configurations
 //! or an error message, and does nothing else.
 
 use std::time::Duration;
 
+use crate::compare::{CompareConfig, Kind, Scenario};
 use crate::load::{RunConfig, Target};
 use crate::origin::{Mode, OriginConfig};
 
@@ -31,13 +33,39 @@ usage:
     --failure-rate F      flaky: share of failed requests (default 0.5)
     --threads N           server threads (default 1)
     --cores LIST          pin threads to cores, round-robin
+  loadtest compare [options]      coregate, nginx and HAProxy (those found), one worker each,
+                                  in front of one fixed origin, plus the origin alone
+    --coregate PATH       the coregate binary (default: beside loadtest, else on PATH)
+    --targets LIST        of origin,coregate,nginx,haproxy (default all; origin always runs)
+    --scenarios LIST      small (13-byte body), 16k (16 KiB body) (default small,16k)
+    -d, --duration D      measured time of each run (default 10s)
+    --warmup D            warm-up before each run (default 2s)
+    -c, --connections N   keep-alive connections (default 64)
+    --rate R              open-loop rate (default: half the lowest proxy closed-loop rate)
+    --proxy-core LIST     cores of the proxies (default 0)
+    --other-cores LIST    cores of the origin and the load generator (default 1)
+    --rounds N            rounds of closed- and open-loop runs, targets interleaved,
+                          medians reported (default 1)
+    --idle-connections N  idle keep-alive connections for the memory figure, 0 skips
+                          (default 4000)
+    --json                print one JSON object instead of Markdown tables
+    --json-file FILE      also write the JSON object to FILE
   loadtest help";
 
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Command {
-    Run { cfg: RunConfig, json: bool },
+    Run {
+        cfg: RunConfig,
+        json: bool,
+    },
     Origin(OriginConfig),
+    Compare {
+        cfg: CompareConfig,
+        json: bool,
+        /// Also write the JSON object to this file.
+        json_file: Option<std::path::PathBuf>,
+    },
     Help,
 }
 
@@ -47,6 +75,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
     match args.next_word().as_deref() {
         Some("run") => parse_run(&mut args),
         Some("origin") => parse_origin(&mut args),
+        Some("compare") => parse_compare(&mut args),
         Some("help" | "-h" | "--help") | None => Ok(Command::Help),
         Some(other) => Err(format!("unknown command {other:?}")),
     }
@@ -136,6 +165,61 @@ fn parse_origin(args: &mut Args) -> Result<Command, String> {
         return Err("--threads must be at least 1".to_owned());
     }
     Ok(Command::Origin(cfg))
+}
+
+fn parse_compare(args: &mut Args) -> Result<Command, String> {
+    let mut cfg = CompareConfig::default();
+    let mut json = false;
+    let mut json_file = None;
+    while let Some(arg) = args.next_word() {
+        if arg == "--json" {
+            json = true;
+            continue;
+        }
+        if !arg.starts_with('-') {
+            return Err(format!("unexpected argument {arg:?}"));
+        }
+        let value = args.value(&arg)?;
+        match arg.as_str() {
+            "--coregate" => cfg.coregate = Some(value.into()),
+            "--json-file" => json_file = Some(value.into()),
+            "--targets" => {
+                cfg.targets = value
+                    .split(',')
+                    .map(|name| Kind::parse(name.trim()))
+                    .collect::<Result<_, _>>()?
+            }
+            "--scenarios" => {
+                cfg.scenarios = value
+                    .split(',')
+                    .map(|name| Scenario::parse(name.trim()))
+                    .collect::<Result<_, _>>()?
+            }
+            "-d" | "--duration" => cfg.duration = duration(&arg, &value)?,
+            "--warmup" => cfg.warmup = duration(&arg, &value)?,
+            "-c" | "--connections" => cfg.connections = number(&arg, &value)?,
+            "--rate" => cfg.rate = Some(positive(&arg, &value)?),
+            "--proxy-core" | "--proxy-cores" => cfg.proxy_cores = cores(&value)?,
+            "--other-cores" | "--other-core" => cfg.other_cores = cores(&value)?,
+            "--rounds" => cfg.rounds = number(&arg, &value)?,
+            "--idle-connections" => cfg.idle_connections = number(&arg, &value)?,
+            _ => return Err(format!("unknown option {arg} for compare")),
+        }
+    }
+    if cfg.connections == 0 || cfg.rounds == 0 {
+        return Err("-c and --rounds must be at least 1".to_owned());
+    }
+    if cfg.duration.is_zero() {
+        return Err("-d must be above zero".to_owned());
+    }
+    if cfg.scenarios.is_empty() {
+        return Err("--scenarios needs at least one scenario".to_owned());
+    }
+    Ok(Command::Compare {
+        cfg,
+        json,
+        json_file,
+    })
 }
 
 /// Arguments, with `--name=value` split into a name and a value.
@@ -324,6 +408,53 @@ mod tests {
         assert_eq!(cfg.name, "api");
         assert_eq!(cfg.threads, 2);
         assert_eq!(cfg.cores, vec![1]);
+    }
+
+    #[test]
+    fn compare_options() {
+        let Command::Compare {
+            cfg,
+            json,
+            json_file,
+        } = parse_words(
+            "compare --json-file /tmp/c.json --coregate /x/coregate --targets coregate,nginx --scenarios 16k -d 3s \
+             --warmup 1s -c 32 --rate 5000 --proxy-core 0 --other-cores 1-2 --rounds 3 \
+             --idle-connections 0 --json",
+        )
+        .unwrap() else {
+            panic!("not a compare");
+        };
+        assert!(json);
+        assert_eq!(json_file, Some("/tmp/c.json".into()));
+        assert_eq!(cfg.coregate, Some("/x/coregate".into()));
+        assert_eq!(cfg.targets, vec![Kind::Coregate, Kind::Nginx]);
+        assert_eq!(cfg.scenarios, vec![Scenario::Body16k]);
+        assert_eq!(cfg.duration, Duration::from_secs(3));
+        assert_eq!(cfg.warmup, Duration::from_secs(1));
+        assert_eq!(cfg.connections, 32);
+        assert_eq!(cfg.rate, Some(5000.0));
+        assert_eq!(cfg.proxy_cores, vec![0]);
+        assert_eq!(cfg.other_cores, vec![1, 2]);
+        assert_eq!(cfg.rounds, 3);
+        assert_eq!(cfg.idle_connections, 0);
+
+        let Command::Compare { cfg, json, .. } = parse_words("compare").unwrap() else {
+            panic!("not a compare");
+        };
+        assert!(!json);
+        assert_eq!(cfg.connections, 64);
+        assert_eq!(cfg.duration, Duration::from_secs(10));
+        assert_eq!(cfg.warmup, Duration::from_secs(2));
+        assert_eq!(cfg.scenarios, vec![Scenario::Small, Scenario::Body16k]);
+        for words in [
+            "compare --targets envoy",
+            "compare --scenarios policies",
+            "compare -c 0",
+            "compare --rounds 0",
+            "compare extra",
+        ] {
+            assert!(parse_words(words).is_err(), "{words}");
+        }
     }
 
     #[test]

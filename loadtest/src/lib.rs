@@ -1,7 +1,8 @@
 //! coregate-loadtest: fixture origin servers and the load harness.
 //!
 //! [`origin`] serves the gateway's tests, its `demo` command and benchmarks; [`load`] is the
-//! load generator behind `loadtest run`; [`chunked`] is the streaming chunked-body decoder both
+//! load generator behind `loadtest run`; [`compare`] runs coregate against nginx and HAProxy
+//! behind `loadtest compare`; [`chunked`] is the streaming chunked-body decoder both
 //! share; [`cli`] and [`signal`] serve the `loadtest` binary, which is glue over them. Nothing
 //! here is on the gateway's data path, so shared atomic counters are allowed; speed still
 //! matters, since the origin is the floor of every benchmark and the generator must not be the
@@ -9,6 +10,7 @@
 
 pub mod chunked;
 pub mod cli;
+pub mod compare;
 pub mod load;
 pub mod origin;
 pub mod runtime;

@@ -1,11 +1,14 @@
 //! The `loadtest` binary: `loadtest run URL` drives load at a server and reports throughput,
-//! errors and latency; `loadtest origin` serves a fixture origin until SIGINT or SIGTERM.
+//! errors and latency; `loadtest origin` serves a fixture origin until SIGINT or SIGTERM;
+//! `loadtest compare` measures coregate against nginx and HAProxy.
 //! Glue only: the work lives in the library.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
 
 use coregate_loadtest::cli::{self, Command, USAGE};
+use coregate_loadtest::compare::{self, CompareConfig};
 use coregate_loadtest::load::{self, RunConfig};
 use coregate_loadtest::origin::{Origin, OriginConfig};
 use coregate_loadtest::signal::TerminationSignals;
@@ -18,6 +21,11 @@ fn main() -> ExitCode {
         }
         Ok(Command::Run { cfg, json }) => run(&cfg, json),
         Ok(Command::Origin(cfg)) => origin(cfg),
+        Ok(Command::Compare {
+            cfg,
+            json,
+            json_file,
+        }) => compare(&cfg, json, json_file.as_deref()),
         Err(message) => {
             eprintln!("loadtest: {message}\n\n{USAGE}");
             return ExitCode::from(2);
@@ -61,5 +69,20 @@ fn origin(cfg: OriginConfig) -> std::io::Result<()> {
     let signal = signals.wait()?;
     origin.stop();
     println!("origin {name} stopped by signal {signal}");
+    Ok(())
+}
+
+fn compare(cfg: &CompareConfig, json: bool, json_file: Option<&Path>) -> std::io::Result<()> {
+    // Before any thread starts, so that SIGINT and SIGTERM reach the clean-up thread.
+    compare::kill_children_on_signal()?;
+    let report = compare::run(cfg, |line| eprintln!("{line}"))?;
+    if let Some(path) = json_file {
+        std::fs::write(path, format!("{:#}\n", report.json()))?;
+    }
+    if json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.markdown());
+    }
     Ok(())
 }

@@ -1,0 +1,541 @@
+//! `loadtest compare`: coregate, nginx and HAProxy side by side, each a one-worker reverse
+//! proxy pinned to the same core in front of the same fixture origin, with the origin alone
+//! as the floor. For each scenario (origin body size) and target it measures, in one run of
+//! this process so that the figures are comparable:
+//!
+//! - a closed-loop run (as fast as `connections` keep-alive connections go): requests per
+//!   second, and the proxy's CPU time per request — the growth of the first field of
+//!   /proc/PID/task/TID/schedstat (nanoseconds on CPU) summed over every thread of every
+//!   process of the proxy (nginx's master and worker, for instance) over the measured window,
+//!   divided by the responses counted in that window;
+//! - open-loop runs at one fixed rate for all targets (`rate`, or half of the lowest
+//!   closed-loop throughput among the proxies), with latency taken from the scheduled send
+//!   time (coordinated omission corrected, see [`crate::load`]): p50, p99 and p99.9;
+//! - once, before any load, the resident memory an idle keep-alive connection costs each
+//!   proxy ([`idle`]).
+//!
+//! The load generator and the origin share the other cores. Rounds of closed-loop runs visit
+//! the targets in turn (starting one further each round), so that a neighbour's noise on a
+//! shared machine spreads over all of them; so do the rounds of open-loop runs. The tables
+//! give medians over rounds: of throughput, of CPU per request, and the open-loop run of
+//! median p99.
+//!
+//! Every process started here lives in its own process group and is killed with it when its
+//! guard drops, on success, error or panic (see [`process`]). All traffic stays on 127.0.0.1.
+
+pub mod idle;
+pub mod process;
+pub mod proxies;
+mod report;
+
+pub use idle::IdleMemory;
+pub use process::kill_children_on_signal;
+pub use proxies::Kind;
+pub use report::CompareReport;
+
+use std::io;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::load::{self, Latency, RunConfig, Target};
+use crate::origin::{Mode, Origin, OriginConfig};
+use process::{cpu_ns, own_threads_cpu_ns, process_tree};
+use proxies::Proxy;
+
+/// Measured time of each run by default.
+pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+/// Warm-up before each run by default: connections open, pools fill, caches warm.
+pub const DEFAULT_WARMUP: Duration = Duration::from_secs(2);
+/// Keep-alive connections of the load by default.
+pub const DEFAULT_CONNECTIONS: usize = 64;
+/// Idle connections of the memory measurement by default.
+pub const DEFAULT_IDLE_CONNECTIONS: usize = 4000;
+/// The fixed rate, when not given, as a share of the lowest closed-loop proxy throughput.
+pub const DEFAULT_RATE_SHARE: f64 = 0.5;
+/// The load generator's delay between the call and the start of its connections
+/// (`load::START_DELAY`), used to line the CPU window up with the measured window.
+const LOAD_START_DELAY: Duration = Duration::from_millis(50);
+
+/// Origin response bodies compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// 13 bytes ("Hello, world!"): the proxy's per-request overhead.
+    Small,
+    /// 16 KiB: adds the copying of a body that still fits one buffer.
+    Body16k,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Small => "small",
+            Scenario::Body16k => "16k",
+        }
+    }
+
+    pub fn body_bytes(self) -> usize {
+        match self {
+            Scenario::Small => crate::origin::DEFAULT_BODY_BYTES,
+            Scenario::Body16k => 16 * 1024,
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Scenario, String> {
+        match name {
+            "small" => Ok(Scenario::Small),
+            "16k" => Ok(Scenario::Body16k),
+            "policies" => Err(
+                "scenario \"policies\" (authentication and rate limiting on) is not available \
+                 yet: coregate has no policies so far"
+                    .to_owned(),
+            ),
+            _ => Err(format!("unknown scenario {name:?} (expected small or 16k)")),
+        }
+    }
+}
+
+/// How to run a comparison.
+#[derive(Debug, Clone)]
+pub struct CompareConfig {
+    /// The coregate binary; None looks beside this executable, then on PATH.
+    pub coregate: Option<PathBuf>,
+    /// Targets to measure, when available; the origin alone is always measured.
+    pub targets: Vec<Kind>,
+    pub scenarios: Vec<Scenario>,
+    /// Measured time of each run. Default [`DEFAULT_DURATION`].
+    pub duration: Duration,
+    /// Warm-up before each run. Default [`DEFAULT_WARMUP`].
+    pub warmup: Duration,
+    /// Keep-alive connections of the load. Default [`DEFAULT_CONNECTIONS`].
+    pub connections: usize,
+    /// The open-loop rate (requests per second); None takes [`DEFAULT_RATE_SHARE`] of the
+    /// lowest closed-loop proxy throughput of the scenario.
+    pub rate: Option<f64>,
+    /// Cores of the proxies (each proxy's whole process tree). Default core 0.
+    pub proxy_cores: Vec<usize>,
+    /// Cores of the origin and of the load generator (one thread of each per core).
+    /// Default core 1.
+    pub other_cores: Vec<usize>,
+    /// Rounds over all targets, of closed-loop runs and then of open-loop runs. Default 1.
+    pub rounds: usize,
+    /// Idle keep-alive connections of the memory measurement; 0 skips it.
+    /// Default [`DEFAULT_IDLE_CONNECTIONS`].
+    pub idle_connections: usize,
+}
+
+impl Default for CompareConfig {
+    fn default() -> Self {
+        CompareConfig {
+            coregate: None,
+            targets: Kind::ALL.to_vec(),
+            scenarios: vec![Scenario::Small, Scenario::Body16k],
+            duration: DEFAULT_DURATION,
+            warmup: DEFAULT_WARMUP,
+            connections: DEFAULT_CONNECTIONS,
+            rate: None,
+            proxy_cores: vec![0],
+            other_cores: vec![1],
+            rounds: 1,
+            idle_connections: DEFAULT_IDLE_CONNECTIONS,
+        }
+    }
+}
+
+/// One run against one target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measurement {
+    pub responses: u64,
+    pub throughput_rps: f64,
+    /// Failed requests plus responses outside 2xx.
+    pub errors: u64,
+    pub latency: Latency,
+    /// CPU time of the target over the measured window (for the origin alone: of the origin's
+    /// threads).
+    pub cpu_ns: u64,
+    /// Length of the window over which `cpu_ns` was taken.
+    pub window_ns: u64,
+}
+
+impl Measurement {
+    /// CPU microseconds per counted response.
+    pub fn cpu_us_per_request(&self) -> f64 {
+        if self.responses == 0 {
+            return f64::NAN;
+        }
+        self.cpu_ns as f64 / 1000.0 / self.responses as f64
+    }
+
+    /// Share of one core the target used over the window: near 1.0 means it was the
+    /// bottleneck of the closed loop.
+    pub fn core_share(&self) -> f64 {
+        self.cpu_ns as f64 / self.window_ns.max(1) as f64
+    }
+}
+
+/// All runs against one target in one scenario.
+#[derive(Debug, Clone)]
+pub struct TargetResult {
+    pub kind: Kind,
+    /// Closed-loop runs, one per round.
+    pub closed: Vec<Measurement>,
+    /// Open-loop runs at the scenario's rate, one per round.
+    pub open: Vec<Measurement>,
+}
+
+impl TargetResult {
+    /// The closed-loop run of median throughput (the lower middle one for an even count).
+    pub fn closed_median(&self) -> Option<&Measurement> {
+        let mut runs: Vec<&Measurement> = self.closed.iter().collect();
+        runs.sort_by(|a, b| a.throughput_rps.total_cmp(&b.throughput_rps));
+        runs.get(runs.len().saturating_sub(1) / 2).copied()
+    }
+
+    /// The open-loop run of median p99 latency (the lower middle one for an even count).
+    pub fn open_median(&self) -> Option<&Measurement> {
+        let mut runs: Vec<&Measurement> = self.open.iter().collect();
+        runs.sort_by_key(|m| m.latency.p99_us);
+        runs.get(runs.len().saturating_sub(1) / 2).copied()
+    }
+
+    /// The median of the closed-loop CPU microseconds per request.
+    pub fn closed_cpu_us_median(&self) -> Option<f64> {
+        let mut values: Vec<f64> = self
+            .closed
+            .iter()
+            .map(Measurement::cpu_us_per_request)
+            .collect();
+        values.sort_by(f64::total_cmp);
+        values.get(values.len().saturating_sub(1) / 2).copied()
+    }
+}
+
+/// One scenario's results.
+#[derive(Debug, Clone)]
+pub struct ScenarioResult {
+    pub scenario: Scenario,
+    /// The open-loop rate used.
+    pub rate: f64,
+    pub targets: Vec<TargetResult>,
+}
+
+/// Where the load of a run goes and whose CPU it counts.
+struct RunTarget {
+    kind: Kind,
+    addr: std::net::SocketAddr,
+    cpu: CpuSource,
+}
+
+#[derive(Clone, Copy)]
+enum CpuSource {
+    /// Every process descended from this pid, itself included.
+    Tree(u32),
+    /// The origin threads of this process.
+    OriginThreads,
+}
+
+impl CpuSource {
+    /// A reader of the current CPU total, with the process tree resolved up front so that a
+    /// reading costs only the /proc reads of its threads.
+    fn reader(self) -> impl Fn() -> u64 + Send {
+        let pids = match self {
+            CpuSource::Tree(pid) => process_tree(pid),
+            CpuSource::OriginThreads => Vec::new(),
+        };
+        move || match self {
+            CpuSource::Tree(_) => cpu_ns(&pids),
+            CpuSource::OriginThreads => own_threads_cpu_ns("origin-"),
+        }
+    }
+}
+
+/// Runs the comparison; `log` gets a line per step for people watching.
+pub fn run(cfg: &CompareConfig, mut log: impl FnMut(&str)) -> io::Result<CompareReport> {
+    validate(cfg)?;
+    let open_files = process::raise_open_files_limit();
+    let mut report = CompareReport::new(cfg, open_files);
+
+    // Which proxies can run here, and why the others cannot.
+    let mut programs = Vec::new();
+    for kind in [Kind::Coregate, Kind::Nginx, Kind::Haproxy] {
+        if !cfg.targets.contains(&kind) {
+            continue;
+        }
+        let program = match kind {
+            Kind::Coregate => proxies::coregate_program(cfg.coregate.as_deref()),
+            _ => process::find_program(kind.name()),
+        };
+        match program {
+            Some(path) => {
+                report
+                    .versions
+                    .push((kind, report::version_of(kind, &path)));
+                programs.push((kind, path));
+            }
+            None => report
+                .skipped
+                .push((kind, format!("{} not found", kind.name()))),
+        }
+    }
+
+    for (index, &scenario) in cfg.scenarios.iter().enumerate() {
+        log(&format!(
+            "scenario {}: origin body {} bytes",
+            scenario.name(),
+            scenario.body_bytes()
+        ));
+        let mut origin_cfg = OriginConfig::new("origin", Mode::Fixed);
+        origin_cfg.body_bytes = scenario.body_bytes();
+        origin_cfg.threads = cfg.other_cores.len();
+        origin_cfg.cores = cfg.other_cores.clone();
+        let origin = Origin::start(origin_cfg)?;
+
+        // Declared after the origin, so dropped before it.
+        let mut running: Vec<Proxy> = Vec::new();
+        for (kind, program) in &programs {
+            match proxies::start(*kind, program, origin.addr(), &cfg.proxy_cores) {
+                Ok(proxy) => running.push(proxy),
+                Err(e) => {
+                    log(&format!("{}: not measured: {e}", kind.name()));
+                    if index == 0 {
+                        report.skipped.push((*kind, e.to_string()));
+                    }
+                }
+            }
+        }
+
+        if index == 0 && cfg.idle_connections > 0 {
+            for proxy in &running {
+                match idle::measure(proxy.child.pid(), proxy.addr, cfg.idle_connections) {
+                    Ok(memory) => {
+                        log(&format!(
+                            "{}: {:.0} bytes of RSS per idle connection",
+                            proxy.kind.name(),
+                            memory.bytes_per_connection()
+                        ));
+                        report.idle.push((proxy.kind, Ok(memory)));
+                    }
+                    Err(e) => {
+                        log(&format!(
+                            "{}: idle memory not measured: {e}",
+                            proxy.kind.name()
+                        ));
+                        report.idle.push((proxy.kind, Err(e.to_string())));
+                    }
+                }
+            }
+        }
+
+        let mut targets = vec![RunTarget {
+            kind: Kind::Origin,
+            addr: origin.addr(),
+            cpu: CpuSource::OriginThreads,
+        }];
+        targets.extend(running.iter().map(|proxy| RunTarget {
+            kind: proxy.kind,
+            addr: proxy.addr,
+            cpu: CpuSource::Tree(proxy.child.pid()),
+        }));
+        let mut results: Vec<TargetResult> = targets
+            .iter()
+            .map(|target| TargetResult {
+                kind: target.kind,
+                closed: Vec::new(),
+                open: Vec::new(),
+            })
+            .collect();
+
+        for round in 0..cfg.rounds {
+            for step in 0..targets.len() {
+                let i = (round + step) % targets.len();
+                let m = measure(cfg, &targets[i], None)?;
+                log(&format!(
+                    "{} {} closed round {}/{}: {:.0} req/s, {:.2} us CPU/req, {:.0}% of a core, \
+                     {} errors",
+                    scenario.name(),
+                    targets[i].kind.name(),
+                    round + 1,
+                    cfg.rounds,
+                    m.throughput_rps,
+                    m.cpu_us_per_request(),
+                    m.core_share() * 100.0,
+                    m.errors
+                ));
+                results[i].closed.push(m);
+                check_alive(&mut running)?;
+            }
+        }
+
+        let rate = cfg.rate.unwrap_or_else(|| {
+            let proxies_min = results
+                .iter()
+                .filter(|r| r.kind != Kind::Origin)
+                .filter_map(|r| r.closed_median().map(|m| m.throughput_rps))
+                .fold(f64::INFINITY, f64::min);
+            let floor = if proxies_min.is_finite() {
+                proxies_min
+            } else {
+                results[0].closed_median().map_or(1.0, |m| m.throughput_rps)
+            };
+            (floor * DEFAULT_RATE_SHARE).max(1.0).round()
+        });
+        for round in 0..cfg.rounds {
+            for step in 0..targets.len() {
+                let i = (round + step) % targets.len();
+                let m = measure(cfg, &targets[i], Some(rate))?;
+                log(&format!(
+                    "{} {} open at {rate:.0} req/s round {}/{}: p50 {} us, p99 {} us, \
+                     p99.9 {} us, {:.2} us CPU/req, {} errors",
+                    scenario.name(),
+                    targets[i].kind.name(),
+                    round + 1,
+                    cfg.rounds,
+                    m.latency.p50_us,
+                    m.latency.p99_us,
+                    m.latency.p999_us,
+                    m.cpu_us_per_request(),
+                    m.errors
+                ));
+                results[i].open.push(m);
+                check_alive(&mut running)?;
+            }
+        }
+        report.scenarios.push(ScenarioResult {
+            scenario,
+            rate,
+            targets: results,
+        });
+        // The proxies stop here, then the origin.
+        drop(running);
+        drop(origin);
+    }
+    Ok(report)
+}
+
+fn validate(cfg: &CompareConfig) -> io::Result<()> {
+    let invalid = |message: String| Err(io::Error::new(io::ErrorKind::InvalidInput, message));
+    if cfg.connections == 0 || cfg.rounds == 0 || cfg.duration.is_zero() {
+        return invalid("connections, rounds and duration must be above zero".to_owned());
+    }
+    if cfg.proxy_cores.is_empty() || cfg.other_cores.is_empty() {
+        return invalid("the proxy and the load each need at least one core".to_owned());
+    }
+    if cfg.scenarios.is_empty() {
+        return invalid("no scenario to run".to_owned());
+    }
+    let allowed = process::allowed_cores();
+    for core in cfg.proxy_cores.iter().chain(&cfg.other_cores) {
+        if !allowed.contains(core) {
+            return invalid(format!(
+                "core {core} is not one this process may run on ({allowed:?})"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An error when a proxy died during a run: its figures would be meaningless.
+fn check_alive(running: &mut [Proxy]) -> io::Result<()> {
+    running
+        .iter_mut()
+        .try_for_each(|proxy| proxy.child.check_running())
+}
+
+/// One closed-loop (`rate` None) or open-loop run against `target`, with the target's CPU
+/// time read at the start and at the end of the measured window.
+fn measure(cfg: &CompareConfig, target: &RunTarget, rate: Option<f64>) -> io::Result<Measurement> {
+    let mut run_cfg = RunConfig::new(Target {
+        addr: target.addr,
+        authority: target.addr.to_string(),
+        path: "/".to_owned(),
+    });
+    run_cfg.connections = cfg.connections;
+    run_cfg.duration = cfg.duration;
+    run_cfg.warmup = cfg.warmup;
+    run_cfg.threads = cfg.other_cores.len();
+    run_cfg.cores = cfg.other_cores.clone();
+    run_cfg.rate = rate;
+
+    let read_cpu = target.cpu.reader();
+    let window_start = Instant::now() + LOAD_START_DELAY + cfg.warmup;
+    let duration = cfg.duration;
+    let sampler = std::thread::Builder::new()
+        .name("compare-cpu".to_owned())
+        .spawn(move || {
+            std::thread::sleep(window_start.saturating_duration_since(Instant::now()));
+            let (from, cpu_from) = (Instant::now(), read_cpu());
+            std::thread::sleep((from + duration).saturating_duration_since(Instant::now()));
+            let cpu_to = read_cpu();
+            let window = from.elapsed();
+            (cpu_to.saturating_sub(cpu_from), window)
+        })?;
+    let report = load::run(&run_cfg, |_| {})?;
+    let (cpu_ns, window) = sampler
+        .join()
+        .map_err(|_| io::Error::other("the CPU sampler panicked"))?;
+    let non_2xx: u64 = report
+        .statuses
+        .iter()
+        .filter(|(status, _)| !(200..300).contains(status))
+        .map(|(_, count)| count)
+        .sum();
+    Ok(Measurement {
+        responses: report.responses,
+        throughput_rps: report.throughput_rps,
+        errors: report.errors.total() + non_2xx,
+        latency: report.latency,
+        cpu_ns,
+        window_ns: u64::try_from(window.as_nanos()).unwrap_or(u64::MAX),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measurement(rps: f64, cpu_ns: u64) -> Measurement {
+        Measurement {
+            responses: (rps * 10.0) as u64,
+            throughput_rps: rps,
+            errors: 0,
+            latency: Latency {
+                p50_us: 1,
+                p90_us: 1,
+                p99_us: 1,
+                p999_us: 1,
+                max_us: 1,
+                mean_us: 1.0,
+            },
+            cpu_ns,
+            window_ns: 10_000_000_000,
+        }
+    }
+
+    #[test]
+    fn medians_and_per_request_cpu() {
+        let m = measurement(1000.0, 5_000_000_000);
+        assert_eq!(m.cpu_us_per_request(), 500.0);
+        assert_eq!(m.core_share(), 0.5);
+        let result = TargetResult {
+            kind: Kind::Coregate,
+            closed: vec![
+                measurement(300.0, 1_000_000),
+                measurement(100.0, 3_000_000),
+                measurement(200.0, 2_000_000),
+            ],
+            open: vec![measurement(10.0, 1), measurement(20.0, 2)],
+        };
+        assert_eq!(result.open_median().unwrap().throughput_rps, 10.0);
+        assert_eq!(result.closed_median().unwrap().throughput_rps, 200.0);
+        assert_eq!(result.closed_cpu_us_median(), Some(1.0));
+    }
+
+    #[test]
+    fn scenarios_parse() {
+        assert_eq!(Scenario::parse("16k"), Ok(Scenario::Body16k));
+        assert_eq!(Scenario::Body16k.body_bytes(), 16384);
+        assert!(Scenario::parse("policies")
+            .unwrap_err()
+            .contains("not available"));
+        assert!(Scenario::parse("huge").is_err());
+    }
+}

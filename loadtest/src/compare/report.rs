@@ -1,0 +1,361 @@
+//! The result of a comparison, as Markdown tables for people and perf.md
+//! ([`CompareReport::markdown`]) or one JSON object for machines ([`CompareReport::json`]).
+
+use std::fmt::Write;
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use super::{CompareConfig, IdleMemory, Kind, Measurement, ScenarioResult, TargetResult};
+
+/// Everything a comparison measured, with what it ran on.
+#[derive(Debug, Clone)]
+pub struct CompareReport {
+    pub cfg: CompareConfig,
+    /// Logical CPUs of the machine.
+    pub cpus: usize,
+    /// The model name of the first CPU in /proc/cpuinfo.
+    pub cpu_model: String,
+    /// The running kernel's release.
+    pub kernel: String,
+    /// The open-file limit the load ran with.
+    pub open_files_limit: u64,
+    /// The version line of each proxy found.
+    pub versions: Vec<(Kind, String)>,
+    /// Proxies not measured, and why.
+    pub skipped: Vec<(Kind, String)>,
+    /// Idle keep-alive connection memory per proxy, or why it was not measured.
+    pub idle: Vec<(Kind, Result<IdleMemory, String>)>,
+    pub scenarios: Vec<ScenarioResult>,
+}
+
+impl CompareReport {
+    pub(super) fn new(cfg: &CompareConfig, open_files_limit: u64) -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map_or("unknown".to_owned(), |(_, model)| model.trim().to_owned());
+        CompareReport {
+            cfg: cfg.clone(),
+            cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu_model,
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map_or("unknown".to_owned(), |s| s.trim().to_owned()),
+            open_files_limit,
+            versions: Vec::new(),
+            skipped: Vec::new(),
+            idle: Vec::new(),
+            scenarios: Vec::new(),
+        }
+    }
+
+    /// Markdown: the set-up, one table per scenario, ratios against nginx and HAProxy, and
+    /// the idle-connection memory.
+    pub fn markdown(&self) -> String {
+        let cfg = &self.cfg;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "Machine: {} CPUs, {}, kernel {}.",
+            self.cpus, self.cpu_model, self.kernel
+        );
+        for (kind, version) in &self.versions {
+            let _ = writeln!(out, "- {}: {version}", kind.name());
+        }
+        let _ = writeln!(
+            out,
+            "\nProxies pinned to cores {:?}; origin and load generator to cores {:?}. \
+             {} keep-alive connections, {:.1} s measured after {:.1} s of warm-up per run, \
+             {} round(s) of each (medians shown: throughput and CPU per request of the \
+             closed loop; latency and CPU per request of the open-loop run of median p99).",
+            cfg.proxy_cores,
+            cfg.other_cores,
+            cfg.connections,
+            cfg.duration.as_secs_f64(),
+            cfg.warmup.as_secs_f64(),
+            cfg.rounds
+        );
+        for (kind, why) in &self.skipped {
+            let _ = writeln!(out, "\nNot measured: {}: {why}", kind.name());
+        }
+        let _ = writeln!(
+            out,
+            "\nScenario \"policies\" (authentication and rate limiting on): not available yet."
+        );
+        for scenario in &self.scenarios {
+            scenario_markdown(&mut out, scenario, cfg.rounds);
+        }
+        if !self.idle.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n#### Idle keep-alive connections (one request each, then idle)\n"
+            );
+            let _ = writeln!(
+                out,
+                "| target | connections | RSS before | RSS after | per connection |"
+            );
+            let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+            for (kind, result) in &self.idle {
+                match result {
+                    Ok(m) => {
+                        let _ = writeln!(
+                            out,
+                            "| {} | {} | {:.1} MiB | {:.1} MiB | {:.0} B |",
+                            kind.name(),
+                            m.connections,
+                            mib(m.rss_before_bytes),
+                            mib(m.rss_after_bytes),
+                            m.bytes_per_connection()
+                        );
+                    }
+                    Err(e) => {
+                        let _ = writeln!(out, "| {} | not measured: {e} | | | |", kind.name());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// One JSON object with every run, rounds included.
+    pub fn json(&self) -> Value {
+        let cfg = &self.cfg;
+        json!({
+            "machine": {
+                "cpus": self.cpus,
+                "cpu_model": self.cpu_model,
+                "kernel": self.kernel,
+                "open_files_limit": self.open_files_limit,
+            },
+            "config": {
+                "connections": cfg.connections,
+                "duration_s": cfg.duration.as_secs_f64(),
+                "warmup_s": cfg.warmup.as_secs_f64(),
+                "rounds": cfg.rounds,
+                "proxy_cores": cfg.proxy_cores,
+                "other_cores": cfg.other_cores,
+                "rate": cfg.rate,
+                "idle_connections": cfg.idle_connections,
+            },
+            "versions": self.versions.iter()
+                .map(|(kind, v)| (kind.name().to_owned(), json!(v)))
+                .collect::<serde_json::Map<_, _>>(),
+            "skipped": self.skipped.iter()
+                .map(|(kind, why)| (kind.name().to_owned(), json!(why)))
+                .collect::<serde_json::Map<_, _>>(),
+            "idle": self.idle.iter().map(|(kind, result)| match result {
+                Ok(m) => json!({
+                    "target": kind.name(),
+                    "connections": m.connections,
+                    "rss_before_bytes": m.rss_before_bytes,
+                    "rss_after_bytes": m.rss_after_bytes,
+                    "bytes_per_connection": m.bytes_per_connection(),
+                }),
+                Err(e) => json!({ "target": kind.name(), "error": e }),
+            }).collect::<Vec<_>>(),
+            "scenarios": self.scenarios.iter().map(scenario_json).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn scenario_markdown(out: &mut String, scenario: &ScenarioResult, rounds: usize) {
+    let _ = writeln!(
+        out,
+        "\n#### Scenario {} (origin body {} bytes), fixed rate {:.0} req/s\n",
+        scenario.scenario.name(),
+        scenario.scenario.body_bytes(),
+        scenario.rate
+    );
+    let _ = writeln!(
+        out,
+        "| target | req/s (closed) | CPU µs/req (closed) | core busy (closed) | \
+         CPU µs/req (at rate) | p50 µs | p99 µs | p99.9 µs | errors |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for target in &scenario.targets {
+        let Some(closed) = target.closed_median() else {
+            continue;
+        };
+        let throughput = if rounds > 1 {
+            let (low, high) = throughput_range(target);
+            format!("{:.0} ({low:.0}–{high:.0})", closed.throughput_rps)
+        } else {
+            format!("{:.0}", closed.throughput_rps)
+        };
+        let name = if target.kind == Kind::Origin {
+            "origin alone¹".to_owned()
+        } else {
+            target.kind.name().to_owned()
+        };
+        let errors: u64 = target
+            .closed
+            .iter()
+            .chain(&target.open)
+            .map(|m| m.errors)
+            .sum();
+        let (open_cpu, p50, p99, p999) = match target.open_median() {
+            Some(open) => (
+                format!("{:.2}", open.cpu_us_per_request()),
+                open.latency.p50_us.to_string(),
+                open.latency.p99_us.to_string(),
+                open.latency.p999_us.to_string(),
+            ),
+            None => Default::default(),
+        };
+        let _ = writeln!(
+            out,
+            "| {name} | {throughput} | {:.2} | {:.0} % | {open_cpu} | {p50} | {p99} | {p999} | \
+             {errors} |",
+            target.closed_cpu_us_median().unwrap_or(f64::NAN),
+            closed.core_share() * 100.0,
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n¹ The origin's own threads, on the load generator's cores; for the proxies, every \
+         thread of every process of the proxy."
+    );
+    for peer in [Kind::Nginx, Kind::Haproxy] {
+        let Some(line) = ratio_line(scenario, peer) else {
+            continue;
+        };
+        let _ = writeln!(out, "\n{line}");
+    }
+}
+
+fn throughput_range(target: &TargetResult) -> (f64, f64) {
+    target
+        .closed
+        .iter()
+        .fold((f64::INFINITY, 0.0), |(low, high), m| {
+            (low.min(m.throughput_rps), high.max(m.throughput_rps))
+        })
+}
+
+/// coregate against `peer`: CPU per request, throughput and tail latency as ratios.
+fn ratio_line(scenario: &ScenarioResult, peer: Kind) -> Option<String> {
+    let find = |kind| scenario.targets.iter().find(|t| t.kind == kind);
+    let ours = find(Kind::Coregate)?;
+    let theirs = find(peer)?;
+    let r = ratios(ours, theirs)?;
+    let mut line = format!(
+        "coregate / {}: CPU per request {:.2}×, closed-loop throughput {:.2}×",
+        peer.name(),
+        r.cpu,
+        r.throughput
+    );
+    if let (Some(p99), Some(p999)) = (r.p99, r.p999) {
+        let _ = write!(line, ", p99 {p99:.2}×, p99.9 {p999:.2}× at the fixed rate");
+    }
+    Some(line)
+}
+
+struct Ratios {
+    cpu: f64,
+    throughput: f64,
+    p99: Option<f64>,
+    p999: Option<f64>,
+}
+
+fn ratios(ours: &TargetResult, theirs: &TargetResult) -> Option<Ratios> {
+    let throughput = ours.closed_median()?.throughput_rps / theirs.closed_median()?.throughput_rps;
+    let cpu = ours.closed_cpu_us_median()? / theirs.closed_cpu_us_median()?;
+    let (p99, p999) = match (ours.open_median(), theirs.open_median()) {
+        (Some(a), Some(b)) => (
+            Some(a.latency.p99_us as f64 / b.latency.p99_us.max(1) as f64),
+            Some(a.latency.p999_us as f64 / b.latency.p999_us.max(1) as f64),
+        ),
+        _ => (None, None),
+    };
+    Some(Ratios {
+        cpu,
+        throughput,
+        p99,
+        p999,
+    })
+}
+
+fn measurement_json(m: &Measurement) -> Value {
+    json!({
+        "requests": m.responses,
+        "throughput_rps": m.throughput_rps,
+        "errors": m.errors,
+        "cpu_ns": m.cpu_ns,
+        "window_ns": m.window_ns,
+        "cpu_us_per_request": m.cpu_us_per_request(),
+        "core_share": m.core_share(),
+        "latency_us": {
+            "p50": m.latency.p50_us,
+            "p90": m.latency.p90_us,
+            "p99": m.latency.p99_us,
+            "p99_9": m.latency.p999_us,
+            "max": m.latency.max_us,
+            "mean": m.latency.mean_us,
+        },
+    })
+}
+
+fn scenario_json(scenario: &ScenarioResult) -> Value {
+    let find = |kind| scenario.targets.iter().find(|t| t.kind == kind);
+    let mut ratios_json = serde_json::Map::new();
+    if let Some(ours) = find(Kind::Coregate) {
+        for peer in [Kind::Nginx, Kind::Haproxy] {
+            if let Some(r) = find(peer).and_then(|theirs| ratios(ours, theirs)) {
+                ratios_json.insert(
+                    format!("coregate_vs_{}", peer.name()),
+                    json!({
+                        "cpu_per_request": r.cpu,
+                        "throughput": r.throughput,
+                        "p99": r.p99,
+                        "p99_9": r.p999,
+                    }),
+                );
+            }
+        }
+    }
+    json!({
+        "scenario": scenario.scenario.name(),
+        "body_bytes": scenario.scenario.body_bytes(),
+        "rate": scenario.rate,
+        "targets": scenario.targets.iter().map(|t| json!({
+            "target": t.kind.name(),
+            "closed_median_throughput_rps": t.closed_median().map(|m| m.throughput_rps),
+            "closed_median_cpu_us_per_request": t.closed_cpu_us_median(),
+            "closed": t.closed.iter().map(measurement_json).collect::<Vec<_>>(),
+            "open": t.open.iter().map(measurement_json).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "ratios": ratios_json,
+    })
+}
+
+/// The first line a proxy prints about its version, or "unknown".
+pub(super) fn version_of(kind: Kind, program: &Path) -> String {
+    let arg = match kind {
+        Kind::Coregate => "version",
+        _ => "-v",
+    };
+    match Command::new(program).arg(arg).output() {
+        Ok(output) => {
+            // nginx prints its version on stderr.
+            let text = if output.stdout.is_empty() {
+                output.stderr
+            } else {
+                output.stdout
+            };
+            String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or("unknown")
+                .trim()
+                .to_owned()
+        }
+        Err(_) => "unknown".to_owned(),
+    }
+}

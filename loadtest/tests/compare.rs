@@ -1,0 +1,103 @@
+//! `loadtest compare` end to end in a tiny configuration against coregate only: the Markdown
+//! table has a coregate row with requests per second above zero, and no proxy outlives the
+//! run. Needs the coregate binary: COREGATE_BIN, else ../target/debug/coregate; without
+//! either the test prints a note and passes.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_loadtest");
+
+fn coregate_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("COREGATE_BIN") {
+        return Some(PathBuf::from(path));
+    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/coregate");
+    path.is_file().then_some(path)
+}
+
+/// The cell values of the table row whose first cell is `name`.
+fn row<'a>(markdown: &'a str, name: &str) -> Option<Vec<&'a str>> {
+    markdown
+        .lines()
+        .map(|line| {
+            line.trim()
+                .trim_matches('|')
+                .split('|')
+                .map(str::trim)
+                .collect::<Vec<_>>()
+        })
+        .find(|cells| cells.first() == Some(&name))
+}
+
+#[test]
+fn compare_measures_coregate_against_the_origin() {
+    let Some(coregate) = coregate_binary() else {
+        println!(
+            "note: skipped: set COREGATE_BIN or build ../target/debug/coregate \
+             (cargo build) to run loadtest compare against coregate"
+        );
+        return;
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // On one core everything shares it; the figures mean little, but the run still works.
+    let (proxy_core, other_cores) = if cores >= 2 { ("0", "1") } else { ("0", "0") };
+    let child = Command::new(BINARY)
+        .args(["compare", "--coregate"])
+        .arg(&coregate)
+        .args([
+            "--targets",
+            "coregate",
+            "--scenarios",
+            "small",
+            "--duration",
+            "1s",
+            "--warmup",
+            "200ms",
+            "--connections",
+            "4",
+            "--idle-connections",
+            "20",
+            "--proxy-core",
+            proxy_core,
+            "--other-cores",
+            other_cores,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+
+    let coregate_row = row(&stdout, "coregate").unwrap_or_else(|| panic!("{stdout}"));
+    let rps: f64 = coregate_row[1]
+        .parse()
+        .unwrap_or_else(|_| panic!("{stdout}"));
+    assert!(rps > 0.0, "{stdout}");
+    let cpu_us: f64 = coregate_row[2]
+        .parse()
+        .unwrap_or_else(|_| panic!("{stdout}"));
+    assert!(cpu_us > 0.0, "{stdout}");
+    assert_eq!(coregate_row.last(), Some(&"0"), "no errors: {stdout}");
+    let origin_row = row(&stdout, "origin alone¹").unwrap_or_else(|| panic!("{stdout}"));
+    assert!(origin_row[1].parse::<f64>().unwrap() > 0.0, "{stdout}");
+    assert!(row(&stdout, "nginx").is_none(), "{stdout}");
+    assert!(
+        stdout.contains("| coregate | 20 |"),
+        "idle memory row: {stdout}"
+    );
+
+    // The run's temporary directories (named coregate-LABEL-PID-N) are gone with it.
+    let marker = format!("-{pid}-");
+    let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("coregate-") && name.contains(&marker))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
