@@ -100,6 +100,52 @@ pub const RATE_LIMIT_KEYS_MAX_CEILING: usize = 10_000_000;
 /// Largest `rate_per_second` accepted: a million requests a second per key is no limit.
 pub const RATE_PER_SECOND_MAX: f64 = 1_000_000.0;
 
+/// Failures in a row that open an endpoint's breaker.
+pub const BREAKER_CONSECUTIVE_FAILURES: u32 = 5;
+/// Largest `consecutive_failures` accepted.
+pub const BREAKER_CONSECUTIVE_FAILURES_MAX: u32 = 10_000;
+/// Share of failed outcomes in the window that opens an endpoint's breaker.
+pub const BREAKER_FAILURE_RATIO: f64 = 0.5;
+/// Rolling window of the failure ratio, ms.
+pub const BREAKER_WINDOW_MS: u64 = 10_000;
+/// Shortest `window_ms` accepted: the engine keeps the window as 10 buckets of a tenth of it,
+/// each at least 1 ms.
+pub const BREAKER_WINDOW_MS_FLOOR: u64 = 10;
+/// Longest `window_ms` accepted: an hour.
+pub const BREAKER_WINDOW_MS_CEILING: u64 = 3_600_000;
+/// Outcomes the window must hold before the failure ratio counts, so one failure out of one
+/// request does not open the breaker.
+pub const BREAKER_MINIMUM_REQUESTS: u32 = 20;
+/// Largest `minimum_requests` accepted.
+pub const BREAKER_MINIMUM_REQUESTS_MAX: u32 = 1_000_000;
+/// First cool-down of an open breaker before it lets probes through, ms.
+pub const BREAKER_COOLDOWN_MS: u64 = 1_000;
+/// Longest `cooldown_ms` accepted: an hour.
+pub const BREAKER_COOLDOWN_MS_MAX: u64 = 3_600_000;
+/// Growth of the cool-down each time the breaker opens again soon after recovering, or a
+/// half-open probe fails.
+pub const BREAKER_COOLDOWN_MULTIPLIER: f64 = 2.0;
+/// Largest `cooldown_multiplier` accepted.
+pub const BREAKER_COOLDOWN_MULTIPLIER_MAX: f64 = 100.0;
+/// Longest cool-down however often the breaker trips, ms.
+pub const BREAKER_COOLDOWN_MAX_MS: u64 = 60_000;
+/// Largest `cooldown_max_ms` accepted: a day.
+pub const BREAKER_COOLDOWN_MAX_MS_CEILING: u64 = 86_400_000;
+/// Probe requests a half-open breaker lets through; when all have succeeded it closes, and
+/// any failure opens it again.
+pub const BREAKER_HALF_OPEN_PROBES: u32 = 3;
+/// Largest `half_open_probes` accepted.
+pub const BREAKER_HALF_OPEN_PROBES_MAX: u32 = 1_000;
+/// Upstream statuses that count as failures besides connect errors, resets and timeouts:
+/// the gateway-ish 5xx that say the service is not answering (RFC 9110 §15.6.3-§15.6.5),
+/// not a 500 that one bad request can cause.
+pub const BREAKER_FAILURE_STATUSES: &[u16] = &[502, 503, 504];
+
+/// Content type of a route's static fallback response.
+pub const FALLBACK_CONTENT_TYPE: &str = "application/json";
+/// Largest static fallback body, bytes: 64 KiB. Each worker keeps it in memory per route.
+pub const FALLBACK_BODY_BYTES_MAX: usize = 64 * 1024;
+
 /// Smallest `request_line_bytes_max` accepted: room for a method, a short target and the
 /// version.
 pub const REQUEST_LINE_BYTES_MAX_FLOOR: usize = 64;
@@ -214,4 +260,31 @@ pub(crate) fn rate_limit_key() -> String {
 }
 pub(crate) fn rate_limit_keys_max() -> usize {
     RATE_LIMIT_KEYS_MAX
+}
+pub(crate) fn breaker_consecutive_failures() -> u32 {
+    BREAKER_CONSECUTIVE_FAILURES
+}
+pub(crate) fn breaker_failure_ratio() -> f64 {
+    BREAKER_FAILURE_RATIO
+}
+pub(crate) fn breaker_window_ms() -> u64 {
+    BREAKER_WINDOW_MS
+}
+pub(crate) fn breaker_minimum_requests() -> u32 {
+    BREAKER_MINIMUM_REQUESTS
+}
+pub(crate) fn breaker_cooldown_ms() -> u64 {
+    BREAKER_COOLDOWN_MS
+}
+pub(crate) fn breaker_cooldown_multiplier() -> f64 {
+    BREAKER_COOLDOWN_MULTIPLIER
+}
+pub(crate) fn breaker_cooldown_max_ms() -> u64 {
+    BREAKER_COOLDOWN_MAX_MS
+}
+pub(crate) fn breaker_half_open_probes() -> u32 {
+    BREAKER_HALF_OPEN_PROBES
+}
+pub(crate) fn breaker_failure_statuses() -> Vec<u16> {
+    BREAKER_FAILURE_STATUSES.to_vec()
 }

@@ -253,24 +253,27 @@ pub struct Upstream {
 /// A validated `[upstreams.NAME.breaker]`: when a worker stops sending to an endpoint.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BreakerSettings {
-    /// Failures in a row that open it; 0 disables this trigger. Default 5.
+    /// Failures in a row that open it; 0 disables this trigger. Default 5, at most 10 000.
     pub consecutive_failures: u32,
-    /// Failure ratio over `window_ms` that opens it, in (0, 1]; 0 disables. Default 0.5.
+    /// Failure ratio over `window_ms` that opens it, in (0, 1]; 0 disables (never NaN, never
+    /// negative). Default 0.5. Not 0 when `consecutive_failures` is 0: at least one trigger
+    /// is on.
     pub failure_ratio: f64,
-    /// Rolling window of the ratio trigger, ms (at least 10). Default 10000.
+    /// Rolling window of the ratio trigger, ms, 10..=3 600 000. Default 10000.
     pub window_ms: u64,
-    /// Outcomes in the window before the ratio counts (at least 1). Default 20.
+    /// Outcomes in the window before the ratio counts, 1..=1 000 000. Default 20.
     pub minimum_requests: u32,
-    /// First cool-down while open, ms (at least 1). Default 1000.
+    /// First cool-down while open, ms, 1..=3 600 000. Default 1000.
     pub cooldown_ms: u64,
-    /// Growth of the cool-down on repeated trips (at least 1.0). Default 2.0.
+    /// Growth of the cool-down on repeated trips, 1.0..=100.0. Default 2.0.
     pub cooldown_multiplier: f64,
-    /// Longest cool-down, ms (at least `cooldown_ms`). Default 60000.
+    /// Longest cool-down, ms, from `cooldown_ms` to 86 400 000. Default 60000.
     pub cooldown_max_ms: u64,
-    /// Probe requests let through when half-open (at least 1). Default 3.
+    /// Probe requests let through when half-open, 1..=1000. Default 3.
     pub half_open_probes: u32,
     /// Upstream statuses that count as failures (besides connect errors, resets and
-    /// timeouts), each 500..=599. Default [502, 503, 504].
+    /// timeouts), each 500..=599 and listed once, in the file's order; may be empty.
+    /// Default [502, 503, 504].
     pub failure_statuses: Vec<u16>,
 }
 
@@ -290,8 +293,11 @@ pub struct Fallback {
 pub struct StaticResponse {
     /// 200..=599.
     pub status: u16,
-    /// Default `application/json`.
+    /// A `type/subtype` media type, one valid header value: visible ASCII, spaces and tabs
+    /// only inside, never CR or LF. Default `application/json`.
     pub content_type: String,
+    /// Sent as written; at most [`crate::defaults::FALLBACK_BODY_BYTES_MAX`] bytes, and empty
+    /// when `status` is 204, 205 or 304. Default empty.
     pub body: String,
 }
 

@@ -203,6 +203,10 @@ pub struct UpstreamConfig {
     /// Active health checks of every endpoint. Default: none (every endpoint is up).
     #[serde(default)]
     pub health_check: Option<HealthCheckConfig>,
+    /// A circuit breaker on every endpoint of the group. Default: none (endpoints are only
+    /// taken out by health checks).
+    #[serde(default)]
+    pub breaker: Option<BreakerConfig>,
 }
 
 /// `[upstreams.NAME.health_check]`: the control side probes each endpoint with
@@ -234,6 +238,61 @@ pub struct HealthCheckConfig {
     /// [`defaults::HEALTH_CHECK_EXPECTED_STATUS`].
     #[serde(default = "defaults::health_check_expected_status")]
     pub expected_status: u16,
+}
+
+/// `[upstreams.NAME.breaker]`: a circuit breaker on each endpoint of the group, kept by each
+/// worker on its own. A worker stops sending to an endpoint when one of the two triggers
+/// fires (failures in a row, or the failure ratio over a rolling window), waits a cool-down,
+/// then lets `half_open_probes` requests through: all succeed and it closes, any failure
+/// opens it again with a longer cool-down. A failure is a connect error, a reset, a timeout
+/// or a status in `failure_statuses`. Presence of the table turns it on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Failures in a row that open the breaker; 0 turns this trigger off.
+    /// 0..=[`defaults::BREAKER_CONSECUTIVE_FAILURES_MAX`]. Default
+    /// [`defaults::BREAKER_CONSECUTIVE_FAILURES`].
+    #[serde(default = "defaults::breaker_consecutive_failures")]
+    pub consecutive_failures: u32,
+    /// Share of failed outcomes over `window_ms` that opens the breaker, in (0, 1]; 0 turns
+    /// this trigger off (TOML integers 0 and 1 are accepted). Not both triggers may be off.
+    /// Default [`defaults::BREAKER_FAILURE_RATIO`].
+    #[serde(default = "defaults::breaker_failure_ratio")]
+    pub failure_ratio: f64,
+    /// Rolling window of the ratio trigger, in milliseconds.
+    /// [`defaults::BREAKER_WINDOW_MS_FLOOR`]..=[`defaults::BREAKER_WINDOW_MS_CEILING`].
+    /// Default [`defaults::BREAKER_WINDOW_MS`].
+    #[serde(default = "defaults::breaker_window_ms")]
+    pub window_ms: u64,
+    /// Outcomes the window must hold before the ratio counts.
+    /// 1..=[`defaults::BREAKER_MINIMUM_REQUESTS_MAX`]. Default
+    /// [`defaults::BREAKER_MINIMUM_REQUESTS`].
+    #[serde(default = "defaults::breaker_minimum_requests")]
+    pub minimum_requests: u32,
+    /// First cool-down while open, in milliseconds.
+    /// 1..=[`defaults::BREAKER_COOLDOWN_MS_MAX`]. Default [`defaults::BREAKER_COOLDOWN_MS`].
+    #[serde(default = "defaults::breaker_cooldown_ms")]
+    pub cooldown_ms: u64,
+    /// Growth of the cool-down when the breaker opens again soon after recovering or a probe
+    /// fails. 1.0..=[`defaults::BREAKER_COOLDOWN_MULTIPLIER_MAX`] (1 keeps it constant).
+    /// Default [`defaults::BREAKER_COOLDOWN_MULTIPLIER`].
+    #[serde(default = "defaults::breaker_cooldown_multiplier")]
+    pub cooldown_multiplier: f64,
+    /// Longest cool-down, in milliseconds. From `cooldown_ms` to
+    /// [`defaults::BREAKER_COOLDOWN_MAX_MS_CEILING`]. Default
+    /// [`defaults::BREAKER_COOLDOWN_MAX_MS`].
+    #[serde(default = "defaults::breaker_cooldown_max_ms")]
+    pub cooldown_max_ms: u64,
+    /// Probe requests let through when half-open.
+    /// 1..=[`defaults::BREAKER_HALF_OPEN_PROBES_MAX`]. Default
+    /// [`defaults::BREAKER_HALF_OPEN_PROBES`].
+    #[serde(default = "defaults::breaker_half_open_probes")]
+    pub half_open_probes: u32,
+    /// Upstream statuses that count as failures, each 500..=599 and listed once; `[]` counts
+    /// only connect errors, resets and timeouts. Default
+    /// [`defaults::BREAKER_FAILURE_STATUSES`] (`[502, 503, 504]`).
+    #[serde(default = "defaults::breaker_failure_statuses")]
+    pub failure_statuses: Vec<u16>,
 }
 
 /// One endpoint of an upstream group.
@@ -321,6 +380,35 @@ pub struct RouteConfig {
     /// none (no limit).
     #[serde(default)]
     pub rate_limit: Option<String>,
+    /// `[route.fallback]` (written right after its `[[route]]`): what the route answers when
+    /// no endpoint of its upstream may be used. Default: 503 with a JSON body.
+    #[serde(default)]
+    pub fallback: Option<FallbackConfig>,
+}
+
+/// `[route.fallback]`: the answer when every endpoint of the route's upstream is down or has
+/// its breaker open, given at once instead of waiting on a dead service. A stale copy when
+/// `stale` is on and one is cached, otherwise the `status` response, otherwise 503 JSON.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackConfig {
+    /// Answer a GET with the last good response to the same method, host and target from the
+    /// worker's bounded cache, marked `X-Coregate-Stale: 1` and `Warning: 110`. Default false.
+    #[serde(default)]
+    pub stale: bool,
+    /// Status of a fixed response, 200..=599. Default: unset (503 with a JSON body).
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// `Content-Type` of the fixed response: a media type such as `"text/html;
+    /// charset=utf-8"`, visible ASCII. Only with `status`. Default
+    /// [`defaults::FALLBACK_CONTENT_TYPE`].
+    #[serde(default)]
+    pub content_type: Option<String>,
+    /// Body of the fixed response, sent as written, at most
+    /// [`defaults::FALLBACK_BODY_BYTES_MAX`] bytes; none with 204, 205 or 304. Only with
+    /// `status`. Default empty.
+    #[serde(default)]
+    pub body: Option<String>,
 }
 
 /// `[auth]`: named authentication schemes. NAME uses letters, digits, `_`, `.` and `-`, and is

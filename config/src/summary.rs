@@ -7,8 +7,8 @@
 use std::fmt::Write as _;
 
 use crate::{
-    AuthRef, Balancer, Config, HashKey, HostMatch, JwtAuth, JwtKeys, KeySource, PathKind,
-    PathPattern, RateKey, Rewrite, Segment, TokenSource,
+    AuthRef, Balancer, BreakerSettings, Config, Fallback, HashKey, HostMatch, JwtAuth, JwtKeys,
+    KeySource, PathKind, PathPattern, RateKey, Rewrite, Segment, TokenSource,
 };
 
 impl Config {
@@ -32,7 +32,11 @@ impl Config {
     /// ```
     ///
     /// (the `users` jwt line is one line). A route with `auth` or `rate_limit` ends in
-    /// `auth=NAME` and `rate_limit=NAME`.
+    /// `auth=NAME` and `rate_limit=NAME`, and one with a `[route.fallback]` in
+    /// `fallback=stale`, `fallback=static 503` or `fallback=stale,static 503`. An upstream
+    /// with a breaker ends in e.g. `breaker=5 in a row or 50% of ≥20 in 10000ms, cool-down
+    /// 1000..60000ms x2, 3 probes, statuses 502,503,504` (a trigger turned off is left out;
+    /// `statuses none` when only connect errors and timeouts count).
     pub fn summary(&self) -> String {
         // Writing to a String cannot fail, so the fmt::Results below are ignored.
         let mut out = String::new();
@@ -98,6 +102,9 @@ impl Config {
                 let name = self.rate_limits.get(i).map_or("?", |l| l.name.as_str());
                 let _ = write!(out, " rate_limit={name}");
             }
+            if let Some(fallback) = fallback(&route.fallback) {
+                let _ = write!(out, " fallback={fallback}");
+            }
             out.push('\n');
         }
         let _ = writeln!(out, "upstreams ({}):", self.upstreams.len());
@@ -129,6 +136,9 @@ impl Config {
                     " health_check=GET {} every {}ms (expect {})",
                     check.path, check.interval_ms, check.expected_status
                 );
+            }
+            if let Some(settings) = &upstream.breaker {
+                let _ = write!(out, " breaker={}", breaker(settings));
             }
             out.push('\n');
         }
@@ -246,6 +256,56 @@ fn jwt_line(out: &mut String, jwt: &JwtAuth) {
         let _ = write!(out, " claims_to_headers={}", claims.join(","));
     }
     let _ = writeln!(out, " cache_entries={}", jwt.cache_entries);
+}
+
+/// `5 in a row or 50% of ≥20 in 10000ms, cool-down 1000..60000ms x2, 3 probes, statuses
+/// 502,503,504`.
+fn breaker(settings: &BreakerSettings) -> String {
+    let mut triggers = Vec::with_capacity(2);
+    if settings.consecutive_failures > 0 {
+        triggers.push(format!("{} in a row", settings.consecutive_failures));
+    }
+    if settings.failure_ratio > 0.0 {
+        // Hundredths of a percent, so 0.333 reads 33.3% rather than 33.300000000000004%.
+        let percent = (settings.failure_ratio * 10_000.0).round() / 100.0;
+        triggers.push(format!(
+            "{percent}% of ≥{} in {}ms",
+            settings.minimum_requests, settings.window_ms
+        ));
+    }
+    let statuses = if settings.failure_statuses.is_empty() {
+        "none".to_owned()
+    } else {
+        let statuses: Vec<String> = settings
+            .failure_statuses
+            .iter()
+            .map(u16::to_string)
+            .collect();
+        statuses.join(",")
+    };
+    let probes = match settings.half_open_probes {
+        1 => "1 probe".to_owned(),
+        n => format!("{n} probes"),
+    };
+    format!(
+        "{}, cool-down {}..{}ms x{}, {probes}, statuses {statuses}",
+        triggers.join(" or "),
+        settings.cooldown_ms,
+        settings.cooldown_max_ms,
+        settings.cooldown_multiplier,
+    )
+}
+
+/// `stale`, `static 503` or `stale,static 503`; `None` for the default (503 JSON).
+fn fallback(fallback: &Fallback) -> Option<String> {
+    let mut parts = Vec::with_capacity(2);
+    if fallback.stale {
+        parts.push("stale".to_owned());
+    }
+    if let Some(response) = &fallback.static_response {
+        parts.push(format!("static {}", response.status));
+    }
+    (!parts.is_empty()).then(|| parts.join(","))
 }
 
 fn host(host: &HostMatch) -> String {

@@ -6,9 +6,13 @@
 //! promises (lower-case hosts and header names, upper-case methods, split paths, indexes).
 //! The authentication rules, which also read key files, live in `validate/auth.rs` (what the
 //! key files must hold in `validate/keys.rs`); the rate limit rules in
-//! `validate/ratelimit.rs`. Runs on the control side only; the first rule broken is reported.
+//! `validate/ratelimit.rs`; an upstream's circuit breaker in `validate/breaker.rs` and a
+//! route's fallback response in `validate/fallback.rs`. Runs on the control side only; the
+//! first rule broken is reported.
 
 mod auth;
+mod breaker;
+mod fallback;
 mod keys;
 mod ratelimit;
 
@@ -28,9 +32,9 @@ use crate::schema::{
     BalancerKind, ConfigFile, HealthCheckConfig, RouteConfig, ServerConfig, UpstreamConfig,
 };
 use crate::{
-    AccessLog, Admin, ApiKeyAuth, AuthRef, Balancer, Config, ConfigError, Endpoint, Fallback,
-    HashKey, HealthCheck, HostMatch, JwtAuth, Listener, PathKind, PathPattern, RateLimit, Rewrite,
-    Route, Segment, Source, Upstream,
+    AccessLog, Admin, ApiKeyAuth, AuthRef, Balancer, Config, ConfigError, Endpoint, HashKey,
+    HealthCheck, HostMatch, JwtAuth, Listener, PathKind, PathPattern, RateLimit, Rewrite, Route,
+    Segment, Source, Upstream,
 };
 
 pub(crate) fn load_file(path: &Path) -> Result<Config, ConfigError> {
@@ -595,6 +599,10 @@ fn check_upstream(
         None => None,
         Some(check) => Some(check_health_check(doc, &at.key("health_check"), check)?),
     };
+    let breaker = match &upstream.breaker {
+        None => None,
+        Some(config) => Some(breaker::check_breaker(doc, &at.key("breaker"), config)?),
+    };
     Ok(Upstream {
         name: name.to_owned(),
         endpoints,
@@ -605,7 +613,7 @@ fn check_upstream(
         pool_idle_max: upstream.pool_idle_max,
         pool_idle_timeout_ms: upstream.pool_idle_timeout_ms,
         health_check,
-        breaker: None,
+        breaker,
     })
 }
 
@@ -780,6 +788,7 @@ fn check_route(
             &targets.rate_limits,
         )?),
     };
+    let fallback = fallback::check_fallback(doc, &at.key("fallback"), route.fallback.as_ref())?;
     Ok(Route {
         name,
         host,
@@ -792,10 +801,7 @@ fn check_route(
         body_bytes_max: route.body_bytes_max.unwrap_or(server.body_bytes_max),
         auth,
         rate_limit,
-        fallback: Fallback {
-            stale: false,
-            static_response: None,
-        },
+        fallback,
     })
 }
 

@@ -1,9 +1,9 @@
-//! Loading from files: the annotated example loads, and unreadable or non-UTF-8 files give
-//! located errors.
+//! Loading from files: the annotated example loads (and sets every schema key), and unreadable
+//! or non-UTF-8 files give located errors.
 
 use std::path::{Path, PathBuf};
 
-use coregate_config::{load_file, JwtKeys};
+use coregate_config::{defaults, load_file, BreakerSettings, JwtKeys};
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gateway.toml")
@@ -81,6 +81,61 @@ fn the_annotated_example_loads() {
             "  search host=api.example.com methods=any path_prefix=/search \
              rewrite=strip_prefix upstream=search auth=partners rate_limit=per_partner\n"
         ),
+        "{summary}"
+    );
+    // The users upstream has a breaker written out with every default; the first route a
+    // stale and static fallback.
+    let users = config
+        .upstreams
+        .iter()
+        .find(|u| u.name == "users")
+        .expect("users upstream");
+    assert_eq!(
+        users.breaker,
+        Some(BreakerSettings {
+            consecutive_failures: defaults::BREAKER_CONSECUTIVE_FAILURES,
+            failure_ratio: defaults::BREAKER_FAILURE_RATIO,
+            window_ms: defaults::BREAKER_WINDOW_MS,
+            minimum_requests: defaults::BREAKER_MINIMUM_REQUESTS,
+            cooldown_ms: defaults::BREAKER_COOLDOWN_MS,
+            cooldown_multiplier: defaults::BREAKER_COOLDOWN_MULTIPLIER,
+            cooldown_max_ms: defaults::BREAKER_COOLDOWN_MAX_MS,
+            half_open_probes: defaults::BREAKER_HALF_OPEN_PROBES,
+            failure_statuses: defaults::BREAKER_FAILURE_STATUSES.to_vec(),
+        })
+    );
+    let with_breaker = config.upstreams.iter().filter(|u| u.breaker.is_some());
+    assert_eq!(with_breaker.count(), 1);
+    assert_eq!(config.routes[0].name, "user-by-id");
+    assert!(config.routes[0].fallback.stale);
+    let response = config.routes[0]
+        .fallback
+        .static_response
+        .clone()
+        .expect("static fallback");
+    assert_eq!(
+        (response.status, response.content_type.as_str()),
+        (503, defaults::FALLBACK_CONTENT_TYPE)
+    );
+    assert!(
+        response
+            .body
+            .starts_with(r#"{"error": "users are unavailable"#),
+        "{}",
+        response.body
+    );
+    assert!(
+        config.routes[1..]
+            .iter()
+            .all(|r| !r.fallback.stale && r.fallback.static_response.is_none()),
+        "only the first route has a fallback"
+    );
+    assert!(
+        summary.contains(" breaker=5 in a row or 50% of ≥20 in 10000ms, cool-down 1000..60000ms"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains(" rate_limit=per_tenant fallback=stale,static 503\n"),
         "{summary}"
     );
     assert!(

@@ -1,14 +1,15 @@
 //! A valid config becomes exactly the model the engine expects: defaults filled in, names
 //! resolved to indexes, hosts and header names lower-cased, methods upper-cased, paths split,
-//! key files read, key hashes lower-cased.
+//! key files read, key hashes lower-cased, breakers and fallbacks filled in.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use coregate_config::defaults;
 use coregate_config::{
-    load_str, ApiKeyAuth, AuthRef, Balancer, Endpoint, HashKey, HostMatch, JwtAuth, JwtKeys,
-    KeySource, Listener, PathKind, PathPattern, RateKey, RateLimit, Rewrite, Segment, TokenSource,
+    load_str, ApiKeyAuth, AuthRef, Balancer, BreakerSettings, Endpoint, Fallback, HashKey,
+    HostMatch, JwtAuth, JwtKeys, KeySource, Listener, PathKind, PathPattern, RateKey, RateLimit,
+    Rewrite, Segment, StaticResponse, TokenSource,
 };
 
 const TEXT: &str = r#"
@@ -532,4 +533,181 @@ fn summary_lists_auth_and_rate_limits_without_secrets() {
     let debug = format!("{:?}", config.jwt[1]);
     assert!(!debug.contains("0123456789abcdef"), "{debug}");
     assert!(debug.contains("Secret(<48 bytes redacted>)"), "{debug}");
+}
+
+/// Circuit breakers and route fallbacks: one breaker written out in full, one defaulted with
+/// only the ratio trigger, one upstream without; fallbacks of every kind.
+const RESILIENCE: &str = r#"
+[[listener]]
+address = "127.0.0.1:8080"
+
+[upstreams.orders]
+endpoints = [{ address = "10.0.0.1:80" }]
+
+[upstreams.orders.breaker]
+consecutive_failures = 0
+failure_ratio = 0.333
+window_ms = 30000
+minimum_requests = 50
+cooldown_ms = 250
+cooldown_multiplier = 1.5
+cooldown_max_ms = 250
+half_open_probes = 1
+failure_statuses = []
+
+[upstreams.users]
+endpoints = [{ address = "10.0.0.2:80" }]
+breaker = {}
+
+[upstreams.plain]
+endpoints = [{ address = "10.0.0.3:80" }]
+
+[[route]]
+name = "orders"
+path_prefix = "/orders"
+upstream = "orders"
+
+[route.fallback]
+stale = true
+status = 503
+content_type = "application/problem+json"
+body = '{"title":"orders are unavailable, try again soon"}'
+
+[[route]]
+name = "users"
+path_prefix = "/users"
+upstream = "users"
+fallback = { stale = true }
+
+[[route]]
+name = "maintenance"
+path_prefix = "/shop"
+upstream = "plain"
+
+[route.fallback]
+status = 200
+content_type = "text/html; charset=utf-8"
+
+[[route]]
+name = "rest"
+path_prefix = "/"
+upstream = "plain"
+
+[route.fallback]
+"#;
+
+#[test]
+fn breakers_and_fallbacks_become_the_expected_model() {
+    let config = match load_str(RESILIENCE, "<resilience>") {
+        Ok(config) => config,
+        Err(error) => panic!("{error}"),
+    };
+    let names: Vec<&str> = config.upstreams.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, ["orders", "plain", "users"]);
+    assert_eq!(
+        config.upstreams[0].breaker,
+        Some(BreakerSettings {
+            consecutive_failures: 0,
+            failure_ratio: 0.333,
+            window_ms: 30_000,
+            minimum_requests: 50,
+            cooldown_ms: 250,
+            cooldown_multiplier: 1.5,
+            cooldown_max_ms: 250,
+            half_open_probes: 1,
+            failure_statuses: vec![],
+        })
+    );
+    assert_eq!(config.upstreams[1].breaker, None);
+    assert_eq!(
+        config.upstreams[2].breaker,
+        Some(BreakerSettings {
+            consecutive_failures: defaults::BREAKER_CONSECUTIVE_FAILURES,
+            failure_ratio: defaults::BREAKER_FAILURE_RATIO,
+            window_ms: defaults::BREAKER_WINDOW_MS,
+            minimum_requests: defaults::BREAKER_MINIMUM_REQUESTS,
+            cooldown_ms: defaults::BREAKER_COOLDOWN_MS,
+            cooldown_multiplier: defaults::BREAKER_COOLDOWN_MULTIPLIER,
+            cooldown_max_ms: defaults::BREAKER_COOLDOWN_MAX_MS,
+            half_open_probes: defaults::BREAKER_HALF_OPEN_PROBES,
+            failure_statuses: defaults::BREAKER_FAILURE_STATUSES.to_vec(),
+        })
+    );
+
+    let fallbacks: Vec<&Fallback> = config.routes.iter().map(|r| &r.fallback).collect();
+    assert_eq!(
+        fallbacks,
+        [
+            &Fallback {
+                stale: true,
+                static_response: Some(StaticResponse {
+                    status: 503,
+                    content_type: "application/problem+json".to_owned(),
+                    body: r#"{"title":"orders are unavailable, try again soon"}"#.to_owned(),
+                }),
+            },
+            &Fallback {
+                stale: true,
+                static_response: None,
+            },
+            &Fallback {
+                stale: false,
+                static_response: Some(StaticResponse {
+                    status: 200,
+                    content_type: "text/html; charset=utf-8".to_owned(),
+                    body: String::new(),
+                }),
+            },
+            &Fallback {
+                stale: false,
+                static_response: None,
+            },
+        ]
+    );
+    // Routes still resolve their upstreams by sorted index.
+    let upstreams: Vec<usize> = config.routes.iter().map(|r| r.upstream).collect();
+    assert_eq!(upstreams, [0, 2, 1, 1]);
+}
+
+#[test]
+fn summary_shows_breakers_and_fallbacks() {
+    let config = match load_str(RESILIENCE, "<resilience>") {
+        Ok(config) => config,
+        Err(error) => panic!("{error}"),
+    };
+    let summary = config.summary();
+    let lines: Vec<&str> = summary.lines().collect();
+    assert_eq!(
+        lines[3..],
+        [
+            "routes (4):",
+            "  orders host=* methods=any path_prefix=/orders upstream=orders \
+             fallback=stale,static 503",
+            "  users host=* methods=any path_prefix=/users upstream=users fallback=stale",
+            "  maintenance host=* methods=any path_prefix=/shop upstream=plain \
+             fallback=static 200",
+            "  rest host=* methods=any path_prefix=/ upstream=plain",
+            "upstreams (3):",
+            "  orders balancer=round_robin endpoints=10.0.0.1:80 (weight 1) \
+             breaker=33.3% of ≥50 in 30000ms, cool-down 250..250ms x1.5, 1 probe, \
+             statuses none",
+            "  plain balancer=round_robin endpoints=10.0.0.3:80 (weight 1)",
+            "  users balancer=round_robin endpoints=10.0.0.2:80 (weight 1) \
+             breaker=5 in a row or 50% of ≥20 in 10000ms, cool-down 1000..60000ms x2, \
+             3 probes, statuses 502,503,504",
+            "admin 127.0.0.1:9901",
+        ]
+    );
+    // A breaker with only the consecutive trigger.
+    let text = RESILIENCE
+        .replace("consecutive_failures = 0", "consecutive_failures = 3")
+        .replace("failure_ratio = 0.333", "failure_ratio = 0");
+    let summary = match load_str(&text, "t") {
+        Ok(config) => config.summary(),
+        Err(error) => panic!("{error}"),
+    };
+    assert!(
+        summary.contains(" breaker=3 in a row, cool-down 250..250ms x1.5,"),
+        "{summary}"
+    );
 }

@@ -1,7 +1,7 @@
 //! Every load-time rule, through the public API: each broken config must be rejected with the
 //! line, column and field of the offending key or value, and a hint.
 
-use coregate_config::{load_str, ConfigError};
+use coregate_config::{defaults, load_str, BreakerSettings, ConfigError, Fallback, StaticResponse};
 
 const LISTENER: &str = "[[listener]]\naddress = \"127.0.0.1:8080\"\n\n";
 const UPSTREAM: &str = "[upstreams.users]\nendpoints = [{ address = \"10.0.0.1:8080\" }]\n\n";
@@ -1582,4 +1582,445 @@ fn a_jwks_has_a_signature_key_for_a_listed_algorithm() {
     if let Err(error) = load_str(&text, "t") {
         panic!("{error}\n{content}");
     }
+}
+
+// ----- circuit breaker -----
+
+const BREAKER: &str = "upstreams.users.breaker";
+
+/// A valid config whose upstream has `[upstreams.users.breaker]` with these lines.
+fn with_breaker(lines: &str) -> String {
+    upstreams(&format!("{UPSTREAM}[upstreams.users.breaker]\n{lines}\n"))
+}
+
+/// The breaker of a config that must load.
+#[track_caller]
+fn breaker_of(text: &str) -> BreakerSettings {
+    match load_str(text, "t.toml") {
+        Ok(config) => config.upstreams[0].breaker.clone().expect("breaker on"),
+        Err(error) => panic!("{error}\n{text}"),
+    }
+}
+
+#[test]
+fn a_breaker_table_turns_it_on_with_the_defaults() {
+    assert_eq!(
+        breaker_of(&with_breaker("")),
+        BreakerSettings {
+            consecutive_failures: defaults::BREAKER_CONSECUTIVE_FAILURES,
+            failure_ratio: defaults::BREAKER_FAILURE_RATIO,
+            window_ms: defaults::BREAKER_WINDOW_MS,
+            minimum_requests: defaults::BREAKER_MINIMUM_REQUESTS,
+            cooldown_ms: defaults::BREAKER_COOLDOWN_MS,
+            cooldown_multiplier: defaults::BREAKER_COOLDOWN_MULTIPLIER,
+            cooldown_max_ms: defaults::BREAKER_COOLDOWN_MAX_MS,
+            half_open_probes: defaults::BREAKER_HALF_OPEN_PROBES,
+            failure_statuses: vec![502, 503, 504],
+        }
+    );
+    let config = load_str(&upstreams(UPSTREAM), "t.toml").expect("valid");
+    assert_eq!(config.upstreams[0].breaker, None, "off without the table");
+}
+
+#[test]
+fn breaker_bounds_are_inclusive() {
+    let low = breaker_of(&with_breaker(
+        "consecutive_failures = 0\nwindow_ms = 10\nminimum_requests = 1\ncooldown_ms = 1\n\
+         cooldown_multiplier = 1\ncooldown_max_ms = 1\nhalf_open_probes = 1\nfailure_statuses = []",
+    ));
+    assert_eq!(
+        (
+            low.consecutive_failures,
+            low.window_ms,
+            low.minimum_requests
+        ),
+        (0, 10, 1)
+    );
+    assert_eq!(
+        (
+            low.cooldown_ms,
+            low.cooldown_multiplier,
+            low.cooldown_max_ms
+        ),
+        (1, 1.0, 1)
+    );
+    assert_eq!(low.half_open_probes, 1);
+    assert!(low.failure_statuses.is_empty());
+    let high = breaker_of(&with_breaker(
+        "consecutive_failures = 10000\nfailure_ratio = 1\nwindow_ms = 3600000\n\
+         minimum_requests = 1000000\ncooldown_ms = 3600000\ncooldown_multiplier = 100\n\
+         cooldown_max_ms = 86400000\nhalf_open_probes = 1000\nfailure_statuses = [500, 599]",
+    ));
+    assert_eq!(
+        (
+            high.consecutive_failures,
+            high.failure_ratio,
+            high.window_ms
+        ),
+        (10_000, 1.0, 3_600_000)
+    );
+    assert_eq!(
+        (
+            high.minimum_requests,
+            high.cooldown_ms,
+            high.cooldown_multiplier
+        ),
+        (1_000_000, 3_600_000, 100.0)
+    );
+    assert_eq!(
+        (high.cooldown_max_ms, high.half_open_probes),
+        (86_400_000, 1000)
+    );
+    assert_eq!(high.failure_statuses, [500, 599]);
+}
+
+#[test]
+fn breaker_failure_ratio_takes_integers_and_zero_turns_it_off() {
+    let off = breaker_of(&with_breaker("failure_ratio = 0"));
+    assert_eq!(off.failure_ratio, 0.0);
+    assert_eq!(off.consecutive_failures, 5, "the other trigger stays on");
+    // -0.0 reads as 0 and is stored as the plain zero.
+    let negative_zero = breaker_of(&with_breaker("failure_ratio = -0.0"));
+    assert!(negative_zero.failure_ratio.is_sign_positive());
+    assert_eq!(
+        breaker_of(&with_breaker("failure_ratio = 0.25")).failure_ratio,
+        0.25
+    );
+    for bad in ["1.5", "2", "-0.1", "nan", "inf"] {
+        let text = with_breaker(&format!("failure_ratio = {bad}"));
+        let error = fails_at(
+            &text,
+            &format!("{bad}\n"),
+            &format!("{BREAKER}.failure_ratio"),
+        );
+        assert!(error.message.contains("neither 0 nor in (0, 1]"), "{error}");
+    }
+}
+
+#[test]
+fn breaker_needs_a_trigger() {
+    let text = with_breaker("consecutive_failures = 0\nfailure_ratio = 0.0");
+    let error = fails_at(&text, "0.0\n", &format!("{BREAKER}.failure_ratio"));
+    assert_eq!(
+        error.to_string(),
+        "t.toml:9:17: upstreams.users.breaker.failure_ratio: consecutive_failures = 0 and \
+         failure_ratio = 0 turn off both triggers, so the breaker could never open\n  \
+         hint: turn one on, e.g. consecutive_failures = 5 or failure_ratio = 0.5; to have no \
+         breaker, remove the [upstreams.NAME.breaker] table"
+    );
+}
+
+#[test]
+fn breaker_counts_and_windows_are_range_checked() {
+    for (key, bad) in [
+        ("consecutive_failures", "10001"),
+        ("window_ms", "9"),
+        ("window_ms", "3600001"),
+        ("minimum_requests", "0"),
+        ("minimum_requests", "1000001"),
+        ("cooldown_ms", "0"),
+        ("cooldown_ms", "3600001"),
+        ("cooldown_multiplier", "0.5"),
+        ("cooldown_multiplier", "100.5"),
+        ("cooldown_multiplier", "nan"),
+        ("cooldown_max_ms", "86400001"),
+        ("half_open_probes", "0"),
+        ("half_open_probes", "1001"),
+    ] {
+        // cooldown_max_ms is raised with cooldown_ms so only the bound under test is broken.
+        let lines = if key == "cooldown_ms" {
+            format!("{key} = {bad}\ncooldown_max_ms = 86400000")
+        } else {
+            format!("{key} = {bad}")
+        };
+        let error = fails_at(
+            &with_breaker(&lines),
+            &format!("{bad}\n"),
+            &format!("{BREAKER}.{key}"),
+        );
+        assert!(error.message.starts_with(&format!("{key} = ")), "{error}");
+    }
+}
+
+#[test]
+fn breaker_cooldown_max_is_checked_where_written() {
+    let text = with_breaker("cooldown_ms = 5000\ncooldown_max_ms = 4999");
+    let error = fails_at(&text, "4999", &format!("{BREAKER}.cooldown_max_ms"));
+    assert_eq!(
+        error.message,
+        "cooldown_max_ms = 4999 is less than cooldown_ms = 5000"
+    );
+    // With cooldown_max_ms defaulted, the error is at the cooldown_ms that passes it.
+    let text = with_breaker("cooldown_ms = 120000");
+    let error = fails_at(&text, "120000", &format!("{BREAKER}.cooldown_ms"));
+    assert!(error.message.contains("(its default)"), "{error}");
+    assert!(
+        error
+            .hint
+            .unwrap_or_default()
+            .contains("raise cooldown_max_ms"),
+        "hint"
+    );
+    let equal = breaker_of(&with_breaker("cooldown_ms = 60000"));
+    assert_eq!((equal.cooldown_ms, equal.cooldown_max_ms), (60_000, 60_000));
+}
+
+#[test]
+fn breaker_failure_statuses_are_server_errors_listed_once() {
+    let field = format!("{BREAKER}.failure_statuses[1]");
+    let error = fails_at(
+        &with_breaker("failure_statuses = [502, 404]"),
+        "404",
+        &field,
+    );
+    assert!(error.message.contains("not a server error"), "{error}");
+    fails_at(
+        &with_breaker("failure_statuses = [502, 600]"),
+        "600",
+        &field,
+    );
+    let error = fails_at_nth(
+        &with_breaker("failure_statuses = [503, 503]"),
+        "503",
+        1,
+        &field,
+    );
+    assert_eq!(
+        error.message,
+        "failure status 503 is listed twice (also failure_statuses[0])"
+    );
+    // Shape errors come from the schema, located at the element.
+    fails_at(
+        &with_breaker("failure_statuses = [502, \"503\"]"),
+        "\"503\"",
+        &field,
+    );
+    fails_at(
+        &with_breaker("failure_statuses = [502, 70000]"),
+        "70000",
+        &field,
+    );
+    let order = breaker_of(&with_breaker("failure_statuses = [504, 500]"));
+    assert_eq!(
+        order.failure_statuses,
+        [504, 500],
+        "kept in the file's order"
+    );
+}
+
+#[test]
+fn breaker_rejects_unknown_keys_and_wrong_types() {
+    let error = fails_at(
+        &with_breaker("half_open_probe = 5"),
+        "half_open_probe =",
+        &format!("{BREAKER}.half_open_probe"),
+    );
+    assert!(
+        error
+            .hint
+            .unwrap_or_default()
+            .starts_with("did you mean `half_open_probes`?"),
+        "hint"
+    );
+    fails_at(
+        &with_breaker("window_ms = \"10s\""),
+        "\"10s\"",
+        &format!("{BREAKER}.window_ms"),
+    );
+    fails_at(
+        &with_breaker("consecutive_failures = -1"),
+        "-1",
+        &format!("{BREAKER}.consecutive_failures"),
+    );
+    // `breaker = true` is not how it is turned on.
+    let text = upstreams(
+        "[upstreams.users]\nendpoints = [{ address = \"10.0.0.1:8080\" }]\nbreaker = true\n",
+    );
+    fails_at(&text, "true", "upstreams.users.breaker");
+}
+
+// ----- route fallback -----
+
+/// A valid config whose only route has `[route.fallback]` with these lines.
+fn with_fallback(lines: &str) -> String {
+    format!(
+        "{}\n[route.fallback]\n{lines}\n",
+        route("path_prefix = \"/\"")
+    )
+}
+
+/// The fallback of a config that must load.
+#[track_caller]
+fn fallback_of(text: &str) -> Fallback {
+    match load_str(text, "t.toml") {
+        Ok(config) => config.routes[0].fallback.clone(),
+        Err(error) => panic!("{error}\n{text}"),
+    }
+}
+
+fn static_response(status: u16, content_type: &str, body: &str) -> Option<StaticResponse> {
+    Some(StaticResponse {
+        status,
+        content_type: content_type.to_owned(),
+        body: body.to_owned(),
+    })
+}
+
+#[test]
+fn fallback_defaults_to_503_json() {
+    let none = Fallback {
+        stale: false,
+        static_response: None,
+    };
+    assert_eq!(fallback_of(&route("path_prefix = \"/\"")), none);
+    assert_eq!(fallback_of(&with_fallback("")), none);
+    assert_eq!(
+        fallback_of(&with_fallback("stale = true")),
+        Fallback {
+            stale: true,
+            static_response: None,
+        }
+    );
+    assert_eq!(
+        fallback_of(&with_fallback("status = 503")),
+        Fallback {
+            stale: false,
+            static_response: static_response(503, defaults::FALLBACK_CONTENT_TYPE, ""),
+        }
+    );
+    // An inline table is the same thing.
+    let text =
+        route("path_prefix = \"/\"\nfallback = { stale = true, status = 200, body = \"ok\" }");
+    assert_eq!(
+        fallback_of(&text),
+        Fallback {
+            stale: true,
+            static_response: static_response(200, "application/json", "ok"),
+        }
+    );
+}
+
+#[test]
+fn fallback_content_type_and_body_need_a_status() {
+    for key in ["content_type", "body"] {
+        let text = with_fallback(&format!("stale = true\n{key} = \"x/y\""));
+        let error = fails_at(
+            &text,
+            &format!("{key} ="),
+            &format!("route[0].fallback.{key}"),
+        );
+        assert_eq!(error.message, format!("{key} is only used with status"));
+        assert!(
+            error
+                .hint
+                .unwrap_or_default()
+                .starts_with("add status = 503"),
+            "hint"
+        );
+    }
+}
+
+#[test]
+fn fallback_status_is_a_final_status() {
+    for bad in ["199", "600", "100"] {
+        let text = with_fallback(&format!("status = {bad}"));
+        let error = fails_at(&text, &format!("{bad}\n"), "route[0].fallback.status");
+        assert!(error.message.contains("outside 200..=599"), "{error}");
+    }
+    fails_at(
+        &with_fallback("status = 70000"),
+        "70000",
+        "route[0].fallback.status",
+    );
+    fails_at(
+        &with_fallback("status = \"503\""),
+        "\"503\"",
+        "route[0].fallback.status",
+    );
+    for ok in [200, 599] {
+        let fallback = fallback_of(&with_fallback(&format!("status = {ok}")));
+        assert_eq!(fallback.static_response.map(|r| r.status), Some(ok));
+    }
+}
+
+#[test]
+fn fallback_content_type_is_one_media_type_header_value() {
+    let field = "route[0].fallback.content_type";
+    for (bad, message) in [
+        (r#""text/plain\r\nX-Injected: 1""#, "contains '\\r'"),
+        (r#""text/plain\nX: 1""#, "contains '\\n'"),
+        (r#""text/plain\u0000""#, "contains '\\0'"),
+        (r#""text/plain; name=é""#, "contains 'é'"),
+        (r#"" text/plain""#, "starts or ends with whitespace"),
+        (r#""text/plain ""#, "starts or ends with whitespace"),
+        (r#""""#, "is not a type/subtype media type"),
+        (r#""json""#, "is not a type/subtype media type"),
+        (r#""text/""#, "is not a type/subtype media type"),
+        (r#""text plain/html""#, "is not a type/subtype media type"),
+    ] {
+        let text = with_fallback(&format!("status = 503\ncontent_type = {bad}"));
+        let error = fails_at(&text, bad, field);
+        assert!(error.message.contains(message), "{bad}: {error}");
+    }
+    let fallback = fallback_of(&with_fallback(
+        "status = 503\ncontent_type = \"text/html; charset=utf-8\"\nbody = \"<p>down</p>\"",
+    ));
+    assert_eq!(
+        fallback.static_response,
+        static_response(503, "text/html; charset=utf-8", "<p>down</p>")
+    );
+}
+
+#[test]
+fn fallback_body_is_bounded_and_allowed_by_the_status() {
+    let max = defaults::FALLBACK_BODY_BYTES_MAX;
+    let body = "a".repeat(max);
+    let fallback = fallback_of(&with_fallback(&format!("status = 503\nbody = \"{body}\"")));
+    assert_eq!(fallback.static_response.map(|r| r.body.len()), Some(max));
+    // Bytes, not characters: 32 KiB of a two-byte character plus one more.
+    let body = "é".repeat(max / 2 + 1);
+    let text = with_fallback(&format!("status = 503\nbody = \"{body}\""));
+    let error = fails_at(&text, "\"é", "route[0].fallback.body");
+    assert_eq!(
+        error.message,
+        format!("body is {} bytes, more than {max} (64 KiB)", max + 2)
+    );
+    for status in [204, 205, 304] {
+        let text = with_fallback(&format!("status = {status}\nbody = \"x\""));
+        let error = fails_at(&text, "\"x\"", "route[0].fallback.body");
+        assert_eq!(
+            error.message,
+            format!("status {status} never carries a body")
+        );
+        let fallback = fallback_of(&with_fallback(&format!("status = {status}")));
+        assert_eq!(
+            fallback.static_response.map(|r| r.body),
+            Some(String::new())
+        );
+    }
+}
+
+#[test]
+fn fallback_rejects_unknown_keys_and_is_located_in_its_own_route() {
+    let error = fails_at(
+        &with_fallback("stale = true\nstatic = 503"),
+        "static =",
+        "route[0].fallback.static",
+    );
+    assert!(
+        error.hint.unwrap_or_default().contains("valid keys here"),
+        "hint"
+    );
+    fails_at(
+        &with_fallback("stale = \"yes\""),
+        "\"yes\"",
+        "route[0].fallback.stale",
+    );
+    // The table after the second [[route]] belongs to route[1].
+    let text = format!(
+        "{}\n[route.fallback]\nstatus = 503\n\n[[route]]\npath = \"/b\"\nupstream = \"users\"\n\n\
+         [route.fallback]\nstatus = 99\n",
+        route("path_prefix = \"/\"")
+    );
+    fails_at(&text, "99", "route[1].fallback.status");
 }

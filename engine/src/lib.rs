@@ -14,6 +14,7 @@ mod proxy;
 pub mod router;
 pub mod shared;
 pub mod snapshot;
+mod stale;
 pub mod stats;
 pub mod upstream;
 mod worker;

@@ -14,7 +14,7 @@
 
 use std::cell::Cell;
 use std::future::Future;
-use std::io;
+use std::io::{self, Write as _};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::rc::Rc;
@@ -41,6 +41,10 @@ use crate::worker::{View, Worker, BUFFER_BYTES};
 /// How long a keep-alive connection waits for its next request with a buffer attached before
 /// it parks without one (see [`await_request`]).
 const IDLE_PARK_MS: u64 = 100;
+/// Buffer a keep-alive connection waits for its next request with.
+const IDLE_READ_BYTES: usize = 2 * 1024;
+/// A read into less free space than this grows the buffer first.
+const READ_SPARE_BYTES_MIN: usize = 1024;
 /// Read size when streaming bodies.
 const BODY_CHUNK_BYTES: usize = 64 * 1024;
 /// Largest upstream response head accepted; larger is answered 502.
@@ -98,7 +102,7 @@ enum Next {
 /// Serves one accepted client connection until it closes or fails.
 pub(crate) async fn serve_connection(worker: &Rc<Worker>, mut client: TcpStream, peer: SocketAddr) {
     let mut conn = Conn {
-        buf: worker.take_buffer(),
+        buf: Vec::new(),
         head: RequestHead::new(),
         path: Vec::new(),
         peer,
@@ -290,20 +294,14 @@ async fn exchange(
     let up_index = route.upstream;
     let upstream = &snap.config.upstreams[up_index];
     let hash = balance_hash(&upstream.balancer, &conn.head, &conn.buf, conn.peer.ip());
-    let picked = worker.pick_endpoint(&view.balancers[up_index], &upstream.endpoints, hash);
-    let Some(endpoint) = picked else {
-        return refuse(
-            worker,
-            client,
-            outcome,
-            conn,
-            503,
-            "no endpoint available",
-            &[],
-        )
-        .await;
+    let stale_key = (route.fallback.stale && conn.head.method == Method::Get).then(|| {
+        let host = conn.head.host.map(|h| h.get(&conn.buf)).unwrap_or_default();
+        hash_key(host) ^ hash_key(conn.head.target.get(&conn.buf)).rotate_left(1)
+    });
+    let Some(endpoint) = worker.pick_endpoint(&view, up_index, hash) else {
+        return fall_back(worker, client, outcome, conn, &route.fallback, stale_key).await;
     };
-    let in_flight = InFlight::start(&view, up_index, endpoint);
+    let in_flight = InFlight::start(worker, &view, up_index, endpoint);
     let addr = upstream.endpoints[endpoint].address;
     outcome.upstream.set(Some(addr));
 
@@ -339,11 +337,24 @@ async fn exchange(
         expect_continue: conn.head.expect_continue,
         body_bytes_max: route.body_bytes_max,
         response_headers,
+        stale_key,
     };
 
+    // The small between-requests buffer filled up, so the client has sent more than it held:
+    // read it in before anything goes upstream, so a small body is checked whole (a chunked
+    // body over the limit is then refused before a byte of it is forwarded). Not with
+    // `Expect: 100-continue`: that client waits for us before sending its body.
+    let framing = conn.head.body;
+    if framing != BodyFraming::None && !req.expect_continue && conn.buf.len() == conn.buf.capacity()
+    {
+        let wait = Duration::from_millis(snap.config.server.body_read_timeout_ms);
+        if !matches!(read_more(client, &mut conn.buf, wait).await, Ok(1..)) {
+            worker.give_buffer(out);
+            return Next::Close;
+        }
+    }
     // Move the part of the body already read behind the head into `out`, so a small request
     // leaves in one write. What stays in `conn.buf` afterwards is the rest of the stream.
-    let framing = conn.head.body;
     let body = match start_body(conn, head_len, framing, &req, &mut out) {
         Ok(b) => b,
         Err(status) => {
@@ -387,6 +398,7 @@ async fn exchange(
                 worker.give_buffer(out);
                 worker.give_buffer(upbuf);
                 let keep = body.is_done() && req.keep_alive;
+                in_flight.fail();
                 return fail_upstream(worker, client, outcome, failure, keep).await;
             }
         };
@@ -399,6 +411,7 @@ async fn exchange(
             }
             worker.give_buffer(out);
             worker.give_buffer(upbuf);
+            in_flight.fail();
             return fail_upstream(worker, client, outcome, Failure::Reset, false).await;
         }
         if !body.is_done() {
@@ -412,7 +425,7 @@ async fn exchange(
                 timeouts,
                 pool,
                 upbuf,
-                _in_flight: in_flight,
+                in_flight,
                 sample: Sample {
                     version: snap.version,
                     route: m.route,
@@ -434,6 +447,7 @@ async fn exchange(
             Ok(n) => break (up, n),
             Err(Failure::Closed) if may_retry => continue,
             Err(failure) => {
+                in_flight.fail();
                 worker.give_buffer(out);
                 worker.give_buffer(upbuf);
                 let keep = req.keep_alive && !req.http10;
@@ -442,6 +456,9 @@ async fn exchange(
         }
     };
     worker.give_buffer(out);
+    if is_failure_status(upstream, resp.status) {
+        in_flight.fail();
+    }
     let upstream_us = started.elapsed().as_micros() as u64;
     let relayed = relay(
         worker, client, &mut up, &mut upbuf, &resp, resp_len, &req, &timeouts, outcome,
@@ -478,7 +495,7 @@ struct DuplexJob {
     timeouts: Timeouts,
     pool: PoolReturn,
     upbuf: Vec<u8>,
-    _in_flight: InFlight,
+    in_flight: InFlight,
     sample: Sample,
 }
 
@@ -506,7 +523,7 @@ async fn duplex(
         timeouts,
         pool,
         mut upbuf,
-        _in_flight,
+        in_flight,
         sample,
     } = *job;
     if req.expect_continue && !req.http10 {
@@ -562,13 +579,17 @@ async fn duplex(
                     BodyFailure::Client => return None,
                     BodyFailure::TooLarge => (413, "request body too large"),
                     BodyFailure::Malformed => (400, "malformed chunked body"),
-                    BodyFailure::Upstream => (502, "upstream connection failed"),
+                    BodyFailure::Upstream => {
+                        in_flight.fail();
+                        (502, "upstream connection failed")
+                    }
                 };
                 reply_error(worker, &mut client, outcome, status, reason, true, &[]).await;
             }
             None
         }
         (_, Some(Err(failure))) => {
+            in_flight.fail();
             if outcome.status.get() == 0 {
                 fail_upstream(worker, &mut client, outcome, failure, false).await;
             }
@@ -584,6 +605,12 @@ async fn duplex(
             // An upstream that answered before taking the whole body leaves the rest of it
             // unread on the client connection: both close.
             let body_sent = matches!(sent, Some(Ok(())));
+            if is_failure_status(
+                &in_flight.view.snapshot.config.upstreams[in_flight.upstream],
+                resp.status,
+            ) {
+                in_flight.fail();
+            }
             let total_us = sample.started.elapsed().as_micros() as u64;
             worker.record(
                 sample.version,
@@ -654,6 +681,8 @@ async fn relay<C: AsyncWriteRent, U: AsyncReadRent>(
         head_out.extend_from_slice(b"\r\n");
     }
     outcome.status.set(resp.status);
+    // A small complete 200 is kept for the route's stale fallback.
+    let stale_key = req.stale_key.filter(|_| resp.status == 200);
     let reusable = relay_response(
         worker,
         client,
@@ -664,6 +693,7 @@ async fn relay<C: AsyncWriteRent, U: AsyncReadRent>(
         head_out,
         chunked_to_client,
         timeouts,
+        stale_key,
     )
     .await;
     match reusable {
@@ -705,6 +735,9 @@ struct RequestFacts {
     body_bytes_max: u64,
     /// `Name: value\r\n` lines added to the response (the RateLimit-* fields).
     response_headers: Vec<u8>,
+    /// Where a good answer to this request goes in the worker's stale cache (GET on a route
+    /// with `fallback.stale`).
+    stale_key: Option<u64>,
 }
 
 /// Answers a refusal decided before any byte went upstream. Keeps the connection when the
@@ -721,6 +754,62 @@ async fn refuse(
     let keep = matches!(conn.head.body, BodyFraming::None) && conn.head.keep_alive;
     conn.buf.drain(..conn.head.head_len);
     if reply_error(worker, client, outcome, status, reason, !keep, extra).await && keep {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    }
+}
+
+/// Answers a request whose upstream has no usable endpoint, at once: the route's last good
+/// answer to the same GET when `fallback.stale` has one, else its static response, else 503
+/// JSON. Counted as `no_endpoint`.
+async fn fall_back(
+    worker: &Worker,
+    client: &mut TcpStream,
+    outcome: &Outcome,
+    conn: &mut Conn,
+    fallback: &coregate_config::Fallback,
+    stale_key: Option<u64>,
+) -> Next {
+    let keep = matches!(conn.head.body, BodyFraming::None) && conn.head.keep_alive;
+    let stale = stale_key.and_then(|key| worker.stale.borrow().answer(key, !keep));
+    let (status, out) = match (stale, &fallback.static_response) {
+        (Some(out), _) => (200, out),
+        (None, Some(fixed)) => {
+            let mut out = Vec::with_capacity(fixed.body.len() + 128);
+            let _ = write!(
+                out,
+                "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}\r\n",
+                fixed.status,
+                crate::http::reason_phrase(fixed.status),
+                fixed.content_type,
+                fixed.body.len(),
+                if keep { "" } else { "Connection: close\r\n" }
+            );
+            if !outcome.head_only.get() {
+                out.extend_from_slice(fixed.body.as_bytes());
+            }
+            (fixed.status, out)
+        }
+        (None, None) => {
+            return refuse(
+                worker,
+                client,
+                outcome,
+                conn,
+                503,
+                "no endpoint available",
+                &[],
+            )
+            .await;
+        }
+    };
+    worker.reject(503);
+    outcome.status.set(status);
+    outcome.bytes.set(out.len() as u64);
+    conn.buf.drain(..conn.head.head_len);
+    let (res, _) = write_all(client, out, Duration::from_secs(5)).await;
+    if res.is_ok() && keep {
         Next::KeepAlive
     } else {
         Next::Close
@@ -805,8 +894,14 @@ async fn await_request(worker: &Worker, client: &mut TcpStream, conn: &mut Conn)
     let idle = Duration::from_millis(worker.view().snapshot.config.server.client_idle_timeout_ms);
     let park_after = Duration::from_millis(IDLE_PARK_MS).min(idle);
     let slot = conn.drain_slot;
+    // The wait reads into a small buffer: most request heads fit, and a connection that
+    // goes quiet then holds 2 KiB, not a pooled 16 KiB one. A buffer grown for a body goes
+    // back to the pool first.
+    if conn.buf.capacity() > IDLE_READ_BYTES * 2 {
+        worker.give_buffer(std::mem::take(&mut conn.buf));
+    }
     if conn.buf.capacity() == 0 {
-        conn.buf = worker.take_buffer();
+        conn.buf = Vec::with_capacity(IDLE_READ_BYTES);
     }
     let owned = std::mem::take(&mut conn.buf);
     let (res, buf) = {
@@ -881,6 +976,14 @@ fn identity_value<'a>(lines: &'a [u8], header: Option<&str>) -> Option<&'a [u8]>
         .map(|(_, value)| value)
 }
 
+/// Whether an upstream status counts as a failure for the upstream's breaker.
+fn is_failure_status(upstream: &coregate_config::Upstream, status: u16) -> bool {
+    upstream
+        .breaker
+        .as_ref()
+        .is_some_and(|b| b.failure_statuses.contains(&status))
+}
+
 /// Seconds since the Unix epoch, for token expiry.
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -906,7 +1009,7 @@ async fn read_more<S: AsyncReadRent>(
     buf: &mut Vec<u8>,
     wait: Duration,
 ) -> Result<usize, ReadFailure> {
-    if buf.capacity() - buf.len() < BUFFER_BYTES / 4 {
+    if buf.capacity() - buf.len() < READ_SPARE_BYTES_MIN {
         buf.reserve(buf.capacity().max(BUFFER_BYTES));
     }
     let owned = std::mem::take(buf);
@@ -976,22 +1079,35 @@ fn balance_hash(balancer: &Balancer, head: &RequestHead, buf: &[u8], ip: IpAddr)
 }
 
 /// Counts a request against its endpoint for the least-outstanding balancer while it lives.
+/// When dropped it also tells the endpoint's breaker how the request went: a failure if
+/// [`InFlight::fail`] was called, else a success (a client that left early is not the
+/// endpoint's fault).
 struct InFlight {
+    worker: Rc<Worker>,
     view: Rc<View>,
     upstream: usize,
     endpoint: usize,
+    failed: Cell<bool>,
 }
 
 impl InFlight {
-    fn start(view: &Rc<View>, upstream: usize, endpoint: usize) -> InFlight {
+    fn start(worker: &Rc<Worker>, view: &Rc<View>, upstream: usize, endpoint: usize) -> InFlight {
         view.balancers[upstream]
             .borrow_mut()
             .on_request_start(endpoint);
         InFlight {
+            worker: worker.clone(),
             view: view.clone(),
             upstream,
             endpoint,
+            failed: Cell::new(false),
         }
+    }
+
+    /// The endpoint failed this request (connect error, reset, timeout, bad response or a
+    /// failure status).
+    fn fail(&self) {
+        self.failed.set(true);
     }
 }
 
@@ -1000,6 +1116,9 @@ impl Drop for InFlight {
         self.view.balancers[self.upstream]
             .borrow_mut()
             .on_request_end(self.endpoint);
+        let ok = !self.failed.get();
+        self.worker
+            .breaker_outcome(&self.view, self.upstream, self.endpoint, ok);
     }
 }
 
@@ -1277,6 +1396,7 @@ async fn relay_response<C: AsyncWriteRent, U: AsyncReadRent>(
     mut head_out: Vec<u8>,
     chunked_to_client: bool,
     timeouts: &Timeouts,
+    stale_key: Option<u64>,
 ) -> Option<(bool, u64)> {
     let head_bytes = head_out.len() as u64;
     let body = match framing {
@@ -1288,6 +1408,10 @@ async fn relay_response<C: AsyncWriteRent, U: AsyncReadRent>(
         let available = upbuf.len() - resp_len;
         let take = (available as u64).min(n) as usize;
         let mut extra = available > take;
+        if let Some(key) = stale_key.filter(|_| take as u64 == n) {
+            let body = &upbuf[resp_len..resp_len + take];
+            worker.stale.borrow_mut().store(key, &head_out, body);
+        }
         // Head and the body bytes already read leave in one write. The encoded head goes
         // where the upstream's head was (ours is rarely longer), so the body is not copied.
         if let Some(start) = resp_len.checked_sub(head_out.len()) {

@@ -21,15 +21,17 @@ use monoio::net::{ListenerOpts, TcpListener};
 use monoio::{FusionRuntime, IoUringDriver, LegacyDriver, RuntimeBuilder};
 
 use crate::access_log;
+use crate::policy::breaker::{Breaker, BreakerConfig, State as BreakerState};
 use crate::policy::jwt::{self, TokenCache};
 use crate::policy::ratelimit::{Decision, Key, LimiterConfig, LocalLimiter, Rule, ShareUpdate};
 use crate::proxy::{Conn, Outcome};
 use crate::shared::{AccessLogBatch, Report, Shared};
 use crate::snapshot::{Health, Snapshot};
+use crate::stale::StaleCache;
 use crate::stats::{latency_histogram, Rejection, RouteStats, StatsReport, REPORT_INTERVAL_MS};
 use crate::upstream::balancer::BalancerState;
 use crate::upstream::pool::Pools;
-use coregate_config::Endpoint;
+use coregate_config::BreakerSettings;
 
 /// io_uring submission queue size per worker.
 const URING_ENTRIES: u32 = 4096;
@@ -254,6 +256,20 @@ fn build_runtime() -> io::Result<(WorkerRuntime, Driver)> {
     Ok((rt.into(), Driver::Legacy))
 }
 
+/// The breaker of one endpoint, from its upstream's settings.
+fn breaker_config(settings: &BreakerSettings) -> BreakerConfig {
+    BreakerConfig {
+        consecutive_failures: settings.consecutive_failures,
+        failure_ratio: settings.failure_ratio,
+        window_ms: settings.window_ms,
+        minimum_requests: settings.minimum_requests,
+        cooldown_base_ms: settings.cooldown_ms,
+        cooldown_multiplier: settings.cooldown_multiplier,
+        cooldown_max_ms: settings.cooldown_max_ms,
+        half_open_probes: settings.half_open_probes,
+    }
+}
+
 /// A worker's own state. Lives in an `Rc` on the worker thread; nothing here is shared.
 pub(crate) struct Worker {
     index: usize,
@@ -271,6 +287,8 @@ pub(crate) struct Worker {
     stats: RefCell<Gathered>,
     /// Access-log lines not yet sent to the control side.
     access_log: RefCell<Vec<u8>>,
+    /// Last good GET responses of routes with `fallback.stale`.
+    pub stale: RefCell<StaleCache>,
     pub drain: Drain,
 }
 
@@ -281,6 +299,9 @@ pub(crate) struct View {
     pub balancers: Vec<RefCell<BalancerState>>,
     /// Per JWT verifier (same index as `policies.jwt`): this worker's verified tokens.
     pub token_caches: Vec<RefCell<TokenCache>>,
+    /// Per upstream, per endpoint: this worker's circuit breakers (empty for an upstream
+    /// without `[breaker]`). Rebuilt, closed, with a new snapshot.
+    pub breakers: Vec<RefCell<Vec<Breaker>>>,
 }
 
 impl View {
@@ -302,10 +323,27 @@ impl View {
                 ))
             })
             .collect();
+        let breakers = snapshot
+            .config
+            .upstreams
+            .iter()
+            .map(|u| {
+                let breakers = match &u.breaker {
+                    Some(settings) => u
+                        .endpoints
+                        .iter()
+                        .map(|_| Breaker::new(breaker_config(settings)))
+                        .collect(),
+                    None => Vec::new(),
+                };
+                RefCell::new(breakers)
+            })
+            .collect();
         View {
             snapshot,
             balancers,
             token_caches,
+            breakers,
         }
     }
 }
@@ -335,6 +373,7 @@ impl Worker {
             connections: Cell::new(0),
             stats: RefCell::new(stats),
             access_log: RefCell::new(Vec::new()),
+            stale: RefCell::new(StaleCache::default()),
             drain: Drain::default(),
         }
     }
@@ -352,20 +391,52 @@ impl Worker {
     /// Picks an endpoint among those the current health snapshot considers up (swapping in
     /// a newly published health snapshot first). Borrows the snapshot instead of cloning its
     /// `Arc`, so no shared reference count is written per request.
-    pub fn pick_endpoint(
-        &self,
-        balancer: &RefCell<BalancerState>,
-        endpoints: &[Endpoint],
-        hash: u64,
-    ) -> Option<usize> {
+    ///
+    /// With breakers, an endpoint whose breaker is open is skipped too; the chosen one's
+    /// breaker must then admit the request (a half-open breaker admits a bounded number of
+    /// probes), else the pick is made again without it.
+    pub fn pick_endpoint(&self, view: &View, upstream: usize, hash: u64) -> Option<usize> {
         let published = self.shared.health.version();
         if self.health.borrow().version != published {
             *self.health.borrow_mut() = self.shared.health.load();
         }
         let health = self.health.borrow();
-        balancer
-            .borrow_mut()
-            .pick(hash, |i| health.is_up(endpoints[i].address))
+        let endpoints = &view.snapshot.config.upstreams[upstream].endpoints;
+        let mut balancer = view.balancers[upstream].borrow_mut();
+        let mut breakers = view.breakers[upstream].borrow_mut();
+        if breakers.is_empty() {
+            return balancer.pick(hash, |i| health.is_up(endpoints[i].address));
+        }
+        let now_ms = self.shared.now_ms();
+        let mut refused: Vec<usize> = Vec::new();
+        for _ in 0..endpoints.len() {
+            let picked = balancer.pick(hash, |i| {
+                health.is_up(endpoints[i].address)
+                    && !refused.contains(&i)
+                    && match breakers[i].state() {
+                        BreakerState::Open { until_ms } => now_ms >= until_ms,
+                        BreakerState::Closed | BreakerState::HalfOpen => true,
+                    }
+            })?;
+            if breakers[picked].allow(now_ms) {
+                return Some(picked);
+            }
+            refused.push(picked);
+        }
+        None
+    }
+
+    /// Reports how a request to an endpoint went to its breaker, if it has one.
+    pub fn breaker_outcome(&self, view: &View, upstream: usize, endpoint: usize, ok: bool) {
+        let mut breakers = view.breakers[upstream].borrow_mut();
+        if let Some(breaker) = breakers.get_mut(endpoint) {
+            let now_ms = self.shared.now_ms();
+            if ok {
+                breaker.on_success(now_ms);
+            } else {
+                breaker.on_failure(now_ms);
+            }
+        }
     }
 
     /// Spends a token of `key` under `rule` on this worker's share of the global limit.
