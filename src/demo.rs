@@ -4,6 +4,7 @@
 
 use std::process::ExitCode;
 
+use coregate_engine::policy::jwt::base64url_encode;
 use coregate_loadtest::origin::{Mode, Origin, OriginConfig};
 
 /// Where the demo gateway listens unless `--listen` says otherwise.
@@ -215,25 +216,12 @@ fn demo_token(sub: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
         + DEMO_TOKEN_SECONDS;
-    let header = base64url(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let claims = base64url(format!(r#"{{"sub":"{sub}","exp":{exp}}}"#).as_bytes());
+    let header = base64url_encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let claims = base64url_encode(format!(r#"{{"sub":"{sub}","exp":{exp}}}"#).as_bytes());
     let signing_input = format!("{header}.{claims}");
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, DEMO_JWT_SECRET.as_bytes());
     let tag = ring::hmac::sign(&key, signing_input.as_bytes());
-    format!("{signing_input}.{}", base64url(tag.as_ref()))
-}
-
-/// Base64url without padding (RFC 7515 §2).
-fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(bytes.len() * 4 / 3 + 3);
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().fold(0u32, |n, &b| n << 8 | u32::from(b)) << (8 * (3 - chunk.len()));
-        for i in 0..=chunk.len() {
-            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
+    format!("{signing_input}.{}", base64url_encode(tag.as_ref()))
 }
 
 /// The demo's config file, removed when the demo ends.

@@ -8,22 +8,11 @@ mod common;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::*;
+use coregate_engine::policy::jwt::base64url_encode as b64url;
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 
 const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
-
-fn b64url(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().fold(0u32, |n, &b| n << 8 | u32::from(b)) << (8 * (3 - chunk.len()));
-        for i in 0..=chunk.len() {
-            out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
-}
 
 fn now() -> u64 {
     SystemTime::now()

@@ -1572,6 +1572,20 @@ fn decode_into(input: &[u8], table: &[u8; 256], out: &mut [u8]) -> Option<usize>
     Some(len)
 }
 
+/// Base64url without padding (RFC 7515 §2): how tokens are written. The gateway only
+/// decodes; this is for the demo's sample token and for tests that mint tokens.
+pub fn base64url_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |n, &b| n << 8 | u32::from(b)) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+        }
+    }
+    out
+}
+
 fn b64url_decode_into(input: &[u8], out: &mut [u8]) -> Option<usize> {
     decode_into(input, &BASE64URL, out)
 }
