@@ -70,7 +70,11 @@ fn an_open_breaker_answers_from_the_static_fallback_without_the_endpoint() {
     assert!(o.requests() > seen, "no probe after the cool-down");
     let reopened = o.requests();
     assert_eq!(gw.get("/x").status, 503);
-    assert_eq!(o.requests(), reopened, "the failed probe did not re-open the breaker");
+    assert_eq!(
+        o.requests(),
+        reopened,
+        "the failed probe did not re-open the breaker"
+    );
 }
 
 #[test]
