@@ -44,7 +44,8 @@ upstream = "o"
 fn an_open_breaker_answers_from_the_static_fallback_without_the_endpoint() {
     let o = origin_with("bad", Mode::Flaky, |c| c.failure_rate = 1.0);
     let fallback = "status = 503\nbody = '{\"error\":\"try later\"}'";
-    let gw = start_gateway(&config(o.addr(), fallback));
+    let text = format!("{}{ADMIN_TOML}", config(o.addr(), fallback));
+    let (gw, admin) = start_gateway_with_admin(&text);
     // Three failures (500s or closed connections) trip it.
     for _ in 0..3 {
         let r = gw.get("/x");
@@ -58,6 +59,26 @@ fn an_open_breaker_answers_from_the_static_fallback_without_the_endpoint() {
         assert_eq!(r.body_text(), "{\"error\":\"try later\"}");
     }
     assert_eq!(o.requests(), seen, "an open breaker still sent requests");
+    // The admin endpoint shows the worker's breaker open, with its trip counted.
+    let breaker_of = || {
+        let upstreams = admin_get(admin, "/upstreams").json();
+        let list = upstreams["upstreams"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        list.iter()
+            .flat_map(|u| u["endpoints"].as_array().cloned().unwrap_or_default())
+            .flat_map(|e| e["breakers"].as_array().cloned().unwrap_or_default())
+            .next()
+    };
+    assert!(
+        eventually(Duration::from_secs(3), || breaker_of()
+            .is_some_and(
+                |b| b["state"] == "open" && b["trips"].as_u64() >= Some(1)
+            )),
+        "{:?}",
+        breaker_of()
+    );
     assert!(
         started.elapsed() < Duration::from_millis(400),
         "fallback answers must not wait"

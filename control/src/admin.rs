@@ -241,11 +241,30 @@ fn upstreams(status: &Status) -> Value {
                             }),
                         ),
                     };
+                    // Each worker keeps its own breaker for the endpoint.
+                    let breakers: Vec<Value> = status
+                        .breakers
+                        .iter()
+                        .flat_map(|(worker, reports)| {
+                            reports
+                                .iter()
+                                .filter(|b| *b.upstream == *u.name && b.endpoint == e.address)
+                                .map(move |b| {
+                                    json!({
+                                        "worker": worker,
+                                        "state": b.state,
+                                        "trips": b.trips,
+                                        "recoveries": b.recoveries,
+                                    })
+                                })
+                        })
+                        .collect();
                     json!({
                         "address": e.address.to_string(),
                         "weight": e.weight,
                         "health": health,
                         "checks": detail,
+                        "breakers": breakers,
                     })
                 })
                 .collect();

@@ -161,7 +161,11 @@ impl Control {
 
     fn take(&mut self, report: Report) {
         match report {
-            Report::Stats(stats) => self.status().metrics.add(&stats),
+            Report::Stats(stats) => {
+                let mut status = self.status();
+                status.metrics.add(&stats);
+                status.breakers.insert(stats.worker, stats.breakers.clone());
+            }
             Report::RateUsage(usage) => {
                 let (current, workers) = (&self.current, self.workers);
                 self.rates

@@ -30,6 +30,7 @@ use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 
 use coregate_config::Config;
+use coregate_engine::stats::BreakerReport;
 use coregate_engine::{start_workers, Report, Shared, Snapshot, WorkerHandle};
 
 use crate::access_log::AccessLog;
@@ -50,6 +51,8 @@ pub struct Status {
     pub draining: bool,
     /// The last rejected reload's reason, cleared by a successful one.
     pub last_reload_error: Option<String>,
+    /// Each worker's circuit breakers as last reported, by worker index.
+    pub breakers: BTreeMap<usize, Vec<BreakerReport>>,
 }
 
 /// A started gateway: workers serving, control side not yet running.
@@ -157,6 +160,7 @@ impl Gateway {
             workers_exited: 0,
             draining: false,
             last_reload_error: None,
+            breakers: BTreeMap::new(),
         }));
         if let Some(listener) = admin {
             admin::spawn(listener, status.clone())?;

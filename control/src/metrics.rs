@@ -278,6 +278,7 @@ mod tests {
             upstream_latency_us: latency_histogram(),
             connections_accepted: 2,
             connections_open: 1,
+            breakers: Vec::new(),
         }
     }
 

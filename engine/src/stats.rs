@@ -149,4 +149,20 @@ pub struct StatsReport {
     pub connections_accepted: u64,
     /// Client connections open at the time of the report (a gauge, not a delta).
     pub connections_open: u64,
+    /// This worker's circuit breakers at the time of the report (a gauge), for endpoints of
+    /// upstreams that have one.
+    pub breakers: Vec<BreakerReport>,
+}
+
+/// One worker's breaker for one endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BreakerReport {
+    pub upstream: Box<str>,
+    pub endpoint: std::net::SocketAddr,
+    /// `closed`, `open` or `half_open`.
+    pub state: &'static str,
+    /// Times it opened.
+    pub trips: u64,
+    /// Times a probe closed it again.
+    pub recoveries: u64,
 }

@@ -28,7 +28,9 @@ use crate::proxy::{Conn, Outcome};
 use crate::shared::{AccessLogBatch, Report, Shared};
 use crate::snapshot::{Health, Snapshot};
 use crate::stale::StaleCache;
-use crate::stats::{latency_histogram, Rejection, RouteStats, StatsReport, REPORT_INTERVAL_MS};
+use crate::stats::{
+    latency_histogram, BreakerReport, Rejection, RouteStats, StatsReport, REPORT_INTERVAL_MS,
+};
 use crate::upstream::balancer::BalancerState;
 use crate::upstream::pool::Pools;
 use coregate_config::BreakerSettings;
@@ -589,11 +591,13 @@ impl Worker {
     fn send_stats(&self) {
         let view = self.view();
         let mut stats = self.stats.borrow_mut();
-        if !stats.dirty && stats.version == view.snapshot.version {
+        let breakers = breaker_reports(&view);
+        if !stats.dirty && stats.version == view.snapshot.version && breakers == stats.breakers {
             return;
         }
         let fresh = Gathered::new(&view.snapshot);
         let done = std::mem::replace(&mut *stats, fresh);
+        stats.breakers.clone_from(&breakers);
         let _ = self.reports.send(Report::Stats(Box::new(StatsReport {
             worker: self.index,
             snapshot_version: done.version,
@@ -602,6 +606,7 @@ impl Worker {
             upstream_latency_us: done.upstream_latency_us,
             connections_accepted: done.accepted,
             connections_open: self.connections.get() as u64,
+            breakers,
         })));
     }
 
@@ -627,6 +632,27 @@ impl Worker {
     }
 }
 
+/// The state of this worker's breakers.
+fn breaker_reports(view: &View) -> Vec<BreakerReport> {
+    let mut reports = Vec::new();
+    for (upstream, breakers) in view.snapshot.config.upstreams.iter().zip(&view.breakers) {
+        for (endpoint, breaker) in upstream.endpoints.iter().zip(breakers.borrow().iter()) {
+            reports.push(BreakerReport {
+                upstream: upstream.name.as_str().into(),
+                endpoint: endpoint.address,
+                state: match breaker.state() {
+                    BreakerState::Closed => "closed",
+                    BreakerState::Open { .. } => "open",
+                    BreakerState::HalfOpen => "half_open",
+                },
+                trips: breaker.trips(),
+                recoveries: breaker.recoveries(),
+            });
+        }
+    }
+    reports
+}
+
 /// What a worker gathered since its last report.
 struct Gathered {
     version: u64,
@@ -635,6 +661,8 @@ struct Gathered {
     upstream_latency_us: hdrhistogram::Histogram<u64>,
     accepted: u64,
     dirty: bool,
+    /// The breaker states last reported, so an unchanged state is not sent again.
+    breakers: Vec<BreakerReport>,
 }
 
 impl Gathered {
@@ -651,6 +679,7 @@ impl Gathered {
             upstream_latency_us: latency_histogram(),
             accepted: 0,
             dirty: false,
+            breakers: Vec::new(),
         }
     }
 }
