@@ -421,12 +421,15 @@ mod tests {
         let handle = std::thread::Builder::new()
             .name("cputest-0".to_owned())
             .spawn(|| {
-                let start = Instant::now();
+                // Spin until the thread's own CPU time shows 10 ms (bounded by a generous
+                // deadline): on a loaded machine 30 ms of wall time may hold far less CPU.
+                let deadline = Instant::now() + Duration::from_secs(20);
                 let mut x = 0u64;
-                while start.elapsed() < Duration::from_millis(30) {
-                    x = x.wrapping_add(1);
+                while own_threads_cpu_ns("cputest-") < 10_000_000 && Instant::now() < deadline {
+                    for _ in 0..100_000 {
+                        x = std::hint::black_box(x.wrapping_add(1));
+                    }
                 }
-                std::hint::black_box(x);
                 own_threads_cpu_ns("cputest-")
             })
             .unwrap();
