@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use coregate_config::Config;
-use coregate_engine::http::{encode_request_head, Forward, Limits, RequestHead};
+use coregate_engine::http::{encode_request_head, FieldEdits, Forward, Limits, RequestHead};
 use coregate_engine::router::{HeaderLookup, RouteRequest, RouteResult, Router};
 use coregate_engine::{Snapshot, SnapshotCell};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -185,8 +185,7 @@ User-Agent: bench\r\nAccept: */*\r\nX-Forwarded-For: 10.0.0.1\r\nConnection: kee
                     client_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
                     proto: "http",
                     default_host: b"127.0.0.1:9000",
-                    drop: &[],
-                    extra: b"",
+                    edits: FieldEdits::default(),
                 },
                 &mut out,
             );

@@ -349,6 +349,13 @@ pub struct Route {
     /// `[route.fallback]`: the answer when the upstream has no usable endpoint. Default:
     /// no stale answers, 503 JSON.
     pub fallback: Fallback,
+    /// `[route.request_headers]`: edits to the forwarded request. Default: none.
+    pub request_headers: HeaderEdits,
+    /// `[route.response_headers]`: edits to the relayed response. Default: none.
+    pub response_headers: HeaderEdits,
+    /// `request_id = true|false`: pass `X-Request-Id` upstream (the client's, or a generated
+    /// one when it sent none) and return it in the response. Default true.
+    pub request_id: bool,
 }
 
 /// How a route matches the Host.
@@ -395,4 +402,48 @@ pub enum Rewrite {
     /// Replace the matched prefix with this (starts with `/`, no trailing `/` unless it is
     /// just `/`).
     ReplacePrefix(String),
+    /// With an exact `path` pattern: build the upstream path from this template, whose
+    /// `{name}` parts are the pattern's parameters (`/v1/users/{id}` → `/users/{id}`). The
+    /// query is kept.
+    Template(Vec<TemplatePart>),
+}
+
+/// A piece of a path or header-value template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplatePart {
+    Literal(String),
+    Var(Variable),
+}
+
+/// What a template can say, written `{name}` in a path template (parameters only) and
+/// `${name}` in a header value template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Variable {
+    /// `${client_ip}`: the client's address.
+    ClientIp,
+    /// `${route}`: the route's name.
+    Route,
+    /// `${request_id}`: the request id (received or generated).
+    RequestId,
+    /// `{name}` / `${param.name}`: a path parameter of the route's pattern, by its index in
+    /// the pattern's parameters (validation resolves names).
+    Param(usize),
+    /// `${claim.name}`: a JWT claim the route's verifier passes as an identity header, by the
+    /// index of that claim in `claims_to_headers` (validation checks the route has such a
+    /// JWT policy).
+    Claim(usize),
+}
+
+/// `[route.request_headers]` / `[route.response_headers]`: edits applied to the forwarded
+/// request or the relayed response, in this order: remove, rename, set, add.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderEdits {
+    /// Lower-case names removed.
+    pub remove: Vec<String>,
+    /// `(lower-case from, to as written)`: the field keeps its value under the new name.
+    pub rename: Vec<(String, String)>,
+    /// `(name as written, value)`: replaces every field of that name (case-insensitive).
+    pub set: Vec<(String, Vec<TemplatePart>)>,
+    /// `(name as written, value)`: added after the received fields.
+    pub add: Vec<(String, Vec<TemplatePart>)>,
 }

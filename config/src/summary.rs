@@ -80,6 +80,7 @@ impl Config {
                 Rewrite::ReplacePrefix(to) => {
                     let _ = write!(out, " rewrite=replace_prefix:{to}");
                 }
+                Rewrite::Template(_) => out.push_str(" rewrite=template"),
             }
             // Validation made the index valid; the fallback keeps a summary from panicking.
             let upstream = self

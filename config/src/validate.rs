@@ -7,7 +7,8 @@
 //! The authentication rules, which also read key files, live in `validate/auth.rs` (what the
 //! key files must hold in `validate/keys.rs`); the rate limit rules in
 //! `validate/ratelimit.rs`; an upstream's circuit breaker in `validate/breaker.rs` and a
-//! route's fallback response in `validate/fallback.rs`. Runs on the control side only; the
+//! route's fallback response in `validate/fallback.rs`; its path rewrite and header edits, with
+//! their templates, in `validate/transform.rs`. Runs on the control side only; the
 //! first rule broken is reported.
 
 mod auth;
@@ -15,6 +16,7 @@ mod breaker;
 mod fallback;
 mod keys;
 mod ratelimit;
+mod transform;
 
 use std::collections::HashMap;
 use std::net::{Ipv6Addr, SocketAddr};
@@ -33,8 +35,8 @@ use crate::schema::{
 };
 use crate::{
     AccessLog, Admin, ApiKeyAuth, AuthRef, Balancer, Config, ConfigError, Endpoint, HashKey,
-    HealthCheck, HostMatch, JwtAuth, Listener, PathKind, PathPattern, RateLimit, Rewrite, Route,
-    Segment, Source, Upstream,
+    HealthCheck, HostMatch, JwtAuth, Listener, PathKind, PathPattern, RateLimit,
+    Route, Segment, Source, Upstream,
 };
 
 pub(crate) fn load_file(path: &Path) -> Result<Config, ConfigError> {
@@ -107,6 +109,8 @@ struct Targets {
     jwt: Vec<JwtAuth>,
     api_keys: Vec<ApiKeyAuth>,
     rate_limits: Vec<RateLimit>,
+    /// Lower-case, sorted: what request header edits never write.
+    identity_headers: Vec<String>,
 }
 
 fn validate(doc: &Document<'_>, file: ConfigFile, source: Source) -> Result<Config, ConfigError> {
@@ -130,6 +134,7 @@ fn validate(doc: &Document<'_>, file: ConfigFile, source: Source) -> Result<Conf
         jwt: auth.jwt,
         api_keys: auth.api_keys,
         rate_limits: ratelimit::check_rate_limits(doc, &file.rate_limits)?,
+        identity_headers: auth.identity_headers,
     };
     let routes = check_routes(doc, &file, &targets)?;
     let admin = check_admin(doc, &file, &listeners)?;
@@ -148,7 +153,7 @@ fn validate(doc: &Document<'_>, file: ConfigFile, source: Source) -> Result<Conf
         jwt: targets.jwt,
         api_keys: targets.api_keys,
         rate_limits: targets.rate_limits,
-        identity_headers: auth.identity_headers,
+        identity_headers: targets.identity_headers,
     })
 }
 
@@ -774,7 +779,7 @@ fn check_route(
             );
         }
     };
-    let rewrite = check_rewrite(doc, at, route, path.kind)?;
+    let rewrite = transform::check_rewrite(doc, at, route, &path)?;
     let auth = match &route.auth {
         None => None,
         Some(name) => Some(resolve_auth(doc, &at.key("auth"), name, targets)?),
@@ -789,6 +794,27 @@ fn check_route(
         )?),
     };
     let fallback = fallback::check_fallback(doc, &at.key("fallback"), route.fallback.as_ref())?;
+    let context = transform::Context {
+        path: &path,
+        auth,
+        jwt: &targets.jwt,
+        identity_headers: &targets.identity_headers,
+        request_id: route.request_id,
+    };
+    let request_headers = transform::check_header_edits(
+        doc,
+        &at.key("request_headers"),
+        &route.request_headers,
+        transform::Side::Request,
+        &context,
+    )?;
+    let response_headers = transform::check_header_edits(
+        doc,
+        &at.key("response_headers"),
+        &route.response_headers,
+        transform::Side::Response,
+        &context,
+    )?;
     Ok(Route {
         name,
         host,
@@ -802,6 +828,9 @@ fn check_route(
         auth,
         rate_limit,
         fallback,
+        request_headers,
+        response_headers,
+        request_id: route.request_id,
     })
 }
 
@@ -1185,56 +1214,6 @@ fn check_header_name(
         format!("{name:?} is not a valid header name"),
         "header names use letters, digits and !#$%&'*+-.^_`|~, e.g. \"x-api-version\"",
     )
-}
-
-fn check_rewrite(
-    doc: &Document<'_>,
-    at: &FieldPath,
-    route: &RouteConfig,
-    kind: PathKind,
-) -> Result<Rewrite, ConfigError> {
-    match (route.strip_prefix, &route.replace_prefix) {
-        (false, None) => Ok(Rewrite::None),
-        (true, Some(_)) => fail(
-            doc,
-            &at.key("replace_prefix"),
-            Target::Key,
-            "strip_prefix and replace_prefix are both set".to_owned(),
-            "keep one; replace_prefix = \"/\" strips the prefix too",
-        ),
-        _ if kind == PathKind::Exact => {
-            let key = if route.strip_prefix {
-                "strip_prefix"
-            } else {
-                "replace_prefix"
-            };
-            fail(
-                doc,
-                &at.key(key),
-                Target::Key,
-                format!("{key} needs path_prefix, but this route has path"),
-                "rewrites replace the part matched by path_prefix; use path_prefix, or drop \
-                 the rewrite",
-            )
-        }
-        (true, None) => Ok(Rewrite::StripPrefix),
-        (false, Some(replacement)) => {
-            let replace_at = at.key("replace_prefix");
-            if !replacement.starts_with('/') {
-                return fail(
-                    doc,
-                    &replace_at,
-                    Target::Value,
-                    format!("replace_prefix {replacement:?} does not start with `/`"),
-                    &format!("write \"/{replacement}\""),
-                );
-            }
-            check_path_chars(doc, &replace_at, "replace_prefix", replacement)?;
-            let trimmed = replacement.trim_end_matches('/');
-            let replacement = if trimmed.is_empty() { "/" } else { trimmed };
-            Ok(Rewrite::ReplacePrefix(replacement.to_owned()))
-        }
-    }
 }
 
 /// An HTTP token (RFC 9110 §5.6.2): one or more tchar.

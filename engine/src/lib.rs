@@ -16,6 +16,7 @@ pub mod shared;
 pub mod snapshot;
 mod stale;
 pub mod stats;
+pub mod transform;
 pub mod upstream;
 mod worker;
 

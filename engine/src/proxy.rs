@@ -30,11 +30,12 @@ use monoio::net::TcpStream;
 
 use crate::http::{
     encode_request_head, encode_response_head, error_response, BodyFraming, ChunkedDecoder,
-    Forward, Method, RequestHead, ResponseBody, ResponseHead,
+    FieldEdits, Forward, Method, RequestHead, ResponseBody, ResponseHead,
 };
 use crate::policy::auth::authenticate;
 use crate::router::{HeaderLookup, RouteRequest, RouteResult};
 use crate::snapshot::Snapshot;
+use crate::transform::{expand, identity_value, Vars, REQUEST_ID};
 use crate::upstream::balancer::hash_key;
 use crate::worker::{View, Worker, BUFFER_BYTES};
 
@@ -45,6 +46,8 @@ const IDLE_PARK_MS: u64 = 100;
 const IDLE_READ_BYTES: usize = 2 * 1024;
 /// A read into less free space than this grows the buffer first.
 const READ_SPARE_BYTES_MIN: usize = 1024;
+/// Longest client-sent X-Request-Id passed on; a longer one is replaced by a generated id.
+const REQUEST_ID_BYTES_MAX: usize = 128;
 /// Read size when streaming bodies.
 const BODY_CHUNK_BYTES: usize = 64 * 1024;
 /// Largest upstream response head accepted; larger is answered 502.
@@ -84,8 +87,11 @@ pub(crate) struct Conn {
     drain_slot: usize,
     /// Cancels the between-requests read when the connection parks.
     canceller: Canceller,
-    /// Identity header lines the authentication step adds to the forwarded head.
+    /// Lines added to the forwarded head: identity headers from the authentication step
+    /// first, then the request id and the route's added headers.
     identity: Vec<u8>,
+    /// The current request's id (received or generated).
+    request_id: Vec<u8>,
     /// Method and target of the current request, kept for the access log (only filled
     /// while the access log is on).
     pub log_method: Vec<u8>,
@@ -109,6 +115,7 @@ pub(crate) async fn serve_connection(worker: &Rc<Worker>, mut client: TcpStream,
         drain_slot: worker.drain.register(),
         canceller: Canceller::new(),
         identity: Vec::new(),
+        request_id: Vec::new(),
         log_method: Vec::new(),
         log_target: Vec::new(),
     };
@@ -291,6 +298,42 @@ async fn exchange(
         .into_bytes();
     }
 
+    // Request id and header edits, after authentication (so claims are known) and after the
+    // rate limit (which keys on the first identity line).
+    let transform = &snap.policies.transforms[m.route];
+    if transform.request_id {
+        conn.request_id.clear();
+        match conn.head.header(&conn.buf, "x-request-id") {
+            Some(id) if !id.is_empty() && id.len() <= REQUEST_ID_BYTES_MAX => {
+                conn.request_id.extend_from_slice(id);
+            }
+            _ => {
+                worker.request_ids.generate(&mut conn.request_id);
+                let _ = write!(conn.identity, "{REQUEST_ID}: ");
+                conn.identity.extend_from_slice(&conn.request_id);
+                conn.identity.extend_from_slice(b"\r\n");
+            }
+        }
+        let _ = write!(response_headers, "{REQUEST_ID}: ");
+        response_headers.extend_from_slice(&conn.request_id);
+        response_headers.extend_from_slice(b"\r\n");
+    }
+    if !transform.request.lines.is_empty() || !transform.response.lines.is_empty() {
+        let mut added = Vec::new();
+        let vars = Vars {
+            client_ip: conn.peer.ip(),
+            route: &route.name,
+            request_id: &conn.request_id,
+            path: conn.head.path.get(&conn.buf),
+            params: &m.params,
+            identity: &conn.identity,
+            claim_headers: &transform.claim_headers,
+        };
+        expand(&transform.request.lines, &vars, &mut added);
+        expand(&transform.response.lines, &vars, &mut response_headers);
+        conn.identity.extend_from_slice(&added);
+    }
+
     let up_index = route.upstream;
     let upstream = &snap.config.upstreams[up_index];
     let hash = balance_hash(&upstream.balancer, &conn.head, &conn.buf, conn.peer.ip());
@@ -324,8 +367,7 @@ async fn exchange(
                 client_ip: conn.peer.ip(),
                 proto: "http",
                 default_host: &snap.default_hosts[up_index],
-                drop: &snap.policies.drop_headers[m.route],
-                extra: &conn.identity,
+                edits: transform.request.field_edits(&conn.identity),
             },
             &mut out,
         );
@@ -338,6 +380,8 @@ async fn exchange(
         body_bytes_max: route.body_bytes_max,
         response_headers,
         stale_key,
+        view: view.clone(),
+        route: m.route,
     };
 
     // The small between-requests buffer filled up, so the client has sent more than it held:
@@ -673,13 +717,17 @@ async fn relay<C: AsyncWriteRent, U: AsyncReadRent>(
         || matches!(resp.body, ResponseBody::UntilClose)
         || worker.draining();
     let mut head_out = worker.take_buffer();
-    encode_response_head(upbuf, resp, chunked_to_client, close_client, &mut head_out);
-    if !req.response_headers.is_empty() {
-        // Insert before the blank line that ends the head.
-        head_out.truncate(head_out.len() - 2);
-        head_out.extend_from_slice(&req.response_headers);
-        head_out.extend_from_slice(b"\r\n");
-    }
+    let edits = req.view.snapshot.policies.transforms[req.route]
+        .response
+        .field_edits(&req.response_headers);
+    encode_response_head(
+        upbuf,
+        resp,
+        chunked_to_client,
+        close_client,
+        &edits,
+        &mut head_out,
+    );
     outcome.status.set(resp.status);
     // A small complete 200 is kept for the route's stale fallback.
     let stale_key = req.stale_key.filter(|_| resp.status == 200);
@@ -738,6 +786,9 @@ struct RequestFacts {
     /// Where a good answer to this request goes in the worker's stale cache (GET on a route
     /// with `fallback.stale`).
     stale_key: Option<u64>,
+    /// The snapshot and route the request is served with (for the response edits).
+    view: Rc<View>,
+    route: usize,
 }
 
 /// Answers a refusal decided before any byte went upstream. Keeps the connection when the
@@ -961,19 +1012,6 @@ fn rate_key_bytes<'a>(
         }
         RateKey::Header(name) => conn.head.header(&conn.buf, name),
     }
-}
-
-/// The value of the identity line for `header` (or of the first line) in `lines`.
-fn identity_value<'a>(lines: &'a [u8], header: Option<&str>) -> Option<&'a [u8]> {
-    lines
-        .split(|&b| b == b'\n')
-        .filter_map(|line| {
-            let line = line.strip_suffix(b"\r")?;
-            let colon = line.iter().position(|&b| b == b':')?;
-            Some((&line[..colon], line[colon + 1..].trim_ascii_start()))
-        })
-        .find(|(name, _)| header.is_none_or(|h| h.as_bytes().eq_ignore_ascii_case(name)))
-        .map(|(_, value)| value)
 }
 
 /// Whether an upstream status counts as a failure for the upstream's breaker.
@@ -1344,7 +1382,8 @@ async fn read_response_head<C: AsyncWriteRent, U: AsyncReadRent>(
                     }
                     if resp.status != 100 && !req.http10 {
                         let mut head = Vec::with_capacity(n);
-                        encode_response_head(upbuf, resp, false, false, &mut head);
+                        let edits = FieldEdits::default();
+                        encode_response_head(upbuf, resp, false, false, &edits, &mut head);
                         let (res, _) = write_all(client, head, wait).await;
                         if res.is_err() {
                             return Err(Failure::Reset);

@@ -31,9 +31,11 @@ use crate::stale::StaleCache;
 use crate::stats::{
     latency_histogram, BreakerReport, Rejection, RouteStats, StatsReport, REPORT_INTERVAL_MS,
 };
+use crate::transform::RequestIds;
 use crate::upstream::balancer::BalancerState;
 use crate::upstream::pool::Pools;
 use coregate_config::BreakerSettings;
+use std::hash::BuildHasher;
 
 /// io_uring submission queue size per worker.
 const URING_ENTRIES: u32 = 4096;
@@ -291,6 +293,7 @@ pub(crate) struct Worker {
     access_log: RefCell<Vec<u8>>,
     /// Last good GET responses of routes with `fallback.stale`.
     pub stale: RefCell<StaleCache>,
+    pub request_ids: RequestIds,
     pub drain: Drain,
 }
 
@@ -376,6 +379,9 @@ impl Worker {
             stats: RefCell::new(stats),
             access_log: RefCell::new(Vec::new()),
             stale: RefCell::new(StaleCache::default()),
+            request_ids: RequestIds::new(
+                std::collections::hash_map::RandomState::new().hash_one(index),
+            ),
             drain: Drain::default(),
         }
     }

@@ -29,12 +29,41 @@ pub struct Forward<'a> {
     pub proto: &'static str,
     /// The Host sent when the request has none (HTTP/1.0 without Host).
     pub default_host: &'a [u8],
-    /// Lower-case names of received fields to drop: the identity headers only the gateway
-    /// may set, and a consumed API-key header.
+    /// The route's edits: identity headers only the gateway may set, a consumed API-key
+    /// header, and the route's configured request-header edits.
+    pub edits: FieldEdits<'a>,
+}
+
+/// Edits to the fields of a head the gateway writes, applied as the received fields are
+/// copied: drop, rename, then append.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FieldEdits<'a> {
+    /// Lower-case names of received fields to leave out.
     pub drop: &'a [Box<str>],
-    /// Complete `Name: value\r\n` lines the gateway adds (identity headers), validated by
+    /// `(lower-case from, to)`: a received field `from` goes out named `to`.
+    pub rename: &'a [(Box<str>, Box<str>)],
+    /// Complete `Name: value\r\n` lines appended after the received fields, validated by
     /// the caller.
     pub extra: &'a [u8],
+}
+
+impl FieldEdits<'_> {
+    /// Copies one received field unless dropped, under its new name if renamed.
+    fn copy_field(&self, out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+        if self
+            .drop
+            .iter()
+            .any(|d| d.as_bytes().eq_ignore_ascii_case(name))
+        {
+            return;
+        }
+        let name = self
+            .rename
+            .iter()
+            .find(|(from, _)| from.as_bytes().eq_ignore_ascii_case(name))
+            .map_or(name, |(_, to)| to.as_bytes());
+        push_field(out, name, value);
+    }
 }
 
 /// Appends the head of `head` (parsed from `buf`) as forwarded upstream:
@@ -69,17 +98,12 @@ pub fn encode_request_head(buf: &[u8], head: &RequestHead, fwd: &Forward, out: &
                 | HeaderKind::XForwardedProto
                 | HeaderKind::XForwardedHost
         );
-        let name = field.name.get(buf);
-        let dropped = !fwd.drop.is_empty()
-            && fwd
-                .drop
-                .iter()
-                .any(|d| d.as_bytes().eq_ignore_ascii_case(name));
-        if !field.hop_by_hop && !regenerated && !dropped {
-            push_field(out, name, field.value.get(buf));
+        if !field.hop_by_hop && !regenerated {
+            fwd.edits
+                .copy_field(out, field.name.get(buf), field.value.get(buf));
         }
     }
-    out.extend_from_slice(fwd.extra);
+    out.extend_from_slice(fwd.edits.extra);
     out.extend_from_slice(b"X-Forwarded-For: ");
     for field in &head.headers {
         let value = field.value.get(buf);
@@ -121,6 +145,7 @@ pub fn encode_response_head(
     head: &ResponseHead,
     chunked_to_client: bool,
     close: bool,
+    edits: &FieldEdits<'_>,
     out: &mut Vec<u8>,
 ) {
     debug_assert!(
@@ -148,8 +173,9 @@ pub fn encode_response_head(
         if field.hop_by_hop || (field.kind == HeaderKind::ContentLength && !keep_content_length) {
             continue;
         }
-        push_field(out, field.name.get(buf), field.value.get(buf));
+        edits.copy_field(out, field.name.get(buf), field.value.get(buf));
     }
+    out.extend_from_slice(edits.extra);
     match head.body {
         ResponseBody::Length(n) => push_content_length(out, n),
         ResponseBody::Chunked if chunked_to_client => {
@@ -396,8 +422,7 @@ mod tests {
             client_ip: ip,
             proto: "https",
             default_host: b"backend:8080",
-            drop: &[],
-            extra: b"",
+            edits: FieldEdits::default(),
         };
         encode_request_head(raw, &head, &fwd, &mut out);
         String::from_utf8(out).unwrap()
@@ -465,7 +490,14 @@ mod tests {
         let mut head = ResponseHead::new();
         head.parse(raw, method, 16384).unwrap().unwrap();
         let mut out = Vec::new();
-        encode_response_head(raw, &head, chunked_to_client, close, &mut out);
+        encode_response_head(
+            raw,
+            &head,
+            chunked_to_client,
+            close,
+            &FieldEdits::default(),
+            &mut out,
+        );
         String::from_utf8(out).unwrap()
     }
 
@@ -626,14 +658,17 @@ mod tests {
             client_ip: "192.0.2.1".parse().unwrap(),
             proto: "http",
             default_host: b"b",
-            drop: &["x-user-id".into(), "x-api-key".into()],
-            extra: b"X-User-Id: alice\r\n",
+            edits: FieldEdits {
+                drop: &["x-user-id".into(), "x-api-key".into()],
+                rename: &[("accept".into(), "X-Accept".into())],
+                extra: b"X-User-Id: alice\r\n",
+            },
         };
         encode_request_head(raw, &head, &fwd, &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(!text.contains("forged"), "{text}");
         assert!(!text.contains("x-api-key"), "{text}");
-        assert!(text.contains("Accept: */*\r\n"), "{text}");
+        assert!(text.contains("X-Accept: */*\r\n"), "{text}");
         assert_eq!(text.matches("X-User-Id: alice\r\n").count(), 1, "{text}");
     }
 }

@@ -15,16 +15,18 @@ pub mod ratelimit;
 
 use coregate_config::{AuthRef, Config, JwtKeys, KeySource};
 
+use crate::transform::{route_claim_headers, Transform};
+
 /// The compiled authentication of one snapshot.
 pub struct Policies {
     /// Same index as `Config::jwt`.
     pub jwt: Vec<jwt::Verifier>,
     /// Same index as `Config::api_keys`.
     pub api_keys: Vec<apikey::ApiKeys>,
-    /// Per route: lower-case names of received headers dropped before forwarding — every
-    /// identity header the gateway sets (on every route, authenticated or not, so a client
-    /// can never spoof one) and the route's API-key header.
-    pub drop_headers: Vec<Box<[Box<str>]>>,
+    /// Per route: its header edits. The request side also drops every identity header the
+    /// gateway sets (on every route, authenticated or not, so a client can never spoof one)
+    /// and the route's API-key header.
+    pub transforms: Vec<Transform>,
     /// Same index as `Config::rate_limits`: the rule and its key zone (a hash of the rule's
     /// name, so buckets survive a reload that reorders rules).
     pub rate_rules: Vec<(ratelimit::Rule, u32)>,
@@ -50,21 +52,17 @@ impl Policies {
                     .map_err(|e| format!("auth.api_keys.{}: {e}", auth.name))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let drop_headers = config
+        let transforms = config
             .routes
             .iter()
             .map(|route| {
-                let mut names: Vec<Box<str>> = config
-                    .identity_headers
-                    .iter()
-                    .map(|h| h.as_str().into())
-                    .collect();
+                let mut drop = config.identity_headers.clone();
                 if let Some(AuthRef::ApiKey(i)) = route.auth {
                     if let KeySource::Header(name) = &config.api_keys[i].source {
-                        names.push(name.as_str().into());
+                        drop.push(name.clone());
                     }
                 }
-                names.into_boxed_slice()
+                Transform::new(route, drop, route_claim_headers(route, config))
             })
             .collect();
         let rate_rules = config
@@ -87,7 +85,7 @@ impl Policies {
         Ok(Policies {
             jwt,
             api_keys,
-            drop_headers,
+            transforms,
             rate_rules,
             rate_keys_max,
         })

@@ -41,7 +41,7 @@ mod trie;
 pub use params::{Params, PARAMS_INLINE};
 
 use bytes_map::BytesMap;
-use coregate_config::{HostMatch, Rewrite, Route, Segment};
+use coregate_config::{HostMatch, Rewrite, Route, Segment, TemplatePart, Variable};
 use method::{Method, MethodSet};
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
@@ -122,6 +122,15 @@ enum PathRewrite {
     Strip,
     /// The replacement without a trailing `/` (so `/` is stored empty).
     Replace(Box<[u8]>),
+    /// Literal pieces and parameter indexes, joined.
+    Template(Box<[TemplatePiece]>),
+}
+
+#[derive(Debug)]
+enum TemplatePiece {
+    Literal(Box<[u8]>),
+    /// The matched value of the pattern's `i`-th parameter.
+    Param(usize),
 }
 
 impl CompiledRoute {
@@ -142,6 +151,19 @@ impl CompiledRoute {
             Rewrite::ReplacePrefix(with) => {
                 PathRewrite::Replace(with.trim_end_matches('/').as_bytes().into())
             }
+            Rewrite::Template(parts) => PathRewrite::Template(
+                parts
+                    .iter()
+                    .filter_map(|part| match part {
+                        TemplatePart::Literal(text) => {
+                            Some(TemplatePiece::Literal(text.as_bytes().into()))
+                        }
+                        TemplatePart::Var(Variable::Param(i)) => Some(TemplatePiece::Param(*i)),
+                        // Validation allows only parameters in a path template.
+                        TemplatePart::Var(_) => None,
+                    })
+                    .collect(),
+            ),
         };
         CompiledRoute {
             methods: MethodSet::new(&route.methods),
@@ -321,6 +343,18 @@ impl Router {
             PathRewrite::Keep => out.extend_from_slice(path),
             PathRewrite::Strip => join_path(b"", rest, out),
             PathRewrite::Replace(with) => join_path(with, rest, out),
+            PathRewrite::Template(pieces) => {
+                for piece in pieces.iter() {
+                    match piece {
+                        TemplatePiece::Literal(text) => out.extend_from_slice(text),
+                        TemplatePiece::Param(i) => {
+                            if let Some(range) = m.params.get(*i) {
+                                out.extend_from_slice(&path[range]);
+                            }
+                        }
+                    }
+                }
+            }
         }
         if let Some(query) = query {
             out.push(b'?');

@@ -48,6 +48,9 @@ fn route(kind: PathKind, path: &str) -> Route {
             stale: false,
             static_response: None,
         },
+        request_headers: Default::default(),
+        response_headers: Default::default(),
+        request_id: true,
     }
 }
 
