@@ -146,6 +146,20 @@ pub const FALLBACK_CONTENT_TYPE: &str = "application/json";
 /// Largest static fallback body, bytes: 64 KiB. Each worker keeps it in memory per route.
 pub const FALLBACK_BODY_BYTES_MAX: usize = 64 * 1024;
 
+/// Whether a route passes `X-Request-Id` upstream (the client's, or one it generates when the
+/// client sent none) and returns it in the response, so one id follows a request through logs.
+pub const REQUEST_ID: bool = true;
+/// The header that carries the request id (with `request_id = true`, the gateway's own: header
+/// edits never touch it).
+pub const REQUEST_ID_HEADER: &str = "X-Request-Id";
+/// Most edits (`remove`, `rename`, `set` and `add` entries together) in one
+/// `[route.request_headers]` or `[route.response_headers]` table: each is work on every request
+/// of the route, and the engine applies them from a fixed-size list.
+pub const HEADER_EDITS_MAX: usize = 64;
+/// Longest header value template as written, bytes: a value is one header line, and a long one
+/// eats into the upstream's (or client's) header limit on every request.
+pub const HEADER_VALUE_TEMPLATE_BYTES_MAX: usize = 4_096;
+
 /// Smallest `request_line_bytes_max` accepted: room for a method, a short target and the
 /// version.
 pub const REQUEST_LINE_BYTES_MAX_FLOOR: usize = 64;
@@ -260,6 +274,9 @@ pub(crate) fn rate_limit_key() -> String {
 }
 pub(crate) fn rate_limit_keys_max() -> usize {
     RATE_LIMIT_KEYS_MAX
+}
+pub(crate) fn request_id() -> bool {
+    REQUEST_ID
 }
 pub(crate) fn breaker_consecutive_failures() -> u32 {
     BREAKER_CONSECUTIVE_FAILURES

@@ -366,7 +366,7 @@ pub struct RouteConfig {
     pub strip_prefix: bool,
     /// With `path_prefix`: replace the matched prefix with this before forwarding
     /// (`"/v2"`: `/api/users` → `/v2/users`). Starts with `/`; a trailing `/` is ignored.
-    /// Not together with `strip_prefix`. Default: unset.
+    /// Not together with `strip_prefix` or `rewrite_path`. Default: unset.
     #[serde(default)]
     pub replace_prefix: Option<String>,
     /// Largest request body in bytes; larger gets 413. Default: `server.body_bytes_max`.
@@ -384,6 +384,62 @@ pub struct RouteConfig {
     /// no endpoint of its upstream may be used. Default: 503 with a JSON body.
     #[serde(default)]
     pub fallback: Option<FallbackConfig>,
+    /// With `path` (an exact pattern): the path sent upstream, built from this template whose
+    /// `{name}` parts are parameters of `path` (`path = "/v1/users/{id}"`, `rewrite_path =
+    /// "/users/{id}"`; a part may sit inside a segment, `/files/{name}.txt`). The query is kept
+    /// as received. Starts with `/`; visible ASCII without `?`, `#` or `//`; a brace that is
+    /// not part of a `{name}` is an error. Not together with `strip_prefix` or
+    /// `replace_prefix`. Default: unset (the path is forwarded as received).
+    #[serde(default)]
+    pub rewrite_path: Option<String>,
+    /// Pass `X-Request-Id` upstream (the client's, or a generated one when it sent none) and
+    /// return it in the response. `${request_id}` in a header template needs it. Default
+    /// [`defaults::REQUEST_ID`].
+    #[serde(default = "defaults::request_id")]
+    pub request_id: bool,
+    /// `[route.request_headers]` (written after its `[[route]]`): edits to the request
+    /// forwarded upstream. Default: none.
+    #[serde(default)]
+    pub request_headers: HeaderEditsConfig,
+    /// `[route.response_headers]` (written after its `[[route]]`): edits to the response
+    /// relayed to the client. Default: none.
+    #[serde(default)]
+    pub response_headers: HeaderEditsConfig,
+}
+
+/// `[route.request_headers]` / `[route.response_headers]`: header edits, applied in this
+/// order: `remove`, `rename`, `set`, `add`. Names are header names (tokens), matched
+/// case-insensitively and listed once per key. Never `host`, `content-length`,
+/// `transfer-encoding`, `connection`, `keep-alive`, `te`, `trailer`, `upgrade` or `expect`:
+/// the gateway frames and routes messages itself; nor, with `request_id = true`,
+/// [`defaults::REQUEST_ID_HEADER`]. At most [`defaults::HEADER_EDITS_MAX`] edits per table.
+///
+/// `set` and `add` values are templates: text with `${client_ip}`, `${route}` (the route's
+/// name), `${request_id}`, `${param.NAME}` (a parameter of the route's `path`) and
+/// `${claim.NAME}` (a claim the route's JWT verifier maps in `claims_to_headers`); `$$` is a
+/// literal `$`. The text is visible ASCII, spaces and tabs, without whitespace at either end,
+/// at most [`defaults::HEADER_VALUE_TEMPLATE_BYTES_MAX`] bytes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderEditsConfig {
+    /// Headers removed, e.g. `["X-Debug"]`. Default: none.
+    #[serde(default)]
+    pub remove: Vec<String>,
+    /// Headers renamed, `{ "X-Old" = "X-New" }`: the field keeps its value under the new name
+    /// (written as given). No name is both renamed and renamed to, no two are renamed to the
+    /// same name, and a removed header is not renamed. In `request_headers` never renamed to
+    /// an identity header. Default: none.
+    #[serde(default)]
+    pub rename: BTreeMap<String, String>,
+    /// Headers set, `{ "X-Env" = "prod" }`: replaces every field of that name, or adds one.
+    /// In `request_headers` never an identity header (a `claims_to_headers` target or a
+    /// `consumer_header`), which the gateway owns. Default: none.
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    /// Headers added after the received fields, `{ "X-Client" = "${client_ip}" }`; same rules
+    /// as `set`. Default: none.
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
 }
 
 /// `[route.fallback]`: the answer when every endpoint of the route's upstream is down or has

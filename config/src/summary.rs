@@ -8,7 +8,8 @@ use std::fmt::Write as _;
 
 use crate::{
     AuthRef, Balancer, BreakerSettings, Config, Fallback, HashKey, HostMatch, JwtAuth, JwtKeys,
-    KeySource, PathKind, PathPattern, RateKey, Rewrite, Segment, TokenSource,
+    KeySource, PathKind, PathPattern, RateKey, Rewrite, Segment, TemplatePart, TokenSource,
+    Variable,
 };
 
 impl Config {
@@ -33,7 +34,10 @@ impl Config {
     ///
     /// (the `users` jwt line is one line). A route with `auth` or `rate_limit` ends in
     /// `auth=NAME` and `rate_limit=NAME`, and one with a `[route.fallback]` in
-    /// `fallback=stale`, `fallback=static 503` or `fallback=stale,static 503`. An upstream
+    /// `fallback=stale`, `fallback=static 503` or `fallback=stale,static 503`; one with
+    /// `rewrite_path` shows `rewrite=template:/users/{id}`, one with header edits
+    /// `request_headers=3 edits` / `response_headers=1 edit`, and one with `request_id =
+    /// false` ends in `request_id=off`. An upstream
     /// with a breaker ends in e.g. `breaker=5 in a row or 50% of ≥20 in 10000ms, cool-down
     /// 1000..60000ms x2, 3 probes, statuses 502,503,504` (a trigger turned off is left out;
     /// `statuses none` when only connect errors and timeouts count).
@@ -80,7 +84,9 @@ impl Config {
                 Rewrite::ReplacePrefix(to) => {
                     let _ = write!(out, " rewrite=replace_prefix:{to}");
                 }
-                Rewrite::Template(_) => out.push_str(" rewrite=template"),
+                Rewrite::Template(parts) => {
+                    let _ = write!(out, " rewrite=template:{}", template(parts, &route.path));
+                }
             }
             // Validation made the index valid; the fallback keeps a summary from panicking.
             let upstream = self
@@ -105,6 +111,23 @@ impl Config {
             }
             if let Some(fallback) = fallback(&route.fallback) {
                 let _ = write!(out, " fallback={fallback}");
+            }
+            for (key, edits) in [
+                ("request_headers", &route.request_headers),
+                ("response_headers", &route.response_headers),
+            ] {
+                match edits.remove.len() + edits.rename.len() + edits.set.len() + edits.add.len() {
+                    0 => {}
+                    1 => {
+                        let _ = write!(out, " {key}=1 edit");
+                    }
+                    n => {
+                        let _ = write!(out, " {key}={n} edits");
+                    }
+                }
+            }
+            if !route.request_id {
+                out.push_str(" request_id=off");
             }
             out.push('\n');
         }
@@ -295,6 +318,30 @@ fn breaker(settings: &BreakerSettings) -> String {
         settings.cooldown_max_ms,
         settings.cooldown_multiplier,
     )
+}
+
+/// A `rewrite_path` template as written: `/users/{id}`.
+fn template(parts: &[TemplatePart], pattern: &PathPattern) -> String {
+    let params: Vec<&str> = pattern
+        .segments
+        .iter()
+        .filter_map(|segment| match segment {
+            Segment::Param(name) => Some(name.as_str()),
+            Segment::Literal(_) => None,
+        })
+        .collect();
+    let mut text = String::new();
+    for part in parts {
+        match part {
+            TemplatePart::Literal(literal) => text.push_str(literal),
+            // Validation resolved every path variable to a parameter; `?` keeps this total.
+            TemplatePart::Var(Variable::Param(i)) => {
+                let _ = write!(text, "{{{}}}", params.get(*i).copied().unwrap_or("?"));
+            }
+            TemplatePart::Var(_) => text.push_str("{?}"),
+        }
+    }
+    text
 }
 
 /// `stale`, `static 503` or `stale,static 503`; `None` for the default (503 JSON).

@@ -35,8 +35,8 @@ use crate::schema::{
 };
 use crate::{
     AccessLog, Admin, ApiKeyAuth, AuthRef, Balancer, Config, ConfigError, Endpoint, HashKey,
-    HealthCheck, HostMatch, JwtAuth, Listener, PathKind, PathPattern, RateLimit,
-    Route, Segment, Source, Upstream,
+    HealthCheck, HostMatch, JwtAuth, Listener, PathKind, PathPattern, RateLimit, Route, Segment,
+    Source, Upstream,
 };
 
 pub(crate) fn load_file(path: &Path) -> Result<Config, ConfigError> {

@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use coregate_config::{defaults, load_file, BreakerSettings, JwtKeys};
+use coregate_config::{
+    defaults, load_file, BreakerSettings, HeaderEdits, JwtKeys, Rewrite, TemplatePart, Variable,
+};
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gateway.toml")
@@ -38,8 +40,8 @@ fn the_annotated_example_loads() {
     assert_eq!(config.source.display_name, path.display().to_string());
     assert_eq!(config.listeners.len(), 2);
     assert_eq!(config.upstreams.len(), 4);
-    assert_eq!(config.routes.len(), 6);
-    assert_eq!(config.routes[5].name, "route-5");
+    assert_eq!(config.routes.len(), 7);
+    assert_eq!(config.routes[6].name, "route-6");
     let summary = config.summary();
     assert!(
         summary.contains("sessions balancer=consistent_hash(header:x-session-id)"),
@@ -145,6 +147,73 @@ fn the_annotated_example_loads() {
     assert!(
         !summary.contains("example-only"),
         "the summary shows a secret:\n{summary}"
+    );
+}
+
+#[test]
+fn the_example_rewrites_and_edits_headers() {
+    let config = match load_file(&example()) {
+        Ok(config) => config,
+        Err(error) => panic!("{error}"),
+    };
+    let route = config
+        .routes
+        .iter()
+        .find(|r| r.name == "org-user")
+        .expect("org-user route");
+    let literal = |s: &str| TemplatePart::Literal(s.to_owned());
+    let var = TemplatePart::Var;
+    // path = "/v1/orgs/{org}/users/{id}": org is parameter 0, id parameter 1. The `users`
+    // verifier maps sub and tenant, sorted: sub is claim 0, tenant claim 1.
+    assert_eq!(
+        route.rewrite,
+        Rewrite::Template(vec![literal("/users/"), var(Variable::Param(1))])
+    );
+    assert!(route.request_id);
+    assert_eq!(
+        route.request_headers,
+        HeaderEdits {
+            remove: vec!["x-debug".to_owned(), "x-internal-token".to_owned()],
+            rename: vec![("x-trace".to_owned(), "X-Trace-Id".to_owned())],
+            set: vec![
+                ("X-Env".to_owned(), vec![literal("prod")]),
+                ("X-Org".to_owned(), vec![var(Variable::Param(0))]),
+            ],
+            add: vec![
+                ("X-Client-Ip".to_owned(), vec![var(Variable::ClientIp)]),
+                (
+                    "X-Via-Route".to_owned(),
+                    vec![var(Variable::Route), literal("/"), var(Variable::Claim(1))],
+                ),
+            ],
+        }
+    );
+    assert_eq!(
+        route.response_headers.set[1],
+        ("X-Price-Unit".to_owned(), vec![literal("US$")])
+    );
+    assert_eq!(
+        route.response_headers.add,
+        vec![
+            ("X-Request-Ref".to_owned(), vec![var(Variable::RequestId)]),
+            (
+                "X-User-Ref".to_owned(),
+                vec![
+                    var(Variable::Claim(0)),
+                    literal(":"),
+                    var(Variable::Param(1)),
+                ],
+            ),
+        ]
+    );
+    let summary = config.summary();
+    assert!(
+        summary.contains(
+            "  org-user host=api.example.com methods=GET path=/v1/orgs/{org}/users/{id} \
+             rewrite=template:/users/{id} upstream=users auth=users request_headers=7 edits \
+             response_headers=7 edits\n"
+        ),
+        "{summary}"
     );
 }
 

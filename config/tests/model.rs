@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use coregate_config::defaults;
 use coregate_config::{
     load_str, ApiKeyAuth, AuthRef, Balancer, BreakerSettings, Endpoint, Fallback, HashKey,
-    HostMatch, JwtAuth, JwtKeys, KeySource, Listener, PathKind, PathPattern, RateKey, RateLimit,
-    Rewrite, Segment, StaticResponse, TokenSource,
+    HeaderEdits, HostMatch, JwtAuth, JwtKeys, KeySource, Listener, PathKind, PathPattern, RateKey,
+    RateLimit, Rewrite, Segment, StaticResponse, TemplatePart, TokenSource, Variable,
 };
 
 const TEXT: &str = r#"
@@ -709,5 +709,168 @@ fn summary_shows_breakers_and_fallbacks() {
     assert!(
         summary.contains(" breaker=3 in a row, cool-down 250..250ms x1.5,"),
         "{summary}"
+    );
+}
+
+/// Rewrites and header edits on three routes: a JWT route whose templates use parameters and
+/// claims (the verifier's claims sort to email, sub, tenant), an API-key route without a
+/// request id, and a prefix route with only response edits.
+const TRANSFORMS: &str = r#"
+[[listener]]
+address = "127.0.0.1:8080"
+
+[upstreams.users]
+endpoints = [{ address = "10.0.0.1:80" }]
+
+[auth.jwt.staff]
+algorithms = ["HS256"]
+secret = "0123456789abcdef0123456789abcdef"
+claims_to_headers = { tenant = "X-Tenant", sub = "X-User-Id", email = "X-Email" }
+
+[auth.api_keys.partners]
+keys = [{ consumer = "acme", sha256 = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae" }]
+
+[[route]]
+name = "org-user"
+path = "/v1/orgs/{org}/users/{id}/{part}"
+rewrite_path = "/users/{id}/{part}.json?"
+upstream = "users"
+auth = "staff"
+
+[route.request_headers]
+remove = ["X-Debug", "cookie"]
+rename = { "X-Old-Trace" = "X-Trace" }
+set = { "X-Org" = "${param.org}", "X-Who" = "${claim.tenant}/${claim.email}" }
+add = { "X-Client" = "${client_ip} via ${route}", "X-Req" = "${request_id}" }
+
+[route.response_headers]
+set = { "X-User-Id" = "${claim.sub}", "Cache-Control" = "no-store" }
+
+[[route]]
+name = "partner"
+path = "/p/{id}"
+rewrite_path = "/partners/{id}"
+upstream = "users"
+auth = "partners"
+request_id = false
+
+[route.request_headers]
+add = { "X-Price" = "$$${param.id}" }
+
+[[route]]
+name = "rest"
+path_prefix = "/"
+upstream = "users"
+
+[route.response_headers]
+remove = ["server"]
+"#;
+
+#[test]
+fn rewrites_and_header_edits_become_the_expected_model() {
+    // The `?` is not allowed in rewrite_path: the query is the client's.
+    let error = match load_str(TRANSFORMS, "<transforms>") {
+        Ok(_) => panic!("accepted a query in rewrite_path"),
+        Err(error) => error,
+    };
+    assert_eq!(error.field, "route[0].rewrite_path");
+    let text = TRANSFORMS.replace(".json?\"", ".json\"");
+    let config = match load_str(&text, "<transforms>") {
+        Ok(config) => config,
+        Err(error) => panic!("{error}"),
+    };
+    let literal = |s: &str| TemplatePart::Literal(s.to_owned());
+    let var = TemplatePart::Var;
+    let (org_user, partner, rest) = (&config.routes[0], &config.routes[1], &config.routes[2]);
+
+    // {org} {id} {part} are parameters 0, 1, 2.
+    assert_eq!(
+        org_user.rewrite,
+        Rewrite::Template(vec![
+            literal("/users/"),
+            var(Variable::Param(1)),
+            literal("/"),
+            var(Variable::Param(2)),
+            literal(".json"),
+        ])
+    );
+    assert!(org_user.request_id);
+    assert_eq!(
+        org_user.request_headers,
+        HeaderEdits {
+            remove: vec!["x-debug".to_owned(), "cookie".to_owned()],
+            rename: vec![("x-old-trace".to_owned(), "X-Trace".to_owned())],
+            set: vec![
+                ("X-Org".to_owned(), vec![var(Variable::Param(0))]),
+                (
+                    "X-Who".to_owned(),
+                    vec![
+                        var(Variable::Claim(2)),
+                        literal("/"),
+                        var(Variable::Claim(0)),
+                    ],
+                ),
+            ],
+            add: vec![
+                (
+                    "X-Client".to_owned(),
+                    vec![
+                        var(Variable::ClientIp),
+                        literal(" via "),
+                        var(Variable::Route),
+                    ],
+                ),
+                ("X-Req".to_owned(), vec![var(Variable::RequestId)]),
+            ],
+        }
+    );
+    // An identity header may be set on the response; BTreeMap order puts Cache-Control first.
+    assert_eq!(
+        org_user.response_headers,
+        HeaderEdits {
+            set: vec![
+                ("Cache-Control".to_owned(), vec![literal("no-store")]),
+                ("X-User-Id".to_owned(), vec![var(Variable::Claim(1))]),
+            ],
+            ..HeaderEdits::default()
+        }
+    );
+    assert_eq!(
+        config.jwt[0].claims_to_headers[2],
+        ("tenant".to_owned(), "X-Tenant".to_owned())
+    );
+
+    assert_eq!(
+        partner.rewrite,
+        Rewrite::Template(vec![literal("/partners/"), var(Variable::Param(0))])
+    );
+    assert!(!partner.request_id);
+    assert_eq!(
+        partner.request_headers.add,
+        vec![(
+            "X-Price".to_owned(),
+            vec![literal("$"), var(Variable::Param(0))]
+        )]
+    );
+    assert_eq!(partner.response_headers, HeaderEdits::default());
+
+    assert_eq!(rest.rewrite, Rewrite::None);
+    assert!(rest.request_id);
+    assert_eq!(rest.request_headers, HeaderEdits::default());
+    assert_eq!(rest.response_headers.remove, ["server"]);
+
+    let summary = config.summary();
+    let lines: Vec<&str> = summary.lines().collect();
+    assert_eq!(
+        lines[3..7],
+        [
+            "routes (3):",
+            "  org-user host=* methods=any path=/v1/orgs/{org}/users/{id}/{part} \
+             rewrite=template:/users/{id}/{part}.json upstream=users auth=staff \
+             request_headers=7 edits response_headers=2 edits",
+            "  partner host=* methods=any path=/p/{id} rewrite=template:/partners/{id} \
+             upstream=users auth=partners request_headers=1 edit request_id=off",
+            "  rest host=* methods=any path_prefix=/ upstream=users response_headers=1 edit",
+        ]
     );
 }

@@ -1,7 +1,10 @@
 //! Every load-time rule, through the public API: each broken config must be rejected with the
 //! line, column and field of the offending key or value, and a hint.
 
-use coregate_config::{defaults, load_str, BreakerSettings, ConfigError, Fallback, StaticResponse};
+use coregate_config::{
+    defaults, load_str, BreakerSettings, ConfigError, Fallback, HeaderEdits, Rewrite, Route,
+    StaticResponse, TemplatePart, Variable,
+};
 
 const LISTENER: &str = "[[listener]]\naddress = \"127.0.0.1:8080\"\n\n";
 const UPSTREAM: &str = "[upstreams.users]\nendpoints = [{ address = \"10.0.0.1:8080\" }]\n\n";
@@ -2023,4 +2026,671 @@ fn fallback_rejects_unknown_keys_and_is_located_in_its_own_route() {
         route("path_prefix = \"/\"")
     );
     fails_at(&text, "99", "route[1].fallback.status");
+}
+
+// ----- rewrite_path, request_id and header edits -----
+
+/// A valid config: verifier `j` mapping `tenant`, `sub` and `email` (claims 2, 1 and 0: the
+/// model sorts them), and one route on `/v1/{org}/users/{id}` with `auth = "j"`, these route
+/// lines, and these tables after it.
+fn edits(route_lines: &str, tables: &str) -> String {
+    format!(
+        "{LISTENER}{UPSTREAM}[auth.jwt.j]\nalgorithms = [\"HS256\"]\nsecret = \"{SECRET_32}\"\n\
+         claims_to_headers = {{ tenant = \"X-Tenant\", sub = \"X-User-Id\", email = \"X-Email\" }}\n\n\
+         [[route]]\npath = \"/v1/{{org}}/users/{{id}}\"\nupstream = \"users\"\nauth = \"j\"\n\
+         {route_lines}\n{tables}\n"
+    )
+}
+
+/// [`edits`] with `[route.request_headers]` of these lines.
+fn request_headers(lines: &str) -> String {
+    edits("", &format!("[route.request_headers]\n{lines}"))
+}
+
+/// [`edits`] with `[route.response_headers]` of these lines.
+fn response_headers(lines: &str) -> String {
+    edits("", &format!("[route.response_headers]\n{lines}"))
+}
+
+/// The only route of a config that must load.
+#[track_caller]
+fn route_of(text: &str) -> Route {
+    match load_str(text, "t.toml") {
+        Ok(config) => config.routes[0].clone(),
+        Err(error) => panic!("{error}\n{text}"),
+    }
+}
+
+fn lit(s: &str) -> TemplatePart {
+    TemplatePart::Literal(s.to_owned())
+}
+
+fn var(variable: Variable) -> TemplatePart {
+    TemplatePart::Var(variable)
+}
+
+#[test]
+fn rewrite_path_becomes_a_template_of_the_patterns_parameters() {
+    use Variable::Param;
+    for (template, parts) in [
+        (
+            "/users/{id}/orgs/{org}",
+            vec![lit("/users/"), var(Param(1)), lit("/orgs/"), var(Param(0))],
+        ),
+        (
+            "/{org}-{id}.json",
+            vec![
+                lit("/"),
+                var(Param(0)),
+                lit("-"),
+                var(Param(1)),
+                lit(".json"),
+            ],
+        ),
+        ("/{id}{id}", vec![lit("/"), var(Param(1)), var(Param(1))]),
+        ("/static/a%7Bb", vec![lit("/static/a%7Bb")]),
+        ("/", vec![lit("/")]),
+    ] {
+        let route = route_of(&edits(&format!("rewrite_path = \"{template}\""), ""));
+        assert_eq!(route.rewrite, Rewrite::Template(parts), "{template}");
+    }
+    assert_eq!(route_of(&edits("", "")).rewrite, Rewrite::None);
+}
+
+#[test]
+fn rewrite_path_needs_an_exact_path() {
+    let text = route("path_prefix = \"/a\"\nrewrite_path = \"/b\"");
+    let error = fails_at(&text, "rewrite_path", "route[0].rewrite_path");
+    assert_eq!(
+        error.message,
+        "rewrite_path needs path, but this route has path_prefix"
+    );
+    // The prefix rewrites point the other way.
+    let text = route("path = \"/a\"\nstrip_prefix = true");
+    let error = fails_at(&text, "strip_prefix", "route[0].strip_prefix");
+    assert!(
+        error.hint.unwrap_or_default().contains("rewrite_path"),
+        "hint"
+    );
+}
+
+#[test]
+fn rewrite_path_excludes_prefix_rewrites_at_the_later_key() {
+    for (lines, later, message) in [
+        (
+            "path = \"/a\"\nrewrite_path = \"/b\"\nstrip_prefix = true",
+            "strip_prefix",
+            "rewrite_path and strip_prefix are both set",
+        ),
+        (
+            "path = \"/a\"\nstrip_prefix = true\nrewrite_path = \"/b\"",
+            "rewrite_path",
+            "strip_prefix and rewrite_path are both set",
+        ),
+        (
+            "path_prefix = \"/a\"\nreplace_prefix = \"/c\"\nrewrite_path = \"/b\"",
+            "rewrite_path",
+            "replace_prefix and rewrite_path are both set",
+        ),
+        (
+            "path_prefix = \"/a\"\nrewrite_path = \"/b\"\nreplace_prefix = \"/c\"",
+            "replace_prefix",
+            "rewrite_path and replace_prefix are both set",
+        ),
+        (
+            "path_prefix = \"/a\"\nreplace_prefix = \"/c\"\nstrip_prefix = true",
+            "strip_prefix",
+            "replace_prefix and strip_prefix are both set",
+        ),
+    ] {
+        let text = route(lines);
+        let error = fails_at(&text, later, &format!("route[0].{later}"));
+        assert_eq!(error.message, message);
+    }
+    // `strip_prefix = false` sets nothing.
+    let route = route_of(&edits("rewrite_path = \"/{id}\"\nstrip_prefix = false", ""));
+    assert!(matches!(route.rewrite, Rewrite::Template(_)));
+}
+
+#[test]
+fn rewrite_path_is_a_request_path() {
+    for (bad, message) in [
+        ("\"users/{id}\"", "does not start with `/`"),
+        ("\"/u?x=1\"", "contains '?'"),
+        ("\"/u#f\"", "contains '#'"),
+        ("\"/u v\"", "contains ' '"),
+        ("\"/u\\t\"", "contains '\\t'"),
+        ("\"/ü\"", "contains 'ü'"),
+        ("\"/u//{id}\"", "has an empty segment (`//`)"),
+    ] {
+        let text = edits(&format!("rewrite_path = {bad}"), "");
+        let error = fails_at(&text, bad, "route[0].rewrite_path");
+        assert!(error.message.contains(message), "{bad}: {error}");
+    }
+    let error = fails_at(
+        &edits("rewrite_path = \"/u?x=1\"", ""),
+        "\"/u?",
+        "route[0].rewrite_path",
+    );
+    assert!(
+        error
+            .hint
+            .unwrap_or_default()
+            .contains("query is forwarded"),
+        "hint"
+    );
+}
+
+#[test]
+fn rewrite_path_braces_name_parameters() {
+    for bad in [
+        "\"/{}\"",
+        "\"/{id\"",
+        "\"/id}\"",
+        "\"/{a/b}\"",
+        "\"/{{id}}\"",
+    ] {
+        let text = edits(&format!("rewrite_path = {bad}"), "");
+        let error = fails_at(&text, bad, "route[0].rewrite_path");
+        assert!(
+            error.message.contains("that is not part of a {name}"),
+            "{bad}: {error}"
+        );
+    }
+    let text = edits("rewrite_path = \"/{user}\"", "");
+    let error = fails_at(&text, "\"/{user}\"", "route[0].rewrite_path");
+    assert_eq!(
+        error.message,
+        "rewrite_path \"/{user}\": {user} is not a parameter of path"
+    );
+    assert_eq!(
+        error.hint.as_deref(),
+        Some("parameters of this route's path: org, id")
+    );
+    let text = route("path = \"/static\"\nrewrite_path = \"/{id}\"");
+    let error = fails_at(&text, "\"/{id}\"", "route[0].rewrite_path");
+    assert!(
+        error.hint.unwrap_or_default().contains("has no {param}"),
+        "hint"
+    );
+}
+
+#[test]
+fn request_id_defaults_to_true_and_can_be_turned_off() {
+    assert!(route_of(&edits("", "")).request_id);
+    assert!(!route_of(&edits("request_id = false", "")).request_id);
+    fails_at(
+        &edits("request_id = \"no\"", ""),
+        "\"no\"",
+        "route[0].request_id",
+    );
+    let config = load_str(&edits("request_id = false", ""), "t.toml").expect("valid");
+    assert!(
+        config.summary().contains(" auth=j request_id=off\n"),
+        "{}",
+        config.summary()
+    );
+}
+
+#[test]
+fn header_edits_default_to_none() {
+    let route = route_of(&edits("", ""));
+    assert_eq!(route.request_headers, HeaderEdits::default());
+    assert_eq!(route.response_headers, HeaderEdits::default());
+    let route = route_of(&edits(
+        "",
+        "[route.request_headers]\n\n[route.response_headers]\nremove = []\n",
+    ));
+    assert_eq!(route.request_headers, HeaderEdits::default());
+    assert_eq!(route.response_headers, HeaderEdits::default());
+}
+
+#[test]
+fn header_edits_become_the_model() {
+    let route = route_of(&request_headers(
+        "remove = [\"X-Debug\", \"x-trace\"]\nrename = { \"X-Old\" = \"X-New\", x-case = \"X-Case\" }\n\
+         set = { \"X-Env\" = \"prod\" }\nadd = { \"X-Client\" = \"ip=${client_ip}\" }",
+    ));
+    assert_eq!(
+        route.request_headers,
+        HeaderEdits {
+            remove: vec!["x-debug".to_owned(), "x-trace".to_owned()],
+            // A BTreeMap: "X-Old" sorts before "x-case". A rename may change only the case.
+            rename: vec![
+                ("x-old".to_owned(), "X-New".to_owned()),
+                ("x-case".to_owned(), "X-Case".to_owned()),
+            ],
+            set: vec![("X-Env".to_owned(), vec![lit("prod")])],
+            add: vec![(
+                "X-Client".to_owned(),
+                vec![lit("ip="), var(Variable::ClientIp)]
+            )],
+        }
+    );
+}
+
+#[test]
+fn header_edit_names_are_tokens_listed_once() {
+    let at = "route[0].request_headers";
+    let text = request_headers("remove = [\"x-a\", \"x:b\"]");
+    fails_at(&text, "\"x:b\"", &format!("{at}.remove[1]"));
+    let text = request_headers("remove = [\"x-a\", \"X-A\"]");
+    let error = fails_at(&text, "\"X-A\"", &format!("{at}.remove[1]"));
+    assert_eq!(
+        error.message,
+        "header X-A is listed twice in remove (names are case-insensitive)"
+    );
+    let text = request_headers("rename = { \"x a\" = \"y\" }");
+    fails_at(&text, "\"x a\"", &format!("{at}.rename.\"x a\""));
+    let text = request_headers("rename = { x-a = \"y b\" }");
+    fails_at(&text, "\"y b\"", &format!("{at}.rename.x-a"));
+    let text = request_headers("rename = { X-A = \"y\", x-a = \"z\" }");
+    fails_at(&text, "x-a =", &format!("{at}.rename.x-a"));
+    // BTreeMap order: "X-A" sorts before "x-a", so the lower-case one is the duplicate.
+    let text = request_headers("set = { X-A = \"1\", x-a = \"2\" }");
+    fails_at(&text, "x-a =", &format!("{at}.set.x-a"));
+    let text = request_headers("add = { \"a@b\" = \"1\" }");
+    fails_at(&text, "\"a@b\"", &format!("{at}.add.\"a@b\""));
+    let text = response_headers("add = { X-A = \"1\", x-a = \"2\" }");
+    fails_at(&text, "x-a =", "route[0].response_headers.add.x-a");
+    // The same name under two keys is allowed: set replaces, add appends.
+    route_of(&request_headers(
+        "set = { X-A = \"1\" }\nadd = { X-A = \"2\" }",
+    ));
+}
+
+#[test]
+fn header_edits_never_touch_framing_or_routing_headers() {
+    for name in [
+        "host",
+        "Content-Length",
+        "transfer-encoding",
+        "Connection",
+        "keep-alive",
+        "TE",
+        "trailer",
+        "upgrade",
+        "Expect",
+    ] {
+        for (table, lines) in [
+            ("request_headers", format!("remove = [\"{name}\"]")),
+            (
+                "response_headers",
+                format!("rename = {{ \"{name}\" = \"X-A\" }}"),
+            ),
+            (
+                "request_headers",
+                format!("rename = {{ X-A = \"{name}\" }}"),
+            ),
+            (
+                "response_headers",
+                format!("set = {{ \"{name}\" = \"1\" }}"),
+            ),
+            ("request_headers", format!("add = {{ \"{name}\" = \"1\" }}")),
+        ] {
+            let text = edits("", &format!("[route.{table}]\n{lines}"));
+            let field = match lines.split_once(' ').map(|(key, _)| key) {
+                Some("remove") => format!("route[0].{table}.remove[0]"),
+                Some("rename") if lines.contains("X-A = ") => {
+                    format!("route[0].{table}.rename.X-A")
+                }
+                Some(key) => format!("route[0].{table}.{key}.{name}"),
+                None => unreachable!(),
+            };
+            let error = fails_at(&text, &format!("\"{name}\""), &field);
+            assert!(
+                error
+                    .message
+                    .starts_with(&format!("{name} cannot be edited: ")),
+                "{error}"
+            );
+        }
+    }
+}
+
+#[test]
+fn request_edits_never_write_identity_headers() {
+    let at = "route[0].request_headers";
+    let text = request_headers("set = { \"X-User-Id\" = \"admin\" }");
+    let error = fails_at(&text, "\"X-User-Id\" =", &format!("{at}.set.X-User-Id"));
+    assert_eq!(
+        error.message,
+        "request_headers cannot set X-User-Id: it is an identity header"
+    );
+    let text = request_headers("add = { x-tenant = \"t\" }");
+    fails_at(&text, "x-tenant =", &format!("{at}.add.x-tenant"));
+    // Renaming a client header to an identity header would forge one.
+    let text = request_headers("rename = { X-Mine = \"X-Email\" }");
+    let error = fails_at_nth(&text, "\"X-Email\"", 1, &format!("{at}.rename.X-Mine"));
+    assert!(
+        error.message.contains("cannot rename to X-Email"),
+        "{error}"
+    );
+    // Responses may carry them; and X-Consumer is no identity header without an API-key set.
+    route_of(&response_headers(
+        "set = { \"X-User-Id\" = \"${claim.sub}\" }",
+    ));
+    route_of(&request_headers("set = { \"X-Consumer\" = \"web\" }"));
+}
+
+#[test]
+fn request_id_header_is_the_gateways_unless_request_id_is_off() {
+    for (table, lines, needle, field) in [
+        (
+            "request_headers",
+            "remove = [\"x-request-id\"]",
+            "\"x-request-id\"",
+            "remove[0]",
+        ),
+        (
+            "response_headers",
+            "rename = { X-Request-Id = \"X-Id\" }",
+            "X-Request-Id =",
+            "rename.X-Request-Id",
+        ),
+        (
+            "request_headers",
+            "rename = { X-Id = \"X-Request-Id\" }",
+            "\"X-Request-Id\"",
+            "rename.X-Id",
+        ),
+        (
+            "request_headers",
+            "set = { X-Request-Id = \"1\" }",
+            "X-Request-Id =",
+            "set.X-Request-Id",
+        ),
+        (
+            "response_headers",
+            "add = { X-Request-Id = \"1\" }",
+            "X-Request-Id =",
+            "add.X-Request-Id",
+        ),
+    ] {
+        let text = edits("", &format!("[route.{table}]\n{lines}"));
+        let error = fails_at(&text, needle, &format!("route[0].{table}.{field}"));
+        assert!(
+            error
+                .message
+                .ends_with("is the gateway's with request_id = true"),
+            "{error}"
+        );
+        let route = route_of(&edits(
+            "request_id = false",
+            &format!("[route.{table}]\n{lines}"),
+        ));
+        assert!(!route.request_id);
+    }
+}
+
+#[test]
+fn renames_do_not_depend_on_their_order() {
+    let at = "route[0].request_headers.rename";
+    let text = request_headers("remove = [\"x-a\"]\nrename = { X-A = \"x-b\" }");
+    let error = fails_at(&text, "X-A =", &format!("{at}.X-A"));
+    assert_eq!(error.message, "X-A is removed, so renaming it does nothing");
+    let text = request_headers("rename = { a = \"b\", b = \"c\" }");
+    let error = fails_at(&text, "\"b\"", &format!("{at}.a"));
+    assert_eq!(error.message, "a is renamed to b, which is renamed too");
+    let text = request_headers("rename = { a = \"X\", b = \"x\" }");
+    let error = fails_at(&text, "\"x\"", &format!("{at}.b"));
+    assert_eq!(error.message, "a and b are both renamed to x");
+}
+
+#[test]
+fn value_templates_resolve_every_variable() {
+    use Variable::{Claim, ClientIp, Param, RequestId, Route};
+    let route = route_of(&request_headers(
+        "set = { X-A = \"${client_ip} ${route} ${request_id}\", \
+         X-B = \"${param.org}/${param.id}\", \
+         X-C = \"${claim.email},${claim.sub},${claim.tenant}\", \
+         X-D = \"$$${route}$$a$$\", X-E = \"\", X-F = \"a\\tb\" }",
+    ));
+    assert_eq!(
+        route.request_headers.set,
+        vec![
+            (
+                "X-A".to_owned(),
+                vec![
+                    var(ClientIp),
+                    lit(" "),
+                    var(Route),
+                    lit(" "),
+                    var(RequestId)
+                ]
+            ),
+            (
+                "X-B".to_owned(),
+                vec![var(Param(0)), lit("/"), var(Param(1))]
+            ),
+            (
+                "X-C".to_owned(),
+                vec![
+                    var(Claim(0)),
+                    lit(","),
+                    var(Claim(1)),
+                    lit(","),
+                    var(Claim(2))
+                ]
+            ),
+            // `$$` is `$`, merged with the literal text around it.
+            ("X-D".to_owned(), vec![lit("$"), var(Route), lit("$a$")]),
+            ("X-E".to_owned(), vec![]),
+            ("X-F".to_owned(), vec![lit("a\tb")]),
+        ]
+    );
+}
+
+#[test]
+fn value_template_syntax_is_checked() {
+    for (bad, message) in [
+        ("${nope}", "uses the unknown variable ${nope}"),
+        ("${CLIENT_IP}", "uses the unknown variable ${CLIENT_IP}"),
+        ("${client_ip", "has an unclosed `${`"),
+        ("a ${}", "has an empty ${}"),
+        ("$client_ip", "has a `$` that starts no ${name}"),
+        ("US$", "has a `$` that starts no ${name}"),
+        ("${param.}", "${param.} names no parameter"),
+        ("${param.a-b}", "${param.a-b} names no parameter"),
+        ("${claim.}", "${claim.} names no claim"),
+    ] {
+        let text = request_headers(&format!("set = {{ X-A = \"{bad}\" }}"));
+        let error = fails_at(
+            &text,
+            &format!("\"{bad}\""),
+            "route[0].request_headers.set.X-A",
+        );
+        assert!(error.message.contains(message), "{bad}: {error}");
+    }
+    let text = request_headers("add = { X-A = \"${nope}\" }");
+    let error = fails_at(&text, "\"${nope}\"", "route[0].request_headers.add.X-A");
+    assert!(
+        error.hint.unwrap_or_default().contains("${client_ip}"),
+        "hint lists the variables"
+    );
+}
+
+#[test]
+fn value_literals_are_header_value_bytes() {
+    for (bad, message) in [
+        ("a\\r\\nX-Injected: 1", "contains '\\r'"),
+        ("a\\nb", "contains '\\n'"),
+        ("a\\u0000", "contains '\\0'"),
+        ("caf\u{e9}", "contains 'é'"),
+        (" a", "starts or ends with whitespace"),
+        ("a\\t", "starts or ends with whitespace"),
+    ] {
+        let text = response_headers(&format!("set = {{ X-A = \"{bad}\" }}"));
+        let error = fails_at(
+            &text,
+            &format!("\"{bad}\""),
+            "route[0].response_headers.set.X-A",
+        );
+        assert!(error.message.contains(message), "{bad}: {error}");
+    }
+    let max = defaults::HEADER_VALUE_TEMPLATE_BYTES_MAX;
+    route_of(&response_headers(&format!(
+        "add = {{ X-A = \"{}\" }}",
+        "a".repeat(max)
+    )));
+    let text = response_headers(&format!("add = {{ X-A = \"{}\" }}", "a".repeat(max + 1)));
+    let error = fails_at(&text, "\"aaa", "route[0].response_headers.add.X-A");
+    assert_eq!(
+        error.message,
+        format!("the value of X-A is {} bytes, more than {max}", max + 1)
+    );
+}
+
+#[test]
+fn param_variables_need_a_parameter_of_the_pattern() {
+    let text = request_headers("set = { X-A = \"${param.user}\" }");
+    let error = fails_at(
+        &text,
+        "\"${param.user}\"",
+        "route[0].request_headers.set.X-A",
+    );
+    assert_eq!(
+        error.hint.as_deref(),
+        Some("parameters of this route's path: org, id")
+    );
+    let text = format!(
+        "{}\n[route.response_headers]\nadd = {{ X-A = \"${{param.id}}\" }}\n",
+        route("path_prefix = \"/users\"")
+    );
+    let error = fails_at(
+        &text,
+        "\"${param.id}\"",
+        "route[0].response_headers.add.X-A",
+    );
+    assert!(
+        error
+            .hint
+            .unwrap_or_default()
+            .starts_with("a path_prefix route has no parameters"),
+        "hint"
+    );
+}
+
+#[test]
+fn claim_variables_need_a_jwt_that_maps_the_claim() {
+    let field = "route[0].request_headers.set.X-A";
+    let table = "[route.request_headers]\nset = { X-A = \"${claim.role}\" }";
+    let text = request_headers("set = { X-A = \"${claim.role}\" }");
+    let error = fails_at(&text, "\"${claim.role}\"", field);
+    assert_eq!(
+        error.message,
+        "the value of X-A uses claim role, which [auth.jwt.j] does not map in claims_to_headers"
+    );
+    assert_eq!(
+        error.hint.as_deref(),
+        Some(
+            "claims mapped by [auth.jwt.j]: email, sub, tenant; add role to its \
+             claims_to_headers"
+        )
+    );
+    // No auth at all.
+    let text = format!("{}\n{table}\n", route("path_prefix = \"/\""));
+    let error = fails_at(&text, "\"${claim.role}\"", field);
+    assert!(
+        error.message.ends_with("but the route has no auth"),
+        "{error}"
+    );
+    // API keys carry no claims.
+    let text = format!(
+        "{}\n{table}\n",
+        policies(
+            &format!(
+                "[auth.api_keys.k]\nkeys = [{{ consumer = \"acme\", sha256 = \"{FOO_SHA256}\" }}]"
+            ),
+            "auth = \"k\""
+        )
+    );
+    let error = fails_at(&text, "\"${claim.role}\"", field);
+    assert!(error.message.ends_with("is an API-key set"), "{error}");
+    // A verifier that maps nothing.
+    let text = format!(
+        "{}\n{table}\n",
+        policies(
+            &format!(
+                "[auth.jwt.j]\nalgorithms = [\"HS256\"]\nsecret = \"{SECRET_32}\"\n\
+                 claims_to_headers = {{}}"
+            ),
+            "auth = \"j\""
+        )
+    );
+    let error = fails_at(&text, "\"${claim.role}\"", field);
+    assert_eq!(
+        error.hint.as_deref(),
+        Some("[auth.jwt.j] maps no claims; add claims_to_headers = { role = \"X-Header\" }")
+    );
+}
+
+#[test]
+fn the_request_id_variable_needs_request_id() {
+    let text = edits(
+        "request_id = false",
+        "[route.response_headers]\nadd = { X-A = \"${request_id}\" }",
+    );
+    let error = fails_at(
+        &text,
+        "\"${request_id}\"",
+        "route[0].response_headers.add.X-A",
+    );
+    assert_eq!(
+        error.message,
+        "the value of X-A uses ${request_id}, but request_id = false"
+    );
+}
+
+#[test]
+fn header_edits_are_bounded() {
+    let max = defaults::HEADER_EDITS_MAX;
+    let names = |n: usize| {
+        let names: Vec<String> = (0..n).map(|i| format!("\"x-{i}\"")).collect();
+        names.join(", ")
+    };
+    let route = route_of(&request_headers(&format!("remove = [{}]", names(max))));
+    assert_eq!(route.request_headers.remove.len(), max);
+    let text = request_headers(&format!(
+        "remove = [{}]\nset = {{ X-A = \"1\" }}",
+        names(max)
+    ));
+    let error = fails_at(&text, "[route.request_headers]", "route[0].request_headers");
+    assert_eq!(
+        error.message,
+        format!("{} header edits, more than {max}", max + 1)
+    );
+}
+
+#[test]
+fn header_edits_reject_unknown_keys_and_are_located_in_their_own_route() {
+    let error = fails_at(
+        &request_headers("removes = [\"X-A\"]"),
+        "removes =",
+        "route[0].request_headers.removes",
+    );
+    assert!(
+        error
+            .hint
+            .unwrap_or_default()
+            .contains("did you mean `remove`?"),
+        "hint"
+    );
+    fails_at(
+        &request_headers("remove = \"X-A\""),
+        "\"X-A\"",
+        "route[0].request_headers.remove",
+    );
+    fails_at(
+        &response_headers("set = { X-A = 1 }"),
+        "1 }",
+        "route[0].response_headers.set.X-A",
+    );
+    // The table after the second [[route]] belongs to route[1].
+    let text = format!(
+        "{}\n[route.request_headers]\nremove = [\"x-a\"]\n\n[[route]]\npath = \"/b\"\n\
+         upstream = \"users\"\n\n[route.request_headers]\nremove = [\"host\"]\n",
+        route("path_prefix = \"/\"")
+    );
+    fails_at(&text, "\"host\"", "route[1].request_headers.remove[0]");
 }
