@@ -356,6 +356,26 @@ pub struct Route {
     /// `request_id = true|false`: pass `X-Request-Id` upstream (the client's, or a generated
     /// one when it sent none) and return it in the response. Default true.
     pub request_id: bool,
+    /// `[route.retry]`: retries of idempotent requests on another endpoint. Default: none.
+    pub retry: Option<Retry>,
+    /// `timeout_ms`: the longest a request may take from its complete head to the upstream's
+    /// response head, retries included; later gets 504. Default: no route bound (each
+    /// upstream timeout still applies).
+    pub timeout_ms: Option<u64>,
+}
+
+/// A validated `[route.retry]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retry {
+    /// Further attempts after the first, each on an endpoint not tried yet. 1..=10.
+    /// Default 1.
+    pub attempts: u32,
+    /// Upstream statuses that are retried (besides connect failures), each 500..=599.
+    /// Default [502, 503, 504].
+    pub on_statuses: Vec<u16>,
+    /// Retries may add at most this share of the route's requests as extra load, percent,
+    /// 1..=100, counted per worker. Default 20.
+    pub budget_percent: u32,
 }
 
 /// How a route matches the Host.

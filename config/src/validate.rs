@@ -831,6 +831,8 @@ fn check_route(
         request_headers,
         response_headers,
         request_id: route.request_id,
+        retry: None,
+        timeout_ms: None,
     })
 }
 

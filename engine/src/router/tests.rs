@@ -51,6 +51,8 @@ fn route(kind: PathKind, path: &str) -> Route {
         request_headers: Default::default(),
         response_headers: Default::default(),
         request_id: true,
+        retry: None,
+        timeout_ms: None,
     }
 }
 
