@@ -160,6 +160,22 @@ pub const HEADER_EDITS_MAX: usize = 64;
 /// eats into the upstream's (or client's) header limit on every request.
 pub const HEADER_VALUE_TEMPLATE_BYTES_MAX: usize = 4_096;
 
+/// Further attempts a `[route.retry]` makes after the first: one retry on another endpoint
+/// covers a single bad endpoint without multiplying load on a struggling service.
+pub const RETRY_ATTEMPTS: u32 = 1;
+/// Largest `attempts` accepted.
+pub const RETRY_ATTEMPTS_MAX: u32 = 10;
+/// Upstream statuses retried besides connect failures: the same gateway-ish 5xx a breaker
+/// counts (RFC 9110 §15.6.3-§15.6.5), not a 500 that the request itself may have caused.
+pub const RETRY_ON_STATUSES: &[u16] = &[502, 503, 504];
+/// Most extra load retries may add, as a percentage of the route's requests (per worker), so
+/// retries cannot turn an outage into a retry storm.
+pub const RETRY_BUDGET_PERCENT: u32 = 20;
+/// Largest `budget_percent` accepted: every request retried once.
+pub const RETRY_BUDGET_PERCENT_MAX: u32 = 100;
+/// Longest route `timeout_ms` accepted: an hour.
+pub const ROUTE_TIMEOUT_MS_MAX: u64 = 3_600_000;
+
 /// Smallest `request_line_bytes_max` accepted: room for a method, a short target and the
 /// version.
 pub const REQUEST_LINE_BYTES_MAX_FLOOR: usize = 64;
@@ -304,4 +320,13 @@ pub(crate) fn breaker_half_open_probes() -> u32 {
 }
 pub(crate) fn breaker_failure_statuses() -> Vec<u16> {
     BREAKER_FAILURE_STATUSES.to_vec()
+}
+pub(crate) fn retry_attempts() -> u32 {
+    RETRY_ATTEMPTS
+}
+pub(crate) fn retry_on_statuses() -> Vec<u16> {
+    RETRY_ON_STATUSES.to_vec()
+}
+pub(crate) fn retry_budget_percent() -> u32 {
+    RETRY_BUDGET_PERCENT
 }

@@ -370,8 +370,8 @@ pub struct Retry {
     /// Further attempts after the first, each on an endpoint not tried yet. 1..=10.
     /// Default 1.
     pub attempts: u32,
-    /// Upstream statuses that are retried (besides connect failures), each 500..=599.
-    /// Default [502, 503, 504].
+    /// Upstream statuses that are retried (besides connect failures), each 500..=599 and
+    /// listed once, in the file's order; may be empty. Default [502, 503, 504].
     pub on_statuses: Vec<u16>,
     /// Retries may add at most this share of the route's requests as extra load, percent,
     /// 1..=100, counted per worker. Default 20.

@@ -397,6 +397,15 @@ pub struct RouteConfig {
     /// [`defaults::REQUEST_ID`].
     #[serde(default = "defaults::request_id")]
     pub request_id: bool,
+    /// The longest a request may take from its complete head to the upstream's response head,
+    /// retries included, in milliseconds; later gets 504. 1..=[`defaults::ROUTE_TIMEOUT_MS_MAX`].
+    /// Default: unset (only the upstream's own timeouts apply).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// `[route.retry]` (written after its `[[route]]`): retries of idempotent requests on
+    /// another endpoint of the upstream, which must have more than one. Default: none.
+    #[serde(default)]
+    pub retry: Option<RetryConfig>,
     /// `[route.request_headers]` (written after its `[[route]]`): edits to the request
     /// forwarded upstream. Default: none.
     #[serde(default)]
@@ -440,6 +449,28 @@ pub struct HeaderEditsConfig {
     /// as `set`. Default: none.
     #[serde(default)]
     pub add: BTreeMap<String, String>,
+}
+
+/// `[route.retry]`: an idempotent request that fails to connect, or gets a status in
+/// `on_statuses`, is sent again to an endpoint of the upstream not tried yet, up to `attempts`
+/// more times, while retries stay within `budget_percent` of the route's requests. Presence of
+/// the table turns it on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Further attempts after the first, each on an endpoint not tried yet.
+    /// 1..=[`defaults::RETRY_ATTEMPTS_MAX`]. Default [`defaults::RETRY_ATTEMPTS`].
+    #[serde(default = "defaults::retry_attempts")]
+    pub attempts: u32,
+    /// Upstream statuses that are retried, each 500..=599 and listed once; `[]` retries only
+    /// connect failures. Default [`defaults::RETRY_ON_STATUSES`] (`[502, 503, 504]`).
+    #[serde(default = "defaults::retry_on_statuses")]
+    pub on_statuses: Vec<u16>,
+    /// Retries may add at most this share of the route's requests as extra load, in percent,
+    /// counted per worker. 1..=[`defaults::RETRY_BUDGET_PERCENT_MAX`]. Default
+    /// [`defaults::RETRY_BUDGET_PERCENT`].
+    #[serde(default = "defaults::retry_budget_percent")]
+    pub budget_percent: u32,
 }
 
 /// `[route.fallback]`: the answer when every endpoint of the route's upstream is down or has

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use crate::{
     AuthRef, Balancer, BreakerSettings, Config, Fallback, HashKey, HostMatch, JwtAuth, JwtKeys,
-    KeySource, PathKind, PathPattern, RateKey, Rewrite, Segment, TemplatePart, TokenSource,
+    KeySource, PathKind, PathPattern, RateKey, Retry, Rewrite, Segment, TemplatePart, TokenSource,
     Variable,
 };
 
@@ -34,7 +34,9 @@ impl Config {
     ///
     /// (the `users` jwt line is one line). A route with `auth` or `rate_limit` ends in
     /// `auth=NAME` and `rate_limit=NAME`, and one with a `[route.fallback]` in
-    /// `fallback=stale`, `fallback=static 503` or `fallback=stale,static 503`; one with
+    /// `fallback=stale`, `fallback=static 503` or `fallback=stale,static 503`, then one with a
+    /// `[route.retry]` in `retry=1x on 502,503,504 budget 20%` (`on connect failures only` when
+    /// `on_statuses = []`) and one with `timeout_ms` in `timeout_ms=5000`; one with
     /// `rewrite_path` shows `rewrite=template:/users/{id}`, one with header edits
     /// `request_headers=3 edits` / `response_headers=1 edit`, and one with `request_id =
     /// false` ends in `request_id=off`. An upstream
@@ -111,6 +113,12 @@ impl Config {
             }
             if let Some(fallback) = fallback(&route.fallback) {
                 let _ = write!(out, " fallback={fallback}");
+            }
+            if let Some(retry) = &route.retry {
+                let _ = write!(out, " retry={}", retry_summary(retry));
+            }
+            if let Some(ms) = route.timeout_ms {
+                let _ = write!(out, " timeout_ms={ms}");
             }
             for (key, edits) in [
                 ("request_headers", &route.request_headers),
@@ -317,6 +325,21 @@ fn breaker(settings: &BreakerSettings) -> String {
         settings.cooldown_ms,
         settings.cooldown_max_ms,
         settings.cooldown_multiplier,
+    )
+}
+
+/// `1x on 502,503,504 budget 20%`, or `1x on connect failures only budget 20%` when no status
+/// is retried.
+fn retry_summary(retry: &Retry) -> String {
+    let on = if retry.on_statuses.is_empty() {
+        "connect failures only".to_owned()
+    } else {
+        let statuses: Vec<String> = retry.on_statuses.iter().map(u16::to_string).collect();
+        statuses.join(",")
+    };
+    format!(
+        "{}x on {on} budget {}%",
+        retry.attempts, retry.budget_percent
     )
 }
 

@@ -7,8 +7,9 @@
 //! The authentication rules, which also read key files, live in `validate/auth.rs` (what the
 //! key files must hold in `validate/keys.rs`); the rate limit rules in
 //! `validate/ratelimit.rs`; an upstream's circuit breaker in `validate/breaker.rs` and a
-//! route's fallback response in `validate/fallback.rs`; its path rewrite and header edits, with
-//! their templates, in `validate/transform.rs`. Runs on the control side only; the
+//! route's fallback response in `validate/fallback.rs`; its retries and overall timeout in
+//! `validate/retry.rs`; its path rewrite and header edits, with their templates, in
+//! `validate/transform.rs`. Runs on the control side only; the
 //! first rule broken is reported.
 
 mod auth;
@@ -16,6 +17,7 @@ mod breaker;
 mod fallback;
 mod keys;
 mod ratelimit;
+mod retry;
 mod transform;
 
 use std::collections::HashMap;
@@ -794,6 +796,16 @@ fn check_route(
         )?),
     };
     let fallback = fallback::check_fallback(doc, &at.key("fallback"), route.fallback.as_ref())?;
+    let timeout_ms = retry::check_route_timeout(doc, &at.key("timeout_ms"), route.timeout_ms)?;
+    let retry = match &route.retry {
+        None => None,
+        Some(config) => Some(retry::check_retry(
+            doc,
+            &at.key("retry"),
+            config,
+            &upstreams[upstream],
+        )?),
+    };
     let context = transform::Context {
         path: &path,
         auth,
@@ -831,8 +843,8 @@ fn check_route(
         request_headers,
         response_headers,
         request_id: route.request_id,
-        retry: None,
-        timeout_ms: None,
+        retry,
+        timeout_ms,
     })
 }
 

@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use coregate_config::{
-    defaults, load_file, BreakerSettings, HeaderEdits, JwtKeys, Rewrite, TemplatePart, Variable,
+    defaults, load_file, BreakerSettings, HeaderEdits, JwtKeys, Retry, Rewrite, TemplatePart,
+    Variable,
 };
 
 fn example() -> PathBuf {
@@ -137,8 +138,29 @@ fn the_annotated_example_loads() {
         "{summary}"
     );
     assert!(
-        summary.contains(" rate_limit=per_tenant fallback=stale,static 503\n"),
+        summary.contains(
+            " rate_limit=per_tenant fallback=stale,static 503 \
+             retry=1x on 502,503,504 budget 20% timeout_ms=5000\n"
+        ),
         "{summary}"
+    );
+    // The same route retries with every default written out, and has a route timeout; no
+    // other route has either.
+    assert_eq!(
+        config.routes[0].retry,
+        Some(Retry {
+            attempts: defaults::RETRY_ATTEMPTS,
+            on_statuses: defaults::RETRY_ON_STATUSES.to_vec(),
+            budget_percent: defaults::RETRY_BUDGET_PERCENT,
+        })
+    );
+    assert!(config.upstreams[config.routes[0].upstream].endpoints.len() > 1);
+    assert_eq!(config.routes[0].timeout_ms, Some(5000));
+    assert!(
+        config.routes[1..]
+            .iter()
+            .all(|r| r.retry.is_none() && r.timeout_ms.is_none()),
+        "only the first route retries or has a timeout"
     );
     assert!(
         !summary.contains("2c26b46b"),

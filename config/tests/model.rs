@@ -1,6 +1,6 @@
 //! A valid config becomes exactly the model the engine expects: defaults filled in, names
 //! resolved to indexes, hosts and header names lower-cased, methods upper-cased, paths split,
-//! key files read, key hashes lower-cased, breakers and fallbacks filled in.
+//! key files read, key hashes lower-cased, breakers, fallbacks and retries filled in.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,7 +9,7 @@ use coregate_config::defaults;
 use coregate_config::{
     load_str, ApiKeyAuth, AuthRef, Balancer, BreakerSettings, Endpoint, Fallback, HashKey,
     HeaderEdits, HostMatch, JwtAuth, JwtKeys, KeySource, Listener, PathKind, PathPattern, RateKey,
-    RateLimit, Rewrite, Segment, StaticResponse, TemplatePart, TokenSource, Variable,
+    RateLimit, Retry, Rewrite, Segment, StaticResponse, TemplatePart, TokenSource, Variable,
 };
 
 const TEXT: &str = r#"
@@ -871,6 +871,99 @@ fn rewrites_and_header_edits_become_the_expected_model() {
             "  partner host=* methods=any path=/p/{id} rewrite=template:/partners/{id} \
              upstream=users auth=partners request_headers=1 edit request_id=off",
             "  rest host=* methods=any path_prefix=/ upstream=users response_headers=1 edit",
+        ]
+    );
+}
+
+/// Retries and route timeouts: a route with every retry key, one with the defaults and a
+/// timeout, one retrying only connect failures, and one with neither.
+const RETRIES: &str = r#"
+[[listener]]
+address = "127.0.0.1:8080"
+
+[upstreams.users]
+endpoints = [{ address = "10.0.0.1:80" }, { address = "10.0.0.2:80" }, { address = "10.0.0.3:80" }]
+
+[upstreams.solo]
+endpoints = [{ address = "10.0.0.9:80" }]
+
+[[route]]
+name = "users"
+path_prefix = "/users"
+upstream = "users"
+timeout_ms = 5000
+
+[route.retry]
+attempts = 2
+on_statuses = [503, 502]
+budget_percent = 50
+
+[[route]]
+name = "defaults"
+path_prefix = "/d"
+upstream = "users"
+retry = {}
+
+[[route]]
+name = "connect-only"
+path_prefix = "/c"
+upstream = "users"
+timeout_ms = 1
+
+[route.retry]
+on_statuses = []
+
+[[route]]
+name = "solo"
+path_prefix = "/"
+upstream = "solo"
+timeout_ms = 3600000
+"#;
+
+#[test]
+fn retries_and_timeouts_become_the_expected_model() {
+    let config = match load_str(RETRIES, "<retries>") {
+        Ok(config) => config,
+        Err(error) => panic!("{error}"),
+    };
+    let retries: Vec<Option<Retry>> = config.routes.iter().map(|r| r.retry.clone()).collect();
+    assert_eq!(
+        retries,
+        [
+            Some(Retry {
+                attempts: 2,
+                on_statuses: vec![503, 502],
+                budget_percent: 50,
+            }),
+            Some(Retry {
+                attempts: defaults::RETRY_ATTEMPTS,
+                on_statuses: defaults::RETRY_ON_STATUSES.to_vec(),
+                budget_percent: defaults::RETRY_BUDGET_PERCENT,
+            }),
+            Some(Retry {
+                attempts: 1,
+                on_statuses: vec![],
+                budget_percent: 20,
+            }),
+            None,
+        ]
+    );
+    let timeouts: Vec<Option<u64>> = config.routes.iter().map(|r| r.timeout_ms).collect();
+    assert_eq!(timeouts, [Some(5000), None, Some(1), Some(3_600_000)]);
+
+    let summary = config.summary();
+    let lines: Vec<&str> = summary.lines().collect();
+    assert_eq!(
+        lines[3..8],
+        [
+            "routes (4):",
+            "  users host=* methods=any path_prefix=/users upstream=users \
+             retry=2x on 503,502 budget 50% timeout_ms=5000",
+            "  defaults host=* methods=any path_prefix=/d upstream=users \
+             retry=1x on 502,503,504 budget 20%",
+            "  connect-only host=* methods=any path_prefix=/c upstream=users \
+             retry=1x on connect failures only budget 20% timeout_ms=1",
+            "  solo host=* methods=any path_prefix=/ upstream=solo timeout_ms=3600000",
         ]
     );
 }

@@ -2,7 +2,7 @@
 //! line, column and field of the offending key or value, and a hint.
 
 use coregate_config::{
-    defaults, load_str, BreakerSettings, ConfigError, Fallback, HeaderEdits, Rewrite, Route,
+    defaults, load_str, BreakerSettings, ConfigError, Fallback, HeaderEdits, Retry, Rewrite, Route,
     StaticResponse, TemplatePart, Variable,
 };
 
@@ -2693,4 +2693,219 @@ fn header_edits_reject_unknown_keys_and_are_located_in_their_own_route() {
         route("path_prefix = \"/\"")
     );
     fails_at(&text, "\"host\"", "route[1].request_headers.remove[0]");
+}
+
+// ----- route retry and timeout -----
+
+/// An upstream with two endpoints, so a retry has somewhere to go.
+const TWO_ENDPOINTS: &str = "[upstreams.users]\nendpoints = [{ address = \"10.0.0.1:8080\" }, \
+                             { address = \"10.0.0.2:8080\" }]\n\n";
+
+/// A valid config whose only route (on a two-endpoint upstream) has `[route.retry]` with these
+/// lines.
+fn with_retry(lines: &str) -> String {
+    format!("{LISTENER}{TWO_ENDPOINTS}{ROUTE}\n[route.retry]\n{lines}\n")
+}
+
+#[test]
+fn a_retry_table_turns_retries_on_with_the_defaults() {
+    assert_eq!(
+        route_of(&with_retry("")).retry,
+        Some(Retry {
+            attempts: defaults::RETRY_ATTEMPTS,
+            on_statuses: defaults::RETRY_ON_STATUSES.to_vec(),
+            budget_percent: defaults::RETRY_BUDGET_PERCENT,
+        })
+    );
+    assert_eq!(
+        (defaults::RETRY_ATTEMPTS, defaults::RETRY_BUDGET_PERCENT),
+        (1, 20)
+    );
+    assert_eq!(defaults::RETRY_ON_STATUSES, [502, 503, 504]);
+    let plain = route_of(&format!("{LISTENER}{TWO_ENDPOINTS}{ROUTE}"));
+    assert_eq!(
+        (plain.retry, plain.timeout_ms),
+        (None, None),
+        "off by default"
+    );
+    // An inline table is the same thing.
+    let text = format!(
+        "{LISTENER}{TWO_ENDPOINTS}{ROUTE}retry = {{ attempts = 2, on_statuses = [503] }}\n"
+    );
+    assert_eq!(
+        route_of(&text).retry,
+        Some(Retry {
+            attempts: 2,
+            on_statuses: vec![503],
+            budget_percent: 20,
+        })
+    );
+}
+
+#[test]
+fn retry_bounds_are_inclusive() {
+    let low = route_of(&with_retry(
+        "attempts = 1\non_statuses = []\nbudget_percent = 1",
+    ));
+    assert_eq!(
+        low.retry,
+        Some(Retry {
+            attempts: 1,
+            on_statuses: vec![],
+            budget_percent: 1,
+        })
+    );
+    let high = route_of(&with_retry(
+        "attempts = 10\non_statuses = [599, 500]\nbudget_percent = 100",
+    ));
+    assert_eq!(
+        high.retry,
+        Some(Retry {
+            attempts: 10,
+            on_statuses: vec![599, 500],
+            budget_percent: 100,
+        }),
+        "statuses kept in the file's order"
+    );
+}
+
+#[test]
+fn retry_attempts_and_budget_are_range_checked() {
+    for (key, bad, range) in [
+        ("attempts", "0", "1..=10"),
+        ("attempts", "11", "1..=10"),
+        ("budget_percent", "0", "1..=100"),
+        ("budget_percent", "101", "1..=100"),
+    ] {
+        let error = fails_at(
+            &with_retry(&format!("{key} = {bad}")),
+            &format!("{bad}\n"),
+            &format!("route[0].retry.{key}"),
+        );
+        assert_eq!(
+            error.message,
+            format!("{key} = {bad} is outside {range}"),
+            "{error}"
+        );
+    }
+    let text = with_retry("attempts = 0");
+    let error = fails_at(&text, "0\n", "route[0].retry.attempts");
+    assert_eq!(
+        error.to_string(),
+        "t.toml:12:12: route[0].retry.attempts: attempts = 0 is outside 1..=10\n  hint: \
+         attempts counts the tries after the first, each on another endpoint; the default is \
+         1; remove [route.retry] for no retries"
+    );
+}
+
+#[test]
+fn retry_statuses_are_server_errors_listed_once() {
+    let field = "route[0].retry.on_statuses[1]";
+    let error = fails_at(&with_retry("on_statuses = [502, 404]"), "404", field);
+    assert_eq!(
+        error.message,
+        "retry status 404 is not a server error (5xx)"
+    );
+    fails_at(&with_retry("on_statuses = [502, 600]"), "600", field);
+    let error = fails_at_nth(&with_retry("on_statuses = [503, 503]"), "503", 1, field);
+    assert_eq!(
+        error.message,
+        "retry status 503 is listed twice (also on_statuses[0])"
+    );
+    // Shape errors come from the schema, located at the element.
+    fails_at(
+        &with_retry("on_statuses = [502, \"503\"]"),
+        "\"503\"",
+        field,
+    );
+    fails_at(&with_retry("on_statuses = [502, 70000]"), "70000", field);
+}
+
+#[test]
+fn retry_needs_another_endpoint() {
+    let text = format!("{LISTENER}{UPSTREAM}{ROUTE}\n[route.retry]\nattempts = 2\n");
+    let error = fails_at(&text, "[route.retry]", "route[0].retry");
+    assert_eq!(
+        error.to_string(),
+        "t.toml:11:1: route[0].retry: upstream `users` has a single endpoint (10.0.0.1:8080), \
+         so no retry could ever be sent\n  hint: retries go to another endpoint; the upstream \
+         has only one: add endpoints to it, or remove [route.retry]"
+    );
+    // Written inline, the error is at the inline table.
+    let text = format!("{LISTENER}{UPSTREAM}{ROUTE}retry = {{ attempts = 1 }}\n");
+    fails_at(&text, "{ attempts", "route[0].retry");
+    // The upstream is the route's own, not the first one.
+    let text = format!(
+        "{LISTENER}{TWO_ENDPOINTS}[upstreams.solo]\nendpoints = [{{ address = \"10.0.0.9:80\" }}]\
+         \n\n{ROUTE}\n[[route]]\npath = \"/solo\"\nupstream = \"solo\"\n\n[route.retry]\n"
+    );
+    let error = fails_at(&text, "[route.retry]", "route[1].retry");
+    assert!(error.message.starts_with("upstream `solo`"), "{error}");
+    let two = text.replace("[[route]]\npath = \"/solo\"\nupstream = \"solo\"\n\n", "");
+    assert!(route_of(&two).retry.is_some(), "two endpoints are enough");
+}
+
+#[test]
+fn retry_rejects_unknown_keys_and_wrong_types() {
+    let error = fails_at(
+        &with_retry("attempt = 2"),
+        "attempt =",
+        "route[0].retry.attempt",
+    );
+    assert!(
+        error
+            .hint
+            .unwrap_or_default()
+            .starts_with("did you mean `attempts`?"),
+        "hint"
+    );
+    fails_at(
+        &with_retry("attempts = \"2\""),
+        "\"2\"",
+        "route[0].retry.attempts",
+    );
+    fails_at(
+        &with_retry("budget_percent = -1"),
+        "-1",
+        "route[0].retry.budget_percent",
+    );
+    fails_at(
+        &with_retry("on_statuses = 502"),
+        "502",
+        "route[0].retry.on_statuses",
+    );
+    // `retry = true` is not how it is turned on.
+    let text = format!("{LISTENER}{TWO_ENDPOINTS}{ROUTE}retry = true\n");
+    fails_at(&text, "true", "route[0].retry");
+}
+
+#[test]
+fn route_timeout_is_range_checked() {
+    for ok in [1, 5000, 3_600_000] {
+        let text = route(&format!("path_prefix = \"/\"\ntimeout_ms = {ok}"));
+        assert_eq!(route_of(&text).timeout_ms, Some(ok));
+    }
+    assert_eq!(defaults::ROUTE_TIMEOUT_MS_MAX, 3_600_000);
+    for bad in ["0", "3600001"] {
+        let text = route(&format!("path_prefix = \"/\"\ntimeout_ms = {bad}"));
+        let error = fails_at(&text, &format!("{bad}\n"), "route[0].timeout_ms");
+        assert_eq!(
+            error.message,
+            format!("timeout_ms = {bad} is outside 1..=3600000")
+        );
+        assert!(
+            error
+                .hint
+                .unwrap_or_default()
+                .contains("remove the key for no route bound"),
+            "hint"
+        );
+    }
+    let text = route("path_prefix = \"/\"\ntimeout_ms = \"5s\"");
+    fails_at(&text, "\"5s\"", "route[0].timeout_ms");
+    let text = route("path_prefix = \"/\"\ntimeout_ms = -1");
+    fails_at(&text, "-1", "route[0].timeout_ms");
+    // No retry needed, and a single endpoint is fine.
+    let config = route_of(&route("path_prefix = \"/\"\ntimeout_ms = 250"));
+    assert_eq!((config.retry, config.timeout_ms), (None, Some(250)));
 }

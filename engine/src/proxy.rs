@@ -341,11 +341,11 @@ async fn exchange(
         let host = conn.head.host.map(|h| h.get(&conn.buf)).unwrap_or_default();
         hash_key(host) ^ hash_key(conn.head.target.get(&conn.buf)).rotate_left(1)
     });
-    let Some(endpoint) = worker.pick_endpoint(&view, up_index, hash) else {
+    let Some(endpoint) = worker.pick_endpoint(&view, up_index, hash, &[]) else {
         return fall_back(worker, client, outcome, conn, &route.fallback, stale_key).await;
     };
-    let in_flight = InFlight::start(worker, &view, up_index, endpoint);
-    let addr = upstream.endpoints[endpoint].address;
+    let mut in_flight = InFlight::start(worker, &view, up_index, endpoint);
+    let mut addr = upstream.endpoints[endpoint].address;
     outcome.upstream.set(Some(addr));
 
     let mut out = worker.take_buffer();
@@ -423,7 +423,7 @@ async fn exchange(
         upstream_idle: Duration::from_millis(upstream.idle_read_timeout_ms),
         client: Duration::from_millis(snap.config.server.body_read_timeout_ms),
     };
-    let pool = PoolReturn {
+    let mut pool = PoolReturn {
         addr,
         idle_max: upstream.pool_idle_max,
         idle_timeout: Duration::from_millis(upstream.pool_idle_timeout_ms),
@@ -431,18 +431,32 @@ async fn exchange(
     // A request that is entirely in `out` can be sent again on a fresh connection when a
     // pooled one turns out to be closed; only for idempotent methods (RFC 9110 §9.2.2).
     let replayable = body.is_done() && req.method.is_idempotent();
+    // Retries on another endpoint (route `[retry]`): idempotent requests that are entirely
+    // in `out`, within the attempts, the worker's budget and the route's deadline.
+    let mut retry = Retrying::new(worker, &view, route, m.route, replayable, started);
     let mut upbuf = worker.take_buffer();
     let mut resp = ResponseHead::new();
     let mut attempts = 0;
     let (mut up, resp_len) = loop {
         attempts += 1;
-        let (mut up, reused) = match upstream_connection(worker, addr, timeouts.connect).await {
+        let connect_wait = retry.bound(timeouts.connect);
+        let (mut up, reused) = match upstream_connection(worker, addr, connect_wait).await {
             Ok(c) => c,
             Err(failure) => {
+                in_flight.fail();
+                if let Some(next) =
+                    retry.next_endpoint(worker, &view, up_index, hash, in_flight.endpoint)
+                {
+                    in_flight = InFlight::start(worker, &view, up_index, next);
+                    addr = upstream.endpoints[next].address;
+                    pool.addr = addr;
+                    outcome.upstream.set(Some(addr));
+                    attempts = 0;
+                    continue;
+                }
                 worker.give_buffer(out);
                 worker.give_buffer(upbuf);
                 let keep = body.is_done() && req.keep_alive;
-                in_flight.fail();
                 return fail_upstream(worker, client, outcome, failure, keep).await;
             }
         };
@@ -484,10 +498,25 @@ async fn exchange(
             &mut upbuf,
             &mut resp,
             &req,
-            timeouts.response_head,
+            retry.bound(timeouts.response_head),
         )
         .await
         {
+            Ok(_) if retry.wants_retry_on(resp.status) => {
+                // Retried on another endpoint: this answer is dropped with its connection.
+                let next = retry.next_endpoint(worker, &view, up_index, hash, in_flight.endpoint);
+                let Some(next) = next else {
+                    let n = resp.head_len;
+                    break (up, n);
+                };
+                in_flight.fail();
+                in_flight = InFlight::start(worker, &view, up_index, next);
+                addr = upstream.endpoints[next].address;
+                pool.addr = addr;
+                outcome.upstream.set(Some(addr));
+                attempts = 0;
+                continue;
+            }
             Ok(n) => break (up, n),
             Err(Failure::Closed) if may_retry => continue,
             Err(failure) => {
@@ -1011,6 +1040,77 @@ fn rate_key_bytes<'a>(
             identity_value(&conn.identity, Some(header))
         }
         RateKey::Header(name) => conn.head.header(&conn.buf, name),
+    }
+}
+
+/// One request's retry state: which endpoints were tried, how many attempts are left, and
+/// the route's deadline.
+struct Retrying<'a> {
+    policy: Option<&'a coregate_config::Retry>,
+    route: usize,
+    left: u32,
+    tried: Vec<usize>,
+    deadline: Option<Instant>,
+}
+
+impl<'a> Retrying<'a> {
+    fn new(
+        worker: &Worker,
+        view: &View,
+        route: &'a coregate_config::Route,
+        route_index: usize,
+        replayable: bool,
+        started: Instant,
+    ) -> Retrying<'a> {
+        let policy = route.retry.as_ref().filter(|_| replayable);
+        if policy.is_some() {
+            worker.count_request_for_retries(view, route_index);
+        }
+        Retrying {
+            policy,
+            route: route_index,
+            left: policy.map_or(0, |p| p.attempts),
+            tried: Vec::new(),
+            deadline: route
+                .timeout_ms
+                .map(|ms| started + Duration::from_millis(ms)),
+        }
+    }
+
+    /// `wait`, cut to what is left of the route's deadline.
+    fn bound(&self, wait: Duration) -> Duration {
+        match self.deadline {
+            Some(d) => wait.min(d.saturating_duration_since(Instant::now())),
+            None => wait,
+        }
+    }
+
+    /// Whether an answer with this status should be retried (if an attempt is left).
+    fn wants_retry_on(&self, status: u16) -> bool {
+        self.left > 0 && self.policy.is_some_and(|p| p.on_statuses.contains(&status))
+    }
+
+    /// Another endpoint to retry on, spending an attempt and the worker's budget, or None.
+    fn next_endpoint(
+        &mut self,
+        worker: &Worker,
+        view: &View,
+        upstream: usize,
+        hash: u64,
+        failed: usize,
+    ) -> Option<usize> {
+        let policy = self.policy?;
+        if self.left == 0 || self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return None;
+        }
+        if !worker.retry_budget_left(view, self.route, policy.budget_percent) {
+            return None;
+        }
+        self.tried.push(failed);
+        let next = worker.pick_endpoint(view, upstream, hash, &self.tried)?;
+        worker.spend_retry(view, self.route);
+        self.left -= 1;
+        Some(next)
     }
 }
 

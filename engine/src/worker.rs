@@ -54,6 +54,12 @@ const BUFFER_FREE_MAX: usize = 64;
 /// Size a fresh buffer starts with.
 pub(crate) const BUFFER_BYTES: usize = 16 * 1024;
 
+/// The retry budget's window: its counts halve this often.
+pub(crate) const RETRY_WINDOW_MS: u64 = 10_000;
+/// Retries a route may make in a window beyond its percentage, so one that sees few
+/// requests can still retry.
+const RETRY_BUDGET_FLOOR: u64 = 3;
+
 /// Which I/O driver a worker ended up with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Driver {
@@ -307,6 +313,8 @@ pub(crate) struct View {
     /// Per upstream, per endpoint: this worker's circuit breakers (empty for an upstream
     /// without `[breaker]`). Rebuilt, closed, with a new snapshot.
     pub breakers: Vec<RefCell<Vec<Breaker>>>,
+    /// Per route: (requests, retries) in the current retry-budget window.
+    pub retry_budget: Vec<Cell<(u32, u32)>>,
 }
 
 impl View {
@@ -344,11 +352,18 @@ impl View {
                 RefCell::new(breakers)
             })
             .collect();
+        let retry_budget = snapshot
+            .config
+            .routes
+            .iter()
+            .map(|_| Cell::new((0, 0)))
+            .collect();
         View {
             snapshot,
             balancers,
             token_caches,
             breakers,
+            retry_budget,
         }
     }
 }
@@ -403,7 +418,13 @@ impl Worker {
     /// With breakers, an endpoint whose breaker is open is skipped too; the chosen one's
     /// breaker must then admit the request (a half-open breaker admits a bounded number of
     /// probes), else the pick is made again without it.
-    pub fn pick_endpoint(&self, view: &View, upstream: usize, hash: u64) -> Option<usize> {
+    pub fn pick_endpoint(
+        &self,
+        view: &View,
+        upstream: usize,
+        hash: u64,
+        exclude: &[usize],
+    ) -> Option<usize> {
         let published = self.shared.health.version();
         if self.health.borrow().version != published {
             *self.health.borrow_mut() = self.shared.health.load();
@@ -413,7 +434,9 @@ impl Worker {
         let mut balancer = view.balancers[upstream].borrow_mut();
         let mut breakers = view.breakers[upstream].borrow_mut();
         if breakers.is_empty() {
-            return balancer.pick(hash, |i| health.is_up(endpoints[i].address));
+            return balancer.pick(hash, |i| {
+                health.is_up(endpoints[i].address) && !exclude.contains(&i)
+            });
         }
         let now_ms = self.shared.now_ms();
         let mut refused: Vec<usize> = Vec::new();
@@ -421,6 +444,7 @@ impl Worker {
             let picked = balancer.pick(hash, |i| {
                 health.is_up(endpoints[i].address)
                     && !refused.contains(&i)
+                    && !exclude.contains(&i)
                     && match breakers[i].state() {
                         BreakerState::Open { until_ms } => now_ms >= until_ms,
                         BreakerState::Closed | BreakerState::HalfOpen => true,
@@ -432,6 +456,28 @@ impl Worker {
             refused.push(picked);
         }
         None
+    }
+
+    /// Counts a request of a route with retries, for its retry budget.
+    pub fn count_request_for_retries(&self, view: &View, route: usize) {
+        let cell = &view.retry_budget[route];
+        let (requests, retries) = cell.get();
+        cell.set((requests.saturating_add(1), retries));
+    }
+
+    /// Whether the route's retries may grow by one: retries stay under `percent` of its
+    /// requests (plus a small floor, so a quiet route can still retry), per worker, over a
+    /// window that halves every [`RETRY_WINDOW_MS`].
+    pub fn retry_budget_left(&self, view: &View, route: usize, percent: u32) -> bool {
+        let (requests, retries) = view.retry_budget[route].get();
+        u64::from(retries) < u64::from(requests) * u64::from(percent) / 100 + RETRY_BUDGET_FLOOR
+    }
+
+    /// Counts a retry against the route's budget.
+    pub fn spend_retry(&self, view: &View, route: usize) {
+        let cell = &view.retry_budget[route];
+        let (requests, retries) = cell.get();
+        cell.set((requests, retries.saturating_add(1)));
     }
 
     /// Reports how a request to an endpoint went to its breaker, if it has one.
@@ -788,10 +834,18 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener) {
 async fn housekeeping(worker: Rc<Worker>) {
     let mut last_sweep = Instant::now();
     let mut last_sync = Instant::now();
+    let mut last_budget_decay = Instant::now();
     loop {
         let tick_ms = DRAIN_POLL_MS.min(worker.rate_sync_interval_ms());
         monoio::time::sleep(Duration::from_millis(tick_ms)).await;
         worker.sync_rate_limits(&mut last_sync);
+        if last_budget_decay.elapsed() >= Duration::from_millis(RETRY_WINDOW_MS) {
+            last_budget_decay = Instant::now();
+            for cell in &worker.view().retry_budget {
+                let (requests, retries) = cell.get();
+                cell.set((requests / 2, retries / 2));
+            }
+        }
         if worker.shared.is_draining() && !worker.draining() {
             worker.drain.fire();
         }
