@@ -45,6 +45,12 @@ interval_ms = 2000
 
 [upstreams.products]
 endpoints = [{ address = "{products}" }]
+# Three failures in a row cut the products service off for 5 s (per worker); meanwhile the
+# products route answers from its stale fallback. `curl .../products/fail?seconds=30` makes
+# the demo service fail.
+[upstreams.products.breaker]
+consecutive_failures = 3
+cooldown_ms = 5000
 # Probed by the control thread; see `curl ADMIN/upstreams`.
 [upstreams.products.health_check]
 path = "/products"
@@ -54,6 +60,12 @@ interval_ms = 2000
 name = "users"
 path_prefix = "/users"
 upstream = "users"
+
+# Transformation: the upstream sees who called through which route; the client sees it too.
+[route.request_headers]
+add = { "X-Client-Ip" = "${client_ip}", "X-Gateway-Route" = "${route}" }
+[route.response_headers]
+add = { "X-Served-By" = "coregate route ${route}" }
 
 [[route]]
 name = "orders"
@@ -65,6 +77,10 @@ upstream = "orders"
 name = "products"
 path_prefix = "/products"
 upstream = "products"
+
+# While the products service is cut off, its last good answers are served, marked stale.
+[route.fallback]
+stale = true
 
 # /api/users/1 reaches the users service as /users/1.
 [[route]]
@@ -185,6 +201,14 @@ pub fn run(listen: &str, admin: Option<&str>) -> ExitCode {
     println!("  curl -i http://{listen}/secure/users/1                                  # 401 without a token");
     println!("  curl -i -H 'X-Api-Key: {DEMO_API_KEY}' http://{listen}/partner/orders     # 200 with the API key, 401 without");
     println!("  for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}}\\n' http://{listen}/limited/products; done   # 429 after 3");
+    println!("transformation, circuit breaker and stale fallback:");
+    println!("  curl -i http://{listen}/users/1        # X-Served-By and X-Request-Id added by the route");
+    println!("  curl -i http://{listen}/products/1     # a good answer, remembered");
+    println!("  curl http://{listen}/products/fail?seconds=30   # the products service now fails");
+    println!("  for i in 1 2 3 4 5; do curl -s -o /dev/null -w '%{{http_code}}\\n' http://{listen}/products/1; done   # 503s, then the breaker opens");
+    println!(
+        "  curl -i http://{listen}/products/1     # 200 with X-Coregate-Stale: 1 while it is open"
+    );
     if let Some(admin) = gateway.admin_addr() {
         println!("  curl http://{admin}/metrics       # Prometheus metrics");
         println!("  curl http://{admin}/upstreams     # endpoints and their health checks");

@@ -130,3 +130,29 @@ fn the_last_good_response_is_served_stale_while_the_endpoint_is_cut_off() {
         r.status == 200 && r.header("x-coregate-stale").is_none()
     }));
 }
+
+/// The demo shows it end to end: a header transform on users, and a products service told
+/// to fail, cut off by its breaker and answered from the stale fallback.
+#[test]
+fn the_demo_shows_transforms_breaker_and_stale_answers() {
+    let gw = start_demo();
+    let users = gw.get("/users/1");
+    assert_eq!(users.header("x-served-by"), Some("coregate route users"));
+    assert!(users.header("x-request-id").is_some());
+    // Each worker keeps its own breakers and stale copies: warm both (each request is a new
+    // connection, spread over the workers by the kernel).
+    let fresh = gw.get("/products/1");
+    assert_eq!(fresh.status, 200);
+    for _ in 0..8 {
+        assert_eq!(gw.get("/products/1").status, 200);
+    }
+    assert_eq!(gw.get("/products/fail?seconds=30").status, 200);
+    let statuses: Vec<u16> = (0..10).map(|_| gw.get("/products/1").status).collect();
+    assert!(statuses.contains(&503), "{statuses:?}");
+    let stale = (0..10)
+        .map(|_| gw.get("/products/1"))
+        .find(|r| r.header("x-coregate-stale") == Some("1"))
+        .expect("no stale answer once the breakers opened");
+    assert_eq!(stale.status, 200);
+    assert_eq!(stale.body_text(), fresh.body_text());
+}

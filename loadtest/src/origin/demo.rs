@@ -4,8 +4,14 @@
 //! Every body is rendered once per process and served by reference; routing a request costs a
 //! few string comparisons and allocates nothing. Orders refer to users and products by id, so
 //! an aggregation route can join them.
+//!
+//! A service can be told to fail, to show the gateway's breakers and fallbacks:
+//! `GET /{resource}/fail?seconds=N` makes every request for that resource answer 503 for N
+//! seconds (at most an hour; `seconds=0` recovers at once).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
@@ -29,6 +35,20 @@ struct Catalog {
     resources: [Resource; 3],
     not_found: String,
     method_not_allowed: String,
+    failing: String,
+    fail_set: String,
+}
+
+/// Per resource (catalog order): until when (Unix ms) it answers 503. Process-wide, like the
+/// demo's services, which all run in the one `coregate demo` process.
+static FAIL_UNTIL_MS: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+/// Longest failure a request can ask for, seconds.
+const FAIL_SECONDS_MAX: u64 = 3600;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn catalog() -> &'static Catalog {
@@ -71,6 +91,8 @@ fn catalog() -> &'static Catalog {
             ],
             not_found: json!({"error": "not found"}).to_string(),
             method_not_allowed: json!({"error": "method not allowed"}).to_string(),
+            failing: json!({"error": "this demo service was told to fail"}).to_string(),
+            fail_set: json!({"ok": "failure mode set"}).to_string(),
         }
     })
 }
@@ -94,12 +116,31 @@ pub(super) fn route(method: &str, target: &str) -> Reply {
     let mut segments = path.strip_prefix('/').unwrap_or(path).splitn(2, '/');
     let name = segments.next().unwrap_or_default();
     let id = segments.next();
-    let Some(resource) = catalog.resources.iter().find(|r| r.name == name) else {
+    let Some(index) = catalog.resources.iter().position(|r| r.name == name) else {
         return Reply {
             status: 404,
             body: &catalog.not_found,
         };
     };
+    let resource = &catalog.resources[index];
+    if id == Some("fail") {
+        let seconds = target
+            .split_once("seconds=")
+            .and_then(|(_, rest)| rest.split('&').next()?.parse::<u64>().ok())
+            .unwrap_or(30)
+            .min(FAIL_SECONDS_MAX);
+        FAIL_UNTIL_MS[index].store(now_ms() + seconds * 1000, Ordering::Relaxed);
+        return Reply {
+            status: 200,
+            body: &catalog.fail_set,
+        };
+    }
+    if FAIL_UNTIL_MS[index].load(Ordering::Relaxed) > now_ms() {
+        return Reply {
+            status: 503,
+            body: &catalog.failing,
+        };
+    }
     let Some(id) = id else {
         return Reply {
             status: 200,
