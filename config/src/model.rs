@@ -362,6 +362,27 @@ pub struct Route {
     /// response head, retries included; later gets 504. Default: no route bound (each
     /// upstream timeout still applies).
     pub timeout_ms: Option<u64>,
+    /// `[[route.aggregate]]`: the route answers by calling several upstreams concurrently and
+    /// merging their JSON under the parts' keys, instead of forwarding to `upstream` (which
+    /// is then the first part's upstream, unused for forwarding). Default: none.
+    pub aggregate: Vec<AggregatePart>,
+}
+
+/// One call of an aggregate route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AggregatePart {
+    /// The key of its answer in the merged object. Unique in the route; not `errors`.
+    pub key: String,
+    /// Index into [`Config::upstreams`].
+    pub upstream: usize,
+    /// The path (and query) sent, a template over the route pattern's parameters
+    /// (`Variable::Param` only), e.g. `/orders?user={id}`.
+    pub path: Vec<TemplatePart>,
+    /// A required part that fails makes the whole answer 502; an optional one becomes
+    /// `null` and is listed in `errors`. Default true.
+    pub required: bool,
+    /// Time for this call, connect to last body byte, ms. Default 2000.
+    pub timeout_ms: u64,
 }
 
 /// A validated `[route.retry]`.

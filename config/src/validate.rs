@@ -845,6 +845,7 @@ fn check_route(
         request_id: route.request_id,
         retry,
         timeout_ms,
+        aggregate: Vec::new(),
     })
 }
 

@@ -53,6 +53,7 @@ fn route(kind: PathKind, path: &str) -> Route {
         request_id: true,
         retry: None,
         timeout_ms: None,
+        aggregate: Vec::new(),
     }
 }
 
