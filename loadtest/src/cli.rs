@@ -37,7 +37,9 @@ usage:
                                   in front of one fixed origin, plus the origin alone
     --coregate PATH       the coregate binary (default: beside loadtest, else on PATH)
     --targets LIST        of origin,coregate,nginx,haproxy (default all; origin always runs)
-    --scenarios LIST      small (13-byte body), 16k (16 KiB body) (default small,16k)
+    --scenarios LIST      small (13-byte body), 16k (16 KiB body) (default small,16k);
+                          coregate only: policies (plain vs JWT HS256/ES256 + rate limit),
+                          access-log (plain vs access log on)
     -d, --duration D      measured time of each run (default 10s)
     --warmup D            warm-up before each run (default 2s)
     -c, --connections N   keep-alive connections (default 64)
@@ -446,9 +448,15 @@ mod tests {
         assert_eq!(cfg.duration, Duration::from_secs(10));
         assert_eq!(cfg.warmup, Duration::from_secs(2));
         assert_eq!(cfg.scenarios, vec![Scenario::Small, Scenario::Body16k]);
+        let Command::Compare { cfg, .. } =
+            parse_words("compare --scenarios policies,access-log").unwrap()
+        else {
+            panic!("not a compare");
+        };
+        assert_eq!(cfg.scenarios, vec![Scenario::Policies, Scenario::AccessLog]);
         for words in [
             "compare --targets envoy",
-            "compare --scenarios policies",
+            "compare --scenarios huge",
             "compare -c 0",
             "compare --rounds 0",
             "compare extra",

@@ -20,10 +20,16 @@
 //! give medians over rounds: of throughput, of CPU per request, and the open-loop run of
 //! median p99.
 //!
+//! Scenarios `small` and `16k` run every proxy found. Scenarios `policies` and `access-log`
+//! run coregate only, plain beside variants of itself with a feature on (a JWT verifier and a
+//! rate limit; the access log: see [`policies`]), so that their ratios give the feature's CPU
+//! cost per request.
+//!
 //! Every process started here lives in its own process group and is killed with it when its
 //! guard drops, on success, error or panic (see [`process`]). All traffic stays on 127.0.0.1.
 
 pub mod idle;
+pub mod policies;
 pub mod process;
 pub mod proxies;
 mod report;
@@ -63,34 +69,59 @@ pub enum Scenario {
     Small,
     /// 16 KiB: adds the copying of a body that still fits one buffer.
     Body16k,
+    /// coregate only, small bodies: plain, with an HS256 JWT and a rate limit, and with an
+    /// ES256 JWT and the rate limit (see [`policies`]).
+    Policies,
+    /// coregate only, small bodies: plain and with its access log on.
+    AccessLog,
 }
 
 impl Scenario {
+    pub const ALL: [Scenario; 4] = [
+        Scenario::Small,
+        Scenario::Body16k,
+        Scenario::Policies,
+        Scenario::AccessLog,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Small => "small",
             Scenario::Body16k => "16k",
+            Scenario::Policies => "policies",
+            Scenario::AccessLog => "access-log",
         }
     }
 
     pub fn body_bytes(self) -> usize {
         match self {
-            Scenario::Small => crate::origin::DEFAULT_BODY_BYTES,
             Scenario::Body16k => 16 * 1024,
+            _ => crate::origin::DEFAULT_BODY_BYTES,
         }
     }
 
-    pub fn parse(name: &str) -> Result<Scenario, String> {
-        match name {
-            "small" => Ok(Scenario::Small),
-            "16k" => Ok(Scenario::Body16k),
-            "policies" => Err(
-                "scenario \"policies\" (authentication and rate limiting on) is not available \
-                 yet: coregate has no policies so far"
-                    .to_owned(),
-            ),
-            _ => Err(format!("unknown scenario {name:?} (expected small or 16k)")),
+    /// The proxies the scenario runs, given those found (coregate's path first among them
+    /// when found): every proxy for small and 16k, coregate and its variants otherwise.
+    pub fn proxies(self) -> &'static [Kind] {
+        match self {
+            Scenario::Small | Scenario::Body16k => &[Kind::Coregate, Kind::Nginx, Kind::Haproxy],
+            Scenario::Policies => &[Kind::Coregate, Kind::CoregatePolicies, Kind::CoregateEs256],
+            Scenario::AccessLog => &[Kind::Coregate, Kind::CoregateAccessLog],
         }
+    }
+
+    /// Whether it measures coregate against itself rather than against nginx and HAProxy.
+    pub fn coregate_only(self) -> bool {
+        matches!(self, Scenario::Policies | Scenario::AccessLog)
+    }
+
+    pub fn parse(name: &str) -> Result<Scenario, String> {
+        Scenario::ALL
+            .into_iter()
+            .find(|scenario| scenario.name() == name)
+            .ok_or_else(|| {
+                format!("unknown scenario {name:?} (expected small, 16k, policies or access-log)")
+            })
     }
 }
 
@@ -223,6 +254,8 @@ struct RunTarget {
     kind: Kind,
     addr: std::net::SocketAddr,
     cpu: CpuSource,
+    /// Header fields every request carries.
+    headers: Vec<(String, String)>,
 }
 
 #[derive(Clone, Copy)]
@@ -278,6 +311,29 @@ pub fn run(cfg: &CompareConfig, mut log: impl FnMut(&str)) -> io::Result<Compare
     }
 
     for (index, &scenario) in cfg.scenarios.iter().enumerate() {
+        // The proxies of this scenario: the coregate variants run the coregate binary.
+        let scenario_programs: Vec<(Kind, PathBuf)> = scenario
+            .proxies()
+            .iter()
+            .filter_map(|&kind| {
+                let wanted = if kind.is_coregate_variant() {
+                    Kind::Coregate
+                } else {
+                    kind
+                };
+                programs
+                    .iter()
+                    .find(|(found, _)| *found == wanted)
+                    .map(|(_, path)| (kind, path.clone()))
+            })
+            .collect();
+        if scenario.coregate_only() && scenario_programs.is_empty() {
+            log(&format!(
+                "scenario {}: skipped: it measures coregate, which is not available",
+                scenario.name()
+            ));
+            continue;
+        }
         log(&format!(
             "scenario {}: origin body {} bytes",
             scenario.name(),
@@ -291,7 +347,7 @@ pub fn run(cfg: &CompareConfig, mut log: impl FnMut(&str)) -> io::Result<Compare
 
         // Declared after the origin, so dropped before it.
         let mut running: Vec<Proxy> = Vec::new();
-        for (kind, program) in &programs {
+        for (kind, program) in &scenario_programs {
             match proxies::start(*kind, program, origin.addr(), &cfg.proxy_cores) {
                 Ok(proxy) => running.push(proxy),
                 Err(e) => {
@@ -304,7 +360,7 @@ pub fn run(cfg: &CompareConfig, mut log: impl FnMut(&str)) -> io::Result<Compare
         }
 
         if index == 0 && cfg.idle_connections > 0 {
-            for proxy in &running {
+            for proxy in running.iter().filter(|p| !p.kind.is_coregate_variant()) {
                 match idle::measure(proxy.child.pid(), proxy.addr, cfg.idle_connections) {
                     Ok(memory) => {
                         log(&format!(
@@ -329,11 +385,13 @@ pub fn run(cfg: &CompareConfig, mut log: impl FnMut(&str)) -> io::Result<Compare
             kind: Kind::Origin,
             addr: origin.addr(),
             cpu: CpuSource::OriginThreads,
+            headers: Vec::new(),
         }];
         targets.extend(running.iter().map(|proxy| RunTarget {
             kind: proxy.kind,
             addr: proxy.addr,
             cpu: CpuSource::Tree(proxy.child.pid()),
+            headers: proxy.headers.clone(),
         }));
         let mut results: Vec<TargetResult> = targets
             .iter()
@@ -362,6 +420,7 @@ pub fn run(cfg: &CompareConfig, mut log: impl FnMut(&str)) -> io::Result<Compare
                 ));
                 results[i].closed.push(m);
                 check_alive(&mut running)?;
+                empty_access_logs(&running, &mut log);
             }
         }
 
@@ -397,6 +456,7 @@ pub fn run(cfg: &CompareConfig, mut log: impl FnMut(&str)) -> io::Result<Compare
                 ));
                 results[i].open.push(m);
                 check_alive(&mut running)?;
+                empty_access_logs(&running, &mut log);
             }
         }
         report.scenarios.push(ScenarioResult {
@@ -440,6 +500,27 @@ fn check_alive(running: &mut [Proxy]) -> io::Result<()> {
         .try_for_each(|proxy| proxy.child.check_running())
 }
 
+/// Logs the size of each access log and empties it, so that the runs do not fill the disk
+/// (coregate appends, so it goes on writing from the start).
+fn empty_access_logs(running: &[Proxy], log: &mut impl FnMut(&str)) {
+    for path in running.iter().filter_map(|proxy| proxy.access_log.as_ref()) {
+        let size = std::fs::metadata(path).map_or(0, |m| m.len());
+        if size == 0 {
+            continue;
+        }
+        log(&format!(
+            "access log: {size} bytes since last emptied; emptied"
+        ));
+        if let Err(e) = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|file| file.set_len(0))
+        {
+            log(&format!("access log {}: not emptied: {e}", path.display()));
+        }
+    }
+}
+
 /// One closed-loop (`rate` None) or open-loop run against `target`, with the target's CPU
 /// time read at the start and at the end of the measured window.
 fn measure(cfg: &CompareConfig, target: &RunTarget, rate: Option<f64>) -> io::Result<Measurement> {
@@ -454,6 +535,7 @@ fn measure(cfg: &CompareConfig, target: &RunTarget, rate: Option<f64>) -> io::Re
     run_cfg.threads = cfg.other_cores.len();
     run_cfg.cores = cfg.other_cores.clone();
     run_cfg.rate = rate;
+    run_cfg.headers = target.headers.clone();
 
     let read_cpu = target.cpu.reader();
     let window_start = Instant::now() + LOAD_START_DELAY + cfg.warmup;
@@ -533,9 +615,17 @@ mod tests {
     fn scenarios_parse() {
         assert_eq!(Scenario::parse("16k"), Ok(Scenario::Body16k));
         assert_eq!(Scenario::Body16k.body_bytes(), 16384);
-        assert!(Scenario::parse("policies")
-            .unwrap_err()
-            .contains("not available"));
-        assert!(Scenario::parse("huge").is_err());
+        assert_eq!(Scenario::parse("policies"), Ok(Scenario::Policies));
+        assert_eq!(Scenario::parse("access-log"), Ok(Scenario::AccessLog));
+        assert_eq!(Scenario::Policies.body_bytes(), 13);
+        assert!(Scenario::Policies.coregate_only() && !Scenario::Small.coregate_only());
+        assert_eq!(
+            Scenario::AccessLog.proxies(),
+            &[Kind::Coregate, Kind::CoregateAccessLog]
+        );
+        for scenario in Scenario::ALL {
+            assert_eq!(Scenario::parse(scenario.name()), Ok(scenario));
+        }
+        assert!(Scenario::parse("huge").unwrap_err().contains("access-log"));
     }
 }

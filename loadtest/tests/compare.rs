@@ -101,3 +101,71 @@ fn compare_measures_coregate_against_the_origin() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// The coregate-only scenarios: plain coregate beside its variants (JWT HS256 and ES256 with a
+/// rate limit; the access log), every request answered 2xx, so the tokens the harness mints
+/// are accepted and the rate limit refuses nothing.
+#[test]
+fn compare_runs_the_coregate_only_scenarios() {
+    let Some(coregate) = coregate_binary() else {
+        println!("note: skipped: set COREGATE_BIN or build ../target/debug/coregate");
+        return;
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (proxy_core, other_cores) = if cores >= 2 { ("0", "1") } else { ("0", "0") };
+    let output = Command::new(BINARY)
+        .args(["compare", "--coregate"])
+        .arg(&coregate)
+        .args([
+            "--targets",
+            "coregate,nginx",
+            "--scenarios",
+            "policies,access-log",
+            "--duration",
+            "300ms",
+            "--warmup",
+            "100ms",
+            "--connections",
+            "4",
+            "--idle-connections",
+            "0",
+            "--proxy-core",
+            proxy_core,
+            "--other-cores",
+            other_cores,
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+
+    assert!(stdout.contains("#### Scenario policies"), "{stdout}");
+    assert!(stdout.contains("#### Scenario access-log"), "{stdout}");
+    // coregate plain appears once per scenario; each variant once.
+    for name in [
+        "coregate",
+        "coregate+policies",
+        "coregate+es256",
+        "coregate+access-log",
+    ] {
+        let cells = row(&stdout, name).unwrap_or_else(|| panic!("no {name} row: {stdout}"));
+        let rps: f64 = cells[1].parse().unwrap_or_else(|_| panic!("{stdout}"));
+        assert!(rps > 0.0, "{name}: {stdout}");
+        assert_eq!(cells.last(), Some(&"0"), "{name}: no errors: {stdout}");
+    }
+    // These scenarios measure coregate against itself: nginx is not started for them.
+    assert!(row(&stdout, "nginx").is_none(), "{stdout}");
+    assert!(
+        stdout.contains("coregate+policies / coregate: CPU per request"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("coregate+access-log / coregate: CPU per request"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("access log: "),
+        "the log was written: {stderr}"
+    );
+}

@@ -2,7 +2,8 @@
 //! coregate, nginx and HAProxy, started from configurations generated here into a temporary
 //! directory. The settings give each the same footing: keep-alive to clients and to the origin
 //! (a pool of 64 idle upstream connections), no access logging, no request limit per
-//! connection, and generous timeouts.
+//! connection, and generous timeouts. The coregate variants of the coregate-only scenarios add
+//! a policy or the access log to that configuration ([`super::policies`]).
 
 use std::fmt::Write;
 use std::fs;
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use super::policies::{self, CoregateExtra, Jwt};
 use super::process::{Child, TempDir};
 
 /// Longest wait for a proxy to listen after it starts.
@@ -31,9 +33,17 @@ pub enum Kind {
     Coregate,
     Nginx,
     Haproxy,
+    /// coregate with an HS256 JWT and a rate limit on its route (scenario policies).
+    CoregatePolicies,
+    /// coregate with an ES256 JWT (JWKS file) and a rate limit on its route (scenario
+    /// policies).
+    CoregateEs256,
+    /// coregate writing an access log (scenario access-log).
+    CoregateAccessLog,
 }
 
 impl Kind {
+    /// The targets `--targets` selects from; the coregate variants come with their scenarios.
     pub const ALL: [Kind; 4] = [Kind::Origin, Kind::Coregate, Kind::Nginx, Kind::Haproxy];
 
     pub fn name(self) -> &'static str {
@@ -42,7 +52,22 @@ impl Kind {
             Kind::Coregate => "coregate",
             Kind::Nginx => "nginx",
             Kind::Haproxy => "haproxy",
+            Kind::CoregatePolicies => "coregate+policies",
+            Kind::CoregateEs256 => "coregate+es256",
+            Kind::CoregateAccessLog => "coregate+access-log",
         }
+    }
+
+    /// A coregate with something switched on, measured against plain coregate.
+    pub fn is_coregate_variant(self) -> bool {
+        matches!(
+            self,
+            Kind::CoregatePolicies | Kind::CoregateEs256 | Kind::CoregateAccessLog
+        )
+    }
+
+    fn is_coregate(self) -> bool {
+        self == Kind::Coregate || self.is_coregate_variant()
     }
 
     pub fn parse(name: &str) -> Result<Kind, String> {
@@ -60,6 +85,10 @@ pub struct Proxy {
     pub kind: Kind,
     pub addr: SocketAddr,
     pub child: Child,
+    /// Header fields every request to it carries (a bearer token for the policy variants).
+    pub headers: Vec<(String, String)>,
+    /// The access log it writes, if any.
+    pub access_log: Option<PathBuf>,
     /// Holds the configuration, logs and temporary files; removed after the child is gone
     /// (fields drop in declaration order).
     _dir: TempDir,
@@ -71,10 +100,18 @@ pub fn start(kind: Kind, program: &Path, origin: SocketAddr, cores: &[usize]) ->
     let dir = TempDir::new(kind.name())?;
     let addr = free_loopback_addr()?;
     let config_path = dir.path().join(match kind {
-        Kind::Coregate => "coregate.toml",
         Kind::Nginx => "nginx.conf",
-        _ => "haproxy.cfg",
+        Kind::Haproxy => "haproxy.cfg",
+        _ => "coregate.toml",
     });
+    let extra = match kind {
+        Kind::CoregatePolicies => policies::policies(Jwt::Hs256, dir.path())?,
+        Kind::CoregateEs256 => policies::policies(Jwt::Es256, dir.path())?,
+        Kind::CoregateAccessLog => policies::access_log(dir.path()),
+        _ => CoregateExtra::default(),
+    };
+    let access_log =
+        (kind == Kind::CoregateAccessLog).then(|| dir.path().join(policies::ACCESS_LOG_FILE));
     let (config, command) = match kind {
         Kind::Origin => {
             return Err(io::Error::new(
@@ -82,10 +119,10 @@ pub fn start(kind: Kind, program: &Path, origin: SocketAddr, cores: &[usize]) ->
                 "the origin is not a proxy",
             ))
         }
-        Kind::Coregate => {
+        _ if kind.is_coregate() => {
             let mut command = Command::new(program);
             command.arg("run").arg("-c").arg(&config_path);
-            (coregate_config(addr, origin), command)
+            (coregate_config(addr, origin, &extra), command)
         }
         Kind::Nginx => {
             let mut command = Command::new(program);
@@ -98,7 +135,7 @@ pub fn start(kind: Kind, program: &Path, origin: SocketAddr, cores: &[usize]) ->
                 .arg(&config_path);
             (nginx_config(addr, origin, dir.path()), command)
         }
-        Kind::Haproxy => {
+        _ => {
             let mut command = Command::new(program);
             command.arg("-db").arg("-f").arg(&config_path);
             (haproxy_config(addr, origin, cores), command)
@@ -111,6 +148,8 @@ pub fn start(kind: Kind, program: &Path, origin: SocketAddr, cores: &[usize]) ->
         kind,
         addr,
         child,
+        headers: extra.headers,
+        access_log,
         _dir: dir,
     })
 }
@@ -122,8 +161,10 @@ pub fn free_loopback_addr() -> io::Result<SocketAddr> {
     listener.local_addr()
 }
 
-/// One worker; its core is whatever the process's affinity mask allows.
-pub fn coregate_config(listen: SocketAddr, origin: SocketAddr) -> String {
+/// One worker; its core is whatever the process's affinity mask allows. The admin listener
+/// stays on (as by default) but on a free port, so that several coregates can run at once.
+/// `extra` adds keys to the route and tables after it (see [`policies`]).
+pub fn coregate_config(listen: SocketAddr, origin: SocketAddr, extra: &CoregateExtra) -> String {
     format!(
         "\
 # Generated by loadtest compare.
@@ -140,7 +181,12 @@ pool_idle_max = {UPSTREAM_KEEPALIVE}
 [[route]]
 path_prefix = \"/\"
 upstream = \"origin\"
-"
+{route}
+[admin]
+address = \"127.0.0.1:0\"
+{tables}",
+        route = extra.route,
+        tables = extra.tables,
     )
 }
 
@@ -253,10 +299,11 @@ mod tests {
     fn configurations_name_both_addresses() {
         let listen: SocketAddr = "127.0.0.1:1000".parse().unwrap();
         let origin: SocketAddr = "127.0.0.1:2000".parse().unwrap();
-        let coregate = coregate_config(listen, origin);
+        let coregate = coregate_config(listen, origin, &CoregateExtra::default());
         assert!(coregate.contains("workers = 1"));
         assert!(coregate.contains("address = \"127.0.0.1:1000\""));
         assert!(coregate.contains("{ address = \"127.0.0.1:2000\" }"));
+        assert!(coregate.contains("[admin]\naddress = \"127.0.0.1:0\""));
         let nginx = nginx_config(listen, origin, Path::new("/tmp/x"));
         assert!(nginx.contains("listen 127.0.0.1:1000;"));
         assert!(nginx.contains("server 127.0.0.1:2000;"));

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
-use super::{CompareConfig, IdleMemory, Kind, Measurement, ScenarioResult, TargetResult};
+use super::{CompareConfig, IdleMemory, Kind, Measurement, Scenario, ScenarioResult, TargetResult};
 
 /// Everything a comparison measured, with what it ran on.
 #[derive(Debug, Clone)]
@@ -81,10 +81,6 @@ impl CompareReport {
         for (kind, why) in &self.skipped {
             let _ = writeln!(out, "\nNot measured: {}: {why}", kind.name());
         }
-        let _ = writeln!(
-            out,
-            "\nScenario \"policies\" (authentication and rate limiting on): not available yet."
-        );
         for scenario in &self.scenarios {
             scenario_markdown(&mut out, scenario, cfg.rounds);
         }
@@ -173,6 +169,27 @@ fn scenario_markdown(out: &mut String, scenario: &ScenarioResult, rounds: usize)
         scenario.scenario.body_bytes(),
         scenario.rate
     );
+    match scenario.scenario {
+        Scenario::Policies => {
+            let _ = writeln!(
+                out,
+                "coregate+policies: the route requires an HS256 JWT (`Authorization: Bearer`, \
+                 the same token on every request) and applies a rate limit per client IP of \
+                 {limit} req/s, burst {limit} (nothing refused); coregate+es256: the same with \
+                 an ES256 JWT checked against a JWKS file.\n",
+                limit = super::policies::RATE_LIMIT
+            );
+        }
+        Scenario::AccessLog => {
+            let _ = writeln!(
+                out,
+                "coregate+access-log: `[access_log]` on, one JSON line per request to a file \
+                 (CPU counted over the whole process, the control thread writing the file \
+                 included).\n"
+            );
+        }
+        Scenario::Small | Scenario::Body16k => {}
+    }
     let _ = writeln!(
         out,
         "| target | req/s (closed) | CPU µs/req (closed) | core busy (closed) | \
@@ -228,6 +245,41 @@ fn scenario_markdown(out: &mut String, scenario: &ScenarioResult, rounds: usize)
         };
         let _ = writeln!(out, "\n{line}");
     }
+    for line in variant_lines(scenario) {
+        let _ = writeln!(out, "\n{line}");
+    }
+}
+
+/// Each coregate variant against plain coregate: ratios, and the CPU difference in µs.
+fn variant_lines(scenario: &ScenarioResult) -> Vec<String> {
+    let Some(plain) = scenario.targets.iter().find(|t| t.kind == Kind::Coregate) else {
+        return Vec::new();
+    };
+    scenario
+        .targets
+        .iter()
+        .filter(|t| t.kind.is_coregate_variant())
+        .filter_map(|variant| {
+            let r = ratios(variant, plain)?;
+            let extra = cpu_difference_us(variant, plain)?;
+            let mut line = format!(
+                "{} / coregate: CPU per request {:.2}× ({extra:+.2} µs per request), \
+                 closed-loop throughput {:.2}×",
+                variant.kind.name(),
+                r.cpu,
+                r.throughput
+            );
+            if let (Some(p99), Some(p999)) = (r.p99, r.p999) {
+                let _ = write!(line, ", p99 {p99:.2}×, p99.9 {p999:.2}× at the fixed rate");
+            }
+            Some(line)
+        })
+        .collect()
+}
+
+/// Median closed-loop CPU µs per request of `variant` minus that of `plain`.
+fn cpu_difference_us(variant: &TargetResult, plain: &TargetResult) -> Option<f64> {
+    Some(variant.closed_cpu_us_median()? - plain.closed_cpu_us_median()?)
 }
 
 fn throughput_range(target: &TargetResult) -> (f64, f64) {
@@ -305,6 +357,26 @@ fn measurement_json(m: &Measurement) -> Value {
 fn scenario_json(scenario: &ScenarioResult) -> Value {
     let find = |kind| scenario.targets.iter().find(|t| t.kind == kind);
     let mut ratios_json = serde_json::Map::new();
+    if let Some(plain) = find(Kind::Coregate) {
+        for variant in scenario
+            .targets
+            .iter()
+            .filter(|t| t.kind.is_coregate_variant())
+        {
+            if let Some(r) = ratios(variant, plain) {
+                ratios_json.insert(
+                    format!("{}_vs_coregate", variant.kind.name()),
+                    json!({
+                        "cpu_per_request": r.cpu,
+                        "cpu_us_per_request_difference": cpu_difference_us(variant, plain),
+                        "throughput": r.throughput,
+                        "p99": r.p99,
+                        "p99_9": r.p999,
+                    }),
+                );
+            }
+        }
+    }
     if let Some(ours) = find(Kind::Coregate) {
         for peer in [Kind::Nginx, Kind::Haproxy] {
             if let Some(r) = find(peer).and_then(|theirs| ratios(ours, theirs)) {
