@@ -176,6 +176,23 @@ pub const RETRY_BUDGET_PERCENT_MAX: u32 = 100;
 /// Longest route `timeout_ms` accepted: an hour.
 pub const ROUTE_TIMEOUT_MS_MAX: u64 = 3_600_000;
 
+/// Whether an aggregate part is required: a failed required part makes the whole answer 502,
+/// so a part is only optional when the operator says the page works without it.
+pub const AGGREGATE_REQUIRED: bool = true;
+/// Time one aggregate call may take, connect to last body byte, ms.
+pub const AGGREGATE_TIMEOUT_MS: u64 = 2_000;
+/// Longest aggregate part `timeout_ms` accepted: a minute. The client waits for the slowest
+/// part, so a longer call belongs behind a plain route.
+pub const AGGREGATE_TIMEOUT_MS_MAX: u64 = 60_000;
+/// Most parts of one aggregate route: each is a concurrent upstream call per request, and the
+/// engine keeps a route's calls in a fixed-size array.
+pub const AGGREGATE_PARTS_MAX: usize = 16;
+/// The methods an aggregate route answers: it only reads (RFC 9110 §9.2.1), and its calls
+/// carry no request body.
+pub const AGGREGATE_METHODS: &[&str] = &["GET", "HEAD"];
+/// The key of the merged object that lists failed optional parts, so no part may use it.
+pub const AGGREGATE_ERRORS_KEY: &str = "errors";
+
 /// Smallest `request_line_bytes_max` accepted: room for a method, a short target and the
 /// version.
 pub const REQUEST_LINE_BYTES_MAX_FLOOR: usize = 64;
@@ -329,4 +346,10 @@ pub(crate) fn retry_on_statuses() -> Vec<u16> {
 }
 pub(crate) fn retry_budget_percent() -> u32 {
     RETRY_BUDGET_PERCENT
+}
+pub(crate) fn aggregate_required() -> bool {
+    AGGREGATE_REQUIRED
+}
+pub(crate) fn aggregate_timeout_ms() -> u64 {
+    AGGREGATE_TIMEOUT_MS
 }

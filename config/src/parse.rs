@@ -101,7 +101,7 @@ fn between<'m>(message: &'m str, start: &str, end: &str) -> Option<&'m str> {
     Some(&message[from..from + len])
 }
 
-fn missing_field_hint(field: &str) -> String {
+pub(crate) fn missing_field_hint(field: &str) -> String {
     match field {
         "address" => "add address = \"IP:port\", e.g. address = \"10.0.0.1:8080\"".to_owned(),
         "endpoints" => "add endpoints = [{ address = \"10.0.0.1:8080\" }]".to_owned(),
@@ -114,6 +114,9 @@ fn missing_field_hint(field: &str) -> String {
         "keys" => "add keys = [{ consumer = \"acme\", sha256 = \"...\" }], the sha256 from \
              `printf %s KEY | sha256sum`"
             .to_owned(),
+        "key" => {
+            "add key = \"NAME\": the JSON key of this part's answer in the merged object".to_owned()
+        }
         "consumer" => "add consumer = \"NAME\": who the key belongs to".to_owned(),
         "sha256" => "add sha256 = \"...\" from `printf %s KEY | sha256sum`".to_owned(),
         "rate_per_second" => {

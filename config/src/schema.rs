@@ -336,8 +336,8 @@ pub struct RouteConfig {
     /// `"[::1]"`. Default: any host.
     #[serde(default)]
     pub host: Option<String>,
-    /// Methods to match, e.g. `["GET", "HEAD"]`; upper-cased, each listed once. Default: any
-    /// method.
+    /// Methods to match, e.g. `["GET", "HEAD"]`; upper-cased, each listed once; on an
+    /// aggregate route only GET and HEAD. Default: any method.
     #[serde(default)]
     pub methods: Vec<String>,
     /// Path to match exactly. Segments written `{name}` match any one non-empty segment and
@@ -358,8 +358,11 @@ pub struct RouteConfig {
     /// Header fields that must be present, whatever their value. Default: none.
     #[serde(default)]
     pub headers_present: Vec<String>,
-    /// Name of the upstream group that serves this route. Required.
-    pub upstream: String,
+    /// Name of the upstream group that serves this route. Required, except on an aggregate
+    /// route (one with `[[route.aggregate]]` parts), where it defaults to the first part's
+    /// upstream and, if written, must still name an upstream.
+    #[serde(default)]
+    pub upstream: Option<String>,
     /// With `path_prefix`: remove the matched prefix before forwarding (`/api/users` →
     /// `/users`; an empty rest becomes `/`). Default false.
     #[serde(default)]
@@ -414,6 +417,43 @@ pub struct RouteConfig {
     /// relayed to the client. Default: none.
     #[serde(default)]
     pub response_headers: HeaderEditsConfig,
+    /// `[[route.aggregate]]` (written after its `[[route]]`, once per part): the route answers
+    /// by calling every part's upstream concurrently and merging their JSON bodies into one
+    /// object under the parts' keys, instead of forwarding the request. 1..=
+    /// [`defaults::AGGREGATE_PARTS_MAX`] parts. Such a route answers GET and HEAD only (a
+    /// `methods` list may name no other), and takes none of `strip_prefix`, `replace_prefix`,
+    /// `rewrite_path` and `[route.retry]`: it builds its own calls. Default: none (the route
+    /// forwards to `upstream`).
+    #[serde(default)]
+    pub aggregate: Vec<AggregatePartConfig>,
+}
+
+/// `[[route.aggregate]]`: one upstream call of an aggregate route, and where its answer goes in
+/// the merged object.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregatePartConfig {
+    /// The key of this call's answer in the merged JSON object: letters, digits, `_`, `.` and
+    /// `-`, unique in the route, never [`defaults::AGGREGATE_ERRORS_KEY`] (which lists the
+    /// failed optional parts). Required.
+    pub key: String,
+    /// Name of the upstream group called. Required.
+    pub upstream: String,
+    /// The request target sent (a GET), a template over the parameters of the route's `path`:
+    /// `"/users/{id}"`, `"/orders?user={id}&limit=5"`. Starts with `/`; may have a query;
+    /// visible ASCII without `#`; a brace that is not part of a `{name}` is an error.
+    /// Required.
+    pub path: String,
+    /// Whether the answer needs this part: a required part that fails makes the whole answer
+    /// 502; an optional one becomes `null` and is named under `errors`. Default
+    /// [`defaults::AGGREGATE_REQUIRED`].
+    #[serde(default = "defaults::aggregate_required")]
+    pub required: bool,
+    /// Time this call may take, from connect to the last body byte, in milliseconds; slower is
+    /// a failure of the part. 1..=[`defaults::AGGREGATE_TIMEOUT_MS_MAX`]. Default
+    /// [`defaults::AGGREGATE_TIMEOUT_MS`].
+    #[serde(default = "defaults::aggregate_timeout_ms")]
+    pub timeout_ms: u64,
 }
 
 /// `[route.request_headers]` / `[route.response_headers]`: header edits, applied in this

@@ -32,7 +32,9 @@ impl Config {
     ///   per_ip rate_per_second=10 burst=20 key=client_ip keys_max=100000
     /// ```
     ///
-    /// (the `users` jwt line is one line). A route with `auth` or `rate_limit` ends in
+    /// (the `users` jwt line is one line). An aggregate route follows its `upstream=` (the
+    /// first part's, unless written) with `aggregate=profile:users,orders:orders?`, each part's
+    /// key and upstream, `?` marking an optional part. A route with `auth` or `rate_limit` ends in
     /// `auth=NAME` and `rate_limit=NAME`, and one with a `[route.fallback]` in
     /// `fallback=stale`, `fallback=static 503` or `fallback=stale,static 503`, then one with a
     /// `[route.retry]` in `retry=1x on 502,503,504 budget 20%` (`on connect failures only` when
@@ -96,6 +98,21 @@ impl Config {
                 .get(route.upstream)
                 .map_or("?", |u| u.name.as_str());
             let _ = write!(out, " upstream={upstream}");
+            if !route.aggregate.is_empty() {
+                let parts: Vec<String> = route
+                    .aggregate
+                    .iter()
+                    .map(|part| {
+                        let upstream = self
+                            .upstreams
+                            .get(part.upstream)
+                            .map_or("?", |u| u.name.as_str());
+                        let optional = if part.required { "" } else { "?" };
+                        format!("{}:{upstream}{optional}", part.key)
+                    })
+                    .collect();
+                let _ = write!(out, " aggregate={}", parts.join(","));
+            }
             match route.auth {
                 None => {}
                 Some(AuthRef::Jwt(i)) => {

@@ -9,9 +9,10 @@
 //! `validate/ratelimit.rs`; an upstream's circuit breaker in `validate/breaker.rs` and a
 //! route's fallback response in `validate/fallback.rs`; its retries and overall timeout in
 //! `validate/retry.rs`; its path rewrite and header edits, with their templates, in
-//! `validate/transform.rs`. Runs on the control side only; the
-//! first rule broken is reported.
+//! `validate/transform.rs`; its aggregate parts in `validate/aggregate.rs`. Runs on the
+//! control side only; the first rule broken is reported.
 
+mod aggregate;
 mod auth;
 mod breaker;
 mod fallback;
@@ -763,22 +764,20 @@ fn check_route(
     };
     let headers = check_headers(doc, &at.key("headers"), route)?;
     let headers_present = check_headers_present(doc, &at.key("headers_present"), route)?;
-    let upstream = match upstreams.iter().position(|u| u.name == route.upstream) {
-        Some(upstream) => upstream,
-        None => {
-            let hint = if upstreams.is_empty() {
-                "no upstreams are defined; add [upstreams.NAME] with endpoints".to_owned()
-            } else {
-                let names: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
-                format!("defined upstreams: {}", names.join(", "))
-            };
-            return fail(
-                doc,
+    let aggregate = aggregate::check_aggregate(doc, at, route, &methods, &path, upstreams)?;
+    let upstream = match (&route.upstream, aggregate.first()) {
+        (Some(name), _) => resolve_upstream(doc, &at.key("upstream"), name, upstreams)?,
+        // The model's promise: an aggregate route's upstream is its first part's.
+        (None, Some(first)) => first.upstream,
+        (None, None) => {
+            // Worded and placed as the schema error it was before aggregate routes made the
+            // key optional: at the route's table, naming the missing key.
+            return Err(doc.error(
                 &at.key("upstream"),
                 Target::Value,
-                format!("no upstream named `{}`", route.upstream),
-                &hint,
-            );
+                "missing field `upstream`".to_owned(),
+                Some(crate::parse::missing_field_hint("upstream")),
+            ));
         }
     };
     let rewrite = transform::check_rewrite(doc, at, route, &path)?;
@@ -845,8 +844,33 @@ fn check_route(
         request_id: route.request_id,
         retry,
         timeout_ms,
-        aggregate: Vec::new(),
+        aggregate,
     })
+}
+
+/// A route's or aggregate part's `upstream = "NAME"`: an index into the upstreams.
+fn resolve_upstream(
+    doc: &Document<'_>,
+    at: &FieldPath,
+    name: &str,
+    upstreams: &[Upstream],
+) -> Result<usize, ConfigError> {
+    if let Some(i) = upstreams.iter().position(|u| u.name == name) {
+        return Ok(i);
+    }
+    let hint = if upstreams.is_empty() {
+        "no upstreams are defined; add [upstreams.NAME] with endpoints".to_owned()
+    } else {
+        let names: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
+        format!("defined upstreams: {}", names.join(", "))
+    };
+    fail(
+        doc,
+        at,
+        Target::Value,
+        format!("no upstream named `{name}`"),
+        &hint,
+    )
 }
 
 /// A route's `auth = "NAME"`: an `[auth.jwt.NAME]` or `[auth.api_keys.NAME]` (names are unique

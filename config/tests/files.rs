@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use coregate_config::{
-    defaults, load_file, BreakerSettings, HeaderEdits, JwtKeys, Retry, Rewrite, TemplatePart,
-    Variable,
+    defaults, load_file, AggregatePart, BreakerSettings, HeaderEdits, JwtKeys, Retry, Rewrite,
+    TemplatePart, Variable,
 };
 
 fn example() -> PathBuf {
@@ -40,9 +40,9 @@ fn the_annotated_example_loads() {
     assert_eq!(config.source.path.as_deref(), Some(path.as_path()));
     assert_eq!(config.source.display_name, path.display().to_string());
     assert_eq!(config.listeners.len(), 2);
-    assert_eq!(config.upstreams.len(), 4);
-    assert_eq!(config.routes.len(), 7);
-    assert_eq!(config.routes[6].name, "route-6");
+    assert_eq!(config.upstreams.len(), 5);
+    assert_eq!(config.routes.len(), 8);
+    assert_eq!(config.routes[7].name, "route-7");
     let summary = config.summary();
     assert!(
         summary.contains("sessions balancer=consistent_hash(header:x-session-id)"),
@@ -234,6 +234,75 @@ fn the_example_rewrites_and_edits_headers() {
             "  org-user host=api.example.com methods=GET path=/v1/orgs/{org}/users/{id} \
              rewrite=template:/users/{id} upstream=users auth=users request_headers=7 edits \
              response_headers=7 edits\n"
+        ),
+        "{summary}"
+    );
+}
+
+#[test]
+fn the_example_aggregates_a_dashboard() {
+    let config = match load_file(&example()) {
+        Ok(config) => config,
+        Err(error) => panic!("{error}"),
+    };
+    let route = config
+        .routes
+        .iter()
+        .find(|r| r.name == "dashboard")
+        .expect("dashboard route");
+    let upstream = |name: &str| {
+        config
+            .upstreams
+            .iter()
+            .position(|u| u.name == name)
+            .unwrap_or_else(|| panic!("no upstream {name}"))
+    };
+    let literal = |s: &str| TemplatePart::Literal(s.to_owned());
+    let id = TemplatePart::Var(Variable::Param(0));
+    // No `upstream` key: the route's upstream is its first part's.
+    assert_eq!(route.upstream, upstream("users"));
+    assert_eq!(route.rewrite, Rewrite::None);
+    assert_eq!(route.retry, None);
+    assert_eq!(
+        route.aggregate,
+        [
+            AggregatePart {
+                key: "profile".to_owned(),
+                upstream: upstream("users"),
+                path: vec![literal("/users/"), id.clone()],
+                required: true,
+                timeout_ms: defaults::AGGREGATE_TIMEOUT_MS,
+            },
+            AggregatePart {
+                key: "orders".to_owned(),
+                upstream: upstream("orders"),
+                path: vec![literal("/orders?user="), id.clone(), literal("&limit=10")],
+                required: defaults::AGGREGATE_REQUIRED,
+                timeout_ms: defaults::AGGREGATE_TIMEOUT_MS,
+            },
+            AggregatePart {
+                key: "recommendations".to_owned(),
+                upstream: upstream("search"),
+                path: vec![literal("/recommendations/"), id],
+                required: false,
+                timeout_ms: 500,
+            },
+        ]
+    );
+    assert!(
+        config
+            .routes
+            .iter()
+            .filter(|r| r.name != "dashboard")
+            .all(|r| r.aggregate.is_empty()),
+        "only the dashboard aggregates"
+    );
+    let summary = config.summary();
+    assert!(
+        summary.contains(
+            "  dashboard host=api.example.com methods=GET,HEAD path=/api/dashboard/{id} \
+             upstream=users aggregate=profile:users,orders:orders,recommendations:search? \
+             auth=users\n"
         ),
         "{summary}"
     );

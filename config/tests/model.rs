@@ -7,9 +7,10 @@ use std::path::PathBuf;
 
 use coregate_config::defaults;
 use coregate_config::{
-    load_str, ApiKeyAuth, AuthRef, Balancer, BreakerSettings, Endpoint, Fallback, HashKey,
-    HeaderEdits, HostMatch, JwtAuth, JwtKeys, KeySource, Listener, PathKind, PathPattern, RateKey,
-    RateLimit, Retry, Rewrite, Segment, StaticResponse, TemplatePart, TokenSource, Variable,
+    load_str, AggregatePart, ApiKeyAuth, AuthRef, Balancer, BreakerSettings, Endpoint, Fallback,
+    HashKey, HeaderEdits, HostMatch, JwtAuth, JwtKeys, KeySource, Listener, PathKind, PathPattern,
+    RateKey, RateLimit, Retry, Rewrite, Segment, StaticResponse, TemplatePart, TokenSource,
+    Variable,
 };
 
 const TEXT: &str = r#"
@@ -964,6 +965,156 @@ fn retries_and_timeouts_become_the_expected_model() {
             "  connect-only host=* methods=any path_prefix=/c upstream=users \
              retry=1x on connect failures only budget 20% timeout_ms=1",
             "  solo host=* methods=any path_prefix=/ upstream=solo timeout_ms=3600000",
+        ]
+    );
+}
+
+const AGGREGATES: &str = r#"
+[[listener]]
+address = "127.0.0.1:8080"
+
+[upstreams.orders]
+endpoints = [{ address = "10.0.0.2:80" }]
+
+[upstreams.users]
+endpoints = [{ address = "10.0.0.1:80" }]
+
+[upstreams.billing]
+endpoints = [{ address = "10.0.0.3:80" }]
+
+[[route]]
+name = "dashboard"
+path = "/v1/orgs/{org}/users/{id}/dashboard"
+
+[[route.aggregate]]
+key = "profile"
+upstream = "users"
+path = "/orgs/{org}/users/{id}"
+
+[[route.aggregate]]
+key = "recent.orders"
+upstream = "orders"
+path = "/orders?user={id}&org={org}&limit=5"
+required = false
+timeout_ms = 250
+
+[[route.aggregate]]
+key = "invoice_total-v2"
+upstream = "billing"
+path = "/totals/{id}.json"
+timeout_ms = 60000
+
+[[route]]
+name = "status"
+methods = ["head", "GET"]
+path_prefix = "/status"
+upstream = "billing"
+aggregate = [
+    { key = "users", upstream = "users", path = "/healthz" },
+    { key = "orders", upstream = "orders", path = "/healthz", required = false },
+]
+
+[[route]]
+name = "plain"
+path_prefix = "/"
+upstream = "users"
+"#;
+
+#[test]
+fn aggregates_become_the_expected_model() {
+    let config = match load_str(AGGREGATES, "<aggregates>") {
+        Ok(config) => config,
+        Err(error) => panic!("{error}"),
+    };
+    // Upstreams are sorted by name: billing 0, orders 1, users 2.
+    let names: Vec<&str> = config.upstreams.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, ["billing", "orders", "users"]);
+    let literal = |s: &str| TemplatePart::Literal(s.to_owned());
+    // The pattern's parameters in order: org is 0, id is 1 (literal segments do not count).
+    let org = TemplatePart::Var(Variable::Param(0));
+    let id = TemplatePart::Var(Variable::Param(1));
+    let dashboard = &config.routes[0];
+    assert_eq!(
+        dashboard.upstream, 2,
+        "no upstream: the first part's (users)"
+    );
+    assert!(
+        dashboard.methods.is_empty(),
+        "no methods: any, as on other routes"
+    );
+    assert_eq!(
+        dashboard.aggregate,
+        [
+            AggregatePart {
+                key: "profile".to_owned(),
+                upstream: 2,
+                path: vec![
+                    literal("/orgs/"),
+                    org.clone(),
+                    literal("/users/"),
+                    id.clone()
+                ],
+                required: true,
+                timeout_ms: defaults::AGGREGATE_TIMEOUT_MS,
+            },
+            AggregatePart {
+                key: "recent.orders".to_owned(),
+                upstream: 1,
+                path: vec![
+                    literal("/orders?user="),
+                    id.clone(),
+                    literal("&org="),
+                    org,
+                    literal("&limit=5"),
+                ],
+                required: false,
+                timeout_ms: 250,
+            },
+            AggregatePart {
+                key: "invoice_total-v2".to_owned(),
+                upstream: 0,
+                path: vec![literal("/totals/"), id, literal(".json")],
+                required: true,
+                timeout_ms: defaults::AGGREGATE_TIMEOUT_MS_MAX,
+            },
+        ]
+    );
+    let status = &config.routes[1];
+    assert_eq!(status.upstream, 0, "a written upstream is kept (billing)");
+    assert_eq!(status.methods, ["HEAD", "GET"]);
+    assert_eq!(
+        status.aggregate,
+        [
+            AggregatePart {
+                key: "users".to_owned(),
+                upstream: 2,
+                path: vec![literal("/healthz")],
+                required: true,
+                timeout_ms: defaults::AGGREGATE_TIMEOUT_MS,
+            },
+            AggregatePart {
+                key: "orders".to_owned(),
+                upstream: 1,
+                path: vec![literal("/healthz")],
+                required: false,
+                timeout_ms: defaults::AGGREGATE_TIMEOUT_MS,
+            },
+        ]
+    );
+    assert!(config.routes[2].aggregate.is_empty());
+
+    let summary = config.summary();
+    let lines: Vec<&str> = summary.lines().collect();
+    assert_eq!(
+        lines[3..7],
+        [
+            "routes (3):",
+            "  dashboard host=* methods=any path=/v1/orgs/{org}/users/{id}/dashboard \
+             upstream=users aggregate=profile:users,recent.orders:orders?,\
+             invoice_total-v2:billing",
+            "  status host=* methods=HEAD,GET path_prefix=/status upstream=billing \
+             aggregate=users:users,orders:orders?",
+            "  plain host=* methods=any path_prefix=/ upstream=users",
         ]
     );
 }

@@ -2,8 +2,8 @@
 //! line, column and field of the offending key or value, and a hint.
 
 use coregate_config::{
-    defaults, load_str, BreakerSettings, ConfigError, Fallback, HeaderEdits, Retry, Rewrite, Route,
-    StaticResponse, TemplatePart, Variable,
+    defaults, load_str, AggregatePart, BreakerSettings, ConfigError, Fallback, HeaderEdits, Retry,
+    Rewrite, Route, StaticResponse, TemplatePart, Variable,
 };
 
 const LISTENER: &str = "[[listener]]\naddress = \"127.0.0.1:8080\"\n\n";
@@ -2908,4 +2908,363 @@ fn route_timeout_is_range_checked() {
     // No retry needed, and a single endpoint is fine.
     let config = route_of(&route("path_prefix = \"/\"\ntimeout_ms = 250"));
     assert_eq!((config.retry, config.timeout_ms), (None, Some(250)));
+}
+
+// ----- aggregate routes -----
+
+const ORDERS: &str = "[upstreams.orders]\nendpoints = [{ address = \"10.0.0.2:8080\" }]\n\n";
+
+/// A valid config (upstreams `orders` 0 and `users` 1) whose only route has `lines` in its
+/// `[[route]]` table (`path = "/dash/{org}/{id}"` unless a path is given), then `parts`.
+fn aggregate(lines: &str, parts: &str) -> String {
+    let path = if lines
+        .lines()
+        .any(|line| line.starts_with("path =") || line.starts_with("path_prefix ="))
+    {
+        ""
+    } else {
+        "path = \"/dash/{org}/{id}\"\n"
+    };
+    format!("{LISTENER}{UPSTREAM}{ORDERS}[[route]]\n{path}{lines}\n{parts}")
+}
+
+/// A `[[route.aggregate]]` table with `lines`, and `key = "profile"`, `upstream = "users"`,
+/// `path = "/users/{id}"` for those not in `lines`.
+fn part(lines: &str) -> String {
+    let mut text = format!("[[route.aggregate]]\n{lines}\n");
+    for (key, default) in [
+        ("key", "\"profile\""),
+        ("upstream", "\"users\""),
+        ("path", "\"/users/{id}\""),
+    ] {
+        if !lines.contains(&format!("{key} =")) {
+            text.push_str(&format!("{key} = {default}\n"));
+        }
+    }
+    text.push('\n');
+    text
+}
+
+#[test]
+fn an_aggregate_route_defaults_its_upstream_and_part_settings() {
+    let first = route_of(&aggregate("", &part("")));
+    assert_eq!(first.upstream, 1, "the first part's upstream, users");
+    assert_eq!(
+        first.aggregate,
+        [AggregatePart {
+            key: "profile".to_owned(),
+            upstream: 1,
+            path: vec![lit("/users/"), var(Variable::Param(1))],
+            required: defaults::AGGREGATE_REQUIRED,
+            timeout_ms: defaults::AGGREGATE_TIMEOUT_MS,
+        }]
+    );
+    const { assert!(defaults::AGGREGATE_REQUIRED) };
+    assert_eq!(defaults::AGGREGATE_TIMEOUT_MS, 2000);
+    // A written upstream wins, and need not be a part's.
+    let text = aggregate("upstream = \"orders\"", &part(""));
+    assert_eq!(route_of(&text).upstream, 0);
+    // Inline parts work the same.
+    let text = aggregate(
+        "aggregate = [{ key = \"a\", upstream = \"orders\", path = \"/a\" }]",
+        "",
+    );
+    let inline = route_of(&text);
+    assert_eq!((inline.upstream, inline.aggregate.len()), (0, 1));
+    // A route without parts forwards as before.
+    assert!(route_of(&route("path_prefix = \"/\"")).aggregate.is_empty());
+}
+
+#[test]
+fn an_aggregate_routes_written_upstream_must_exist() {
+    let text = aggregate("upstream = \"nope\"", &part(""));
+    let error = fails_at(&text, "\"nope\"", "route[0].upstream");
+    assert_eq!(error.message, "no upstream named `nope`");
+    assert_eq!(
+        error.hint.as_deref(),
+        Some("defined upstreams: orders, users")
+    );
+}
+
+#[test]
+fn a_route_with_neither_upstream_nor_parts_is_missing_upstream() {
+    // Unchanged by aggregate routes making the key optional: the route's table, this message
+    // and hint.
+    let text = format!("{LISTENER}{UPSTREAM}[[route]]\nname = \"x\"\npath = \"/x\"\n");
+    let error = fails_at(&text, "[[route]]", "route[0].upstream");
+    assert_eq!(error.message, "missing field `upstream`");
+    assert_eq!(
+        error.hint.as_deref(),
+        Some("add upstream = \"NAME\", naming one of the [upstreams.NAME] tables")
+    );
+    // The second route's table, not the first's.
+    let text = format!("{LISTENER}{UPSTREAM}{ROUTE}\n[[route]]\npath = \"/x\"\n");
+    fails_at_nth(&text, "[[route]]", 1, "route[1].upstream");
+}
+
+#[test]
+fn an_aggregate_route_has_one_to_sixteen_parts() {
+    let text = aggregate("aggregate = []", "");
+    let error = fails_at(&text, "[]", "route[0].aggregate");
+    assert_eq!(error.message, "aggregate = [] has no parts");
+    assert_eq!(defaults::AGGREGATE_PARTS_MAX, 16);
+    let parts = |n: usize| -> String {
+        (0..n)
+            .map(|i| part(&format!("key = \"p{i}\"")))
+            .collect::<String>()
+    };
+    assert_eq!(route_of(&aggregate("", &parts(16))).aggregate.len(), 16);
+    let text = aggregate("", &parts(17));
+    let error = fails_at_nth(&text, "[[route.aggregate]]", 16, "route[0].aggregate[16]");
+    assert_eq!(
+        error.message,
+        "the route has 17 aggregate parts, more than 16"
+    );
+}
+
+#[test]
+fn an_aggregate_route_answers_get_and_head_only() {
+    for ok in ["[\"GET\"]", "[\"HEAD\"]", "[\"get\", \"Head\"]", "[]"] {
+        let route = route_of(&aggregate(&format!("methods = {ok}"), &part("")));
+        assert_eq!(route.aggregate.len(), 1, "{ok}");
+    }
+    let text = aggregate("methods = [\"GET\", \"post\"]", &part(""));
+    let error = fails_at(&text, "\"post\"", "route[0].methods[1]");
+    assert_eq!(
+        error.message,
+        "an aggregate route answers GET and HEAD only, not POST"
+    );
+    assert!(
+        error.hint.unwrap_or_default().contains("remove `methods`"),
+        "hint"
+    );
+}
+
+#[test]
+fn an_aggregate_route_takes_no_forwarding_keys() {
+    // Written before the parts: reported at the parts, the later key.
+    let text = aggregate(
+        "path_prefix = \"/dash\"\nstrip_prefix = true",
+        &part("path = \"/users\""),
+    );
+    let error = fails_at(&text, "aggregate]]", "route[0].aggregate");
+    assert_eq!(
+        error.message,
+        "aggregate parts on a route with strip_prefix"
+    );
+    let hint = error.hint.unwrap_or_default();
+    assert!(hint.contains("builds its own calls"), "{hint}");
+    assert!(hint.ends_with("remove strip_prefix"), "{hint}");
+    let text = aggregate("rewrite_path = \"/x/{id}\"", &part(""));
+    let error = fails_at(&text, "aggregate]]", "route[0].aggregate");
+    assert_eq!(
+        error.message,
+        "aggregate parts on a route with rewrite_path"
+    );
+    // Written after inline parts: reported at the key itself.
+    let inline = "aggregate = [{ key = \"a\", upstream = \"users\", path = \"/a\" }]";
+    let text = aggregate(
+        &format!("path_prefix = \"/dash\"\n{inline}\nreplace_prefix = \"/v2\""),
+        "",
+    );
+    let error = fails_at(&text, "replace_prefix", "route[0].replace_prefix");
+    assert_eq!(
+        error.message,
+        "replace_prefix is not allowed on an aggregate route"
+    );
+    let text = aggregate(&format!("{inline}\nrewrite_path = \"/x\""), "");
+    fails_at(&text, "rewrite_path", "route[0].rewrite_path");
+    // [route.retry] after the parts, or before them.
+    let retry = "[route.retry]\nattempts = 1\n\n";
+    let text = aggregate("", &format!("{}{retry}", part("")));
+    let error = fails_at(&text, "retry]", "route[0].retry");
+    assert_eq!(
+        error.message,
+        "[route.retry] is not allowed on an aggregate route"
+    );
+    assert!(
+        error.hint.unwrap_or_default().contains("does not retry"),
+        "hint"
+    );
+    let text = aggregate("", &format!("{retry}{}", part("")));
+    let error = fails_at(&text, "aggregate]]", "route[0].aggregate");
+    assert_eq!(
+        error.message,
+        "aggregate parts on a route with [route.retry]"
+    );
+    // Their defaults are fine.
+    let text = aggregate("strip_prefix = false", &part(""));
+    assert_eq!(route_of(&text).aggregate.len(), 1);
+}
+
+#[test]
+fn aggregate_keys_are_plain_unique_and_not_errors() {
+    for ok in ["a", "recent.orders", "invoice_total-v2", "A9"] {
+        let text = aggregate("", &part(&format!("key = \"{ok}\"")));
+        assert_eq!(route_of(&text).aggregate[0].key, ok);
+    }
+    for (bad, message) in [
+        ("\"\"", "the aggregate key is empty"),
+        ("\"a b\"", "aggregate key \"a b\" contains ' '"),
+        ("\"a\\\"b\"", "aggregate key \"a\\\"b\" contains '\"'"),
+        ("\"é\"", "aggregate key \"é\" contains 'é'"),
+        ("\"errors\"", "aggregate key \"errors\" is reserved"),
+    ] {
+        let text = aggregate("", &part(&format!("key = {bad}")));
+        let error = fails_at(&text, &format!("{bad}\n"), "route[0].aggregate[0].key");
+        assert_eq!(error.message, message);
+    }
+    let text = aggregate(
+        "",
+        &format!("{}{}", part(""), part("upstream = \"orders\"")),
+    );
+    let error = fails_at_nth(&text, "\"profile\"", 1, "route[0].aggregate[1].key");
+    assert_eq!(
+        error.message,
+        "aggregate key `profile` is already used by aggregate[0]"
+    );
+}
+
+#[test]
+fn aggregate_parts_name_an_existing_upstream() {
+    let text = aggregate(
+        "",
+        &format!("{}{}", part(""), part("key = \"o\"\nupstream = \"order\"")),
+    );
+    let error = fails_at(&text, "\"order\"", "route[0].aggregate[1].upstream");
+    assert_eq!(error.message, "no upstream named `order`");
+    assert_eq!(
+        error.hint.as_deref(),
+        Some("defined upstreams: orders, users")
+    );
+}
+
+#[test]
+fn aggregate_paths_are_targets_over_the_routes_parameters() {
+    // Parameters by their index among the pattern's parameters, inside segments and queries.
+    let text = aggregate("", &part("path = \"/o/{org}/u/{id}.json?x={id}&y=1\""));
+    assert_eq!(
+        route_of(&text).aggregate[0].path,
+        [
+            lit("/o/"),
+            var(Variable::Param(0)),
+            lit("/u/"),
+            var(Variable::Param(1)),
+            lit(".json?x="),
+            var(Variable::Param(1)),
+            lit("&y=1"),
+        ]
+    );
+    for (bad, message) in [
+        (
+            "users/{id}",
+            "aggregate path \"users/{id}\" does not start with `/`",
+        ),
+        ("", "aggregate path \"\" does not start with `/`"),
+        ("/u#top", "aggregate path \"/u#top\" contains '#'"),
+        ("/u v", "aggregate path \"/u v\" contains ' '"),
+        ("/u\\tv", "aggregate path \"/u\\tv\" contains '\\t'"),
+        ("/ü", "aggregate path \"/ü\" contains 'ü'"),
+        (
+            "/u/{id",
+            "aggregate path \"/u/{id\" has a `{` that is not part of a {name}",
+        ),
+        (
+            "/u/id}",
+            "aggregate path \"/u/id}\" has a `}` that is not part of a {name}",
+        ),
+        (
+            "/u/{}",
+            "aggregate path \"/u/{}\" has a `{` that is not part of a {name}",
+        ),
+        (
+            "/u/{{id}}",
+            "aggregate path \"/u/{{id}}\" has a `{` that is not part of a {name}",
+        ),
+    ] {
+        let written = format!("\"{bad}\"");
+        let text = aggregate("", &part(&format!("path = {written}")));
+        let error = fails_at(&text, &format!("{written}\n"), "route[0].aggregate[0].path");
+        assert_eq!(error.message, message, "{bad}");
+    }
+    let text = aggregate("", &part("path = \"/u/{user}\""));
+    let error = fails_at(&text, "\"/u/{user}\"", "route[0].aggregate[0].path");
+    assert_eq!(
+        error.message,
+        "aggregate path \"/u/{user}\": {user} is not a parameter of the route's path"
+    );
+    assert_eq!(
+        error.hint.as_deref(),
+        Some("parameters of this route's path: org, id")
+    );
+    // A prefix route has no parameters; literal targets are fine.
+    let text = aggregate("path_prefix = \"/dash\"", &part("path = \"/u/{id}\""));
+    let error = fails_at(&text, "\"/u/{id}\"", "route[0].aggregate[0].path");
+    assert!(
+        error
+            .hint
+            .unwrap_or_default()
+            .contains("a path_prefix route has no parameters"),
+        "hint"
+    );
+    let text = aggregate("path_prefix = \"/dash\"", &part("path = \"/\""));
+    assert_eq!(route_of(&text).aggregate[0].path, [lit("/")]);
+}
+
+#[test]
+fn aggregate_part_timeouts_are_range_checked() {
+    assert_eq!(defaults::AGGREGATE_TIMEOUT_MS_MAX, 60_000);
+    for ok in [1, 60_000] {
+        let text = aggregate("", &part(&format!("timeout_ms = {ok}")));
+        assert_eq!(route_of(&text).aggregate[0].timeout_ms, ok);
+    }
+    for bad in ["0", "60001"] {
+        let text = aggregate("", &part(&format!("timeout_ms = {bad}")));
+        let error = fails_at(
+            &text,
+            &format!("{bad}\n"),
+            "route[0].aggregate[0].timeout_ms",
+        );
+        assert_eq!(
+            error.message,
+            format!("timeout_ms = {bad} is outside 1..=60000")
+        );
+    }
+    let text = aggregate("", &part("required = false"));
+    assert!(!route_of(&text).aggregate[0].required);
+    let text = aggregate("", &part("required = \"no\""));
+    fails_at(&text, "\"no\"", "route[0].aggregate[0].required");
+}
+
+#[test]
+fn aggregate_parts_reject_missing_and_unknown_keys() {
+    let text = aggregate(
+        "",
+        "[[route.aggregate]]\nupstream = \"users\"\npath = \"/u\"\n",
+    );
+    let error = fails_at(&text, "[[route.aggregate]]", "route[0].aggregate[0].key");
+    assert_eq!(error.message, "missing field `key`");
+    assert!(
+        error
+            .hint
+            .unwrap_or_default()
+            .starts_with("add key = \"NAME\""),
+        "hint"
+    );
+    let text = aggregate("", "[[route.aggregate]]\nkey = \"k\"\npath = \"/u\"\n");
+    let error = fails_at(
+        &text,
+        "[[route.aggregate]]",
+        "route[0].aggregate[0].upstream",
+    );
+    assert_eq!(error.message, "missing field `upstream`");
+    let text = aggregate("", &part("timout_ms = 5"));
+    let error = fails_at(&text, "timout_ms =", "route[0].aggregate[0].timout_ms");
+    assert!(
+        error
+            .hint
+            .unwrap_or_default()
+            .starts_with("did you mean `timeout_ms`?"),
+        "hint"
+    );
 }

@@ -8,6 +8,7 @@
 //! Never blocks a worker: no file reads, no DNS, no locks on the request path.
 
 pub mod access_log;
+mod aggregate;
 pub mod http;
 pub mod policy;
 mod proxy;

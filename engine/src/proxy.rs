@@ -28,6 +28,7 @@ use monoio::io::{
 };
 use monoio::net::TcpStream;
 
+use crate::aggregate;
 use crate::http::{
     encode_request_head, encode_response_head, error_response, BodyFraming, ChunkedDecoder,
     FieldEdits, Forward, Method, RequestHead, ResponseBody, ResponseHead,
@@ -332,6 +333,10 @@ async fn exchange(
         expand(&transform.request.lines, &vars, &mut added);
         expand(&transform.response.lines, &vars, &mut response_headers);
         conn.identity.extend_from_slice(&added);
+    }
+
+    if !route.aggregate.is_empty() {
+        return aggregated(worker, client, outcome, conn, &view, &m, response_headers).await;
     }
 
     let up_index = route.upstream;
@@ -786,7 +791,7 @@ async fn relay<C: AsyncWriteRent, U: AsyncReadRent>(
 }
 
 /// Where a finished upstream connection goes back to.
-struct PoolReturn {
+pub(crate) struct PoolReturn {
     addr: SocketAddr,
     idle_max: usize,
     idle_timeout: Duration,
@@ -834,6 +839,78 @@ async fn refuse(
     let keep = matches!(conn.head.body, BodyFraming::None) && conn.head.keep_alive;
     conn.buf.drain(..conn.head.head_len);
     if reply_error(worker, client, outcome, status, reason, !keep, extra).await && keep {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    }
+}
+
+/// Answers an aggregate route: the parts' requests are built from this request (its
+/// end-to-end headers, the identity lines, each part's path), run concurrently, and the
+/// merged JSON is the answer.
+async fn aggregated(
+    worker: &Rc<Worker>,
+    client: &mut TcpStream,
+    outcome: &Outcome,
+    conn: &mut Conn,
+    view: &Rc<View>,
+    m: &crate::router::Match,
+    response_headers: Vec<u8>,
+) -> Next {
+    if conn.head.body != BodyFraming::None {
+        let reason = "aggregate routes take no request body";
+        return refuse(worker, client, outcome, conn, 400, reason, &[]).await;
+    }
+    let snap = &view.snapshot;
+    let route = &snap.config.routes[m.route];
+    let transform = &snap.policies.transforms[m.route];
+    let mut path = Vec::new();
+    let heads = route
+        .aggregate
+        .iter()
+        .map(|part| {
+            aggregate::part_path(part, conn.head.path.get(&conn.buf), &m.params, &mut path);
+            let mut head = Vec::with_capacity(512);
+            let forward = Forward {
+                path_and_query: &path,
+                client_ip: conn.peer.ip(),
+                proto: "http",
+                default_host: &snap.default_hosts[part.upstream],
+                edits: transform.request.field_edits(&conn.identity),
+            };
+            encode_request_head(&conn.buf, &conn.head, &forward, &mut head);
+            head
+        })
+        .collect();
+    let keep = conn.head.keep_alive && conn.head.version_minor == 1 && !worker.draining();
+    conn.buf.drain(..conn.head.head_len);
+    let merged = aggregate::fan_out(worker, view, &route.aggregate, heads).await;
+    let mut out = Vec::with_capacity(merged.body.len() + 256);
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         X-Coregate-Complete: {}\r\n",
+        merged.status,
+        crate::http::reason_phrase(merged.status),
+        merged.body.len(),
+        merged.complete
+    );
+    out.extend_from_slice(&response_headers);
+    if !keep {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !outcome.head_only.get() {
+        out.extend_from_slice(&merged.body);
+    }
+    outcome.status.set(merged.status);
+    outcome.bytes.set(out.len() as u64);
+    if let Some(started) = outcome.started.get() {
+        let total_us = started.elapsed().as_micros() as u64;
+        worker.record(snap.version, m.route, merged.status, total_us, total_us);
+    }
+    let (res, _) = write_all(client, out, Duration::from_secs(5)).await;
+    if res.is_ok() && keep {
         Next::KeepAlive
     } else {
         Next::Close
@@ -1134,7 +1211,7 @@ fn is_cancelled(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::ECANCELED)
 }
 
-enum ReadFailure {
+pub(crate) enum ReadFailure {
     Timeout,
     /// Reset or another socket error.
     Io,
@@ -1142,7 +1219,7 @@ enum ReadFailure {
 
 /// Appends what the socket has to `buf`. Ok(0) is end of stream. On timeout the buffer is
 /// lost with the cancelled read and `buf` is left empty: the caller closes.
-async fn read_more<S: AsyncReadRent>(
+pub(crate) async fn read_more<S: AsyncReadRent>(
     stream: &mut S,
     buf: &mut Vec<u8>,
     wait: Duration,
@@ -1162,7 +1239,7 @@ async fn read_more<S: AsyncReadRent>(
 }
 
 /// Writes all of `buf`; gives the buffer back (empty when the write timed out).
-async fn write_all<S: AsyncWriteRent>(
+pub(crate) async fn write_all<S: AsyncWriteRent>(
     stream: &mut S,
     buf: Vec<u8>,
     wait: Duration,
@@ -1220,7 +1297,7 @@ fn balance_hash(balancer: &Balancer, head: &RequestHead, buf: &[u8], ip: IpAddr)
 /// When dropped it also tells the endpoint's breaker how the request went: a failure if
 /// [`InFlight::fail`] was called, else a success (a client that left early is not the
 /// endpoint's fault).
-struct InFlight {
+pub(crate) struct InFlight {
     worker: Rc<Worker>,
     view: Rc<View>,
     upstream: usize,
@@ -1229,7 +1306,12 @@ struct InFlight {
 }
 
 impl InFlight {
-    fn start(worker: &Rc<Worker>, view: &Rc<View>, upstream: usize, endpoint: usize) -> InFlight {
+    pub(crate) fn start(
+        worker: &Rc<Worker>,
+        view: &Rc<View>,
+        upstream: usize,
+        endpoint: usize,
+    ) -> InFlight {
         view.balancers[upstream]
             .borrow_mut()
             .on_request_start(endpoint);
@@ -1244,7 +1326,7 @@ impl InFlight {
 
     /// The endpoint failed this request (connect error, reset, timeout, bad response or a
     /// failure status).
-    fn fail(&self) {
+    pub(crate) fn fail(&self) {
         self.failed.set(true);
     }
 }
@@ -1407,7 +1489,7 @@ async fn stream_request_body<C: AsyncReadRent, U: AsyncWriteRent>(
 }
 
 /// Why an upstream exchange failed before a response head arrived.
-enum Failure {
+pub(crate) enum Failure {
     Refused,
     ConnectTimeout,
     /// Reset or closed with an error while sending or receiving.
@@ -1420,7 +1502,7 @@ enum Failure {
 }
 
 /// A pooled connection to `addr`, or a new one. The bool says whether it was reused.
-async fn upstream_connection(
+pub(crate) async fn upstream_connection(
     worker: &Worker,
     addr: SocketAddr,
     connect_timeout: Duration,

@@ -207,7 +207,7 @@ fn parse_path_template(
 }
 
 /// The index of parameter `name` among the pattern's `{param}` segments, in order.
-fn param_index(path: &PathPattern, name: &str) -> Option<usize> {
+pub(super) fn param_index(path: &PathPattern, name: &str) -> Option<usize> {
     path.segments
         .iter()
         .filter_map(|segment| match segment {
@@ -218,7 +218,7 @@ fn param_index(path: &PathPattern, name: &str) -> Option<usize> {
 }
 
 /// What the route's parameters are, for an unknown one.
-fn params_hint(path: &PathPattern) -> String {
+pub(super) fn params_hint(path: &PathPattern) -> String {
     let params: Vec<&str> = path
         .segments
         .iter()
@@ -239,7 +239,7 @@ fn params_hint(path: &PathPattern) -> String {
 }
 
 /// Appends literal text, merged into a literal just before it; empty text is not stored.
-fn push_literal(parts: &mut Vec<TemplatePart>, text: &str) {
+pub(super) fn push_literal(parts: &mut Vec<TemplatePart>, text: &str) {
     if text.is_empty() {
         return;
     }
