@@ -82,6 +82,31 @@ upstream = "products"
 [route.fallback]
 stale = true
 
+# Aggregation: one request, three services called at once, one merged JSON answer. The
+# products part is optional: when that service fails or stalls the dashboard still answers,
+# with products null and listed in errors.
+[[route]]
+name = "dashboard"
+path = "/api/dashboard/{id}"
+methods = ["GET"]
+
+[[route.aggregate]]
+key = "profile"
+upstream = "users"
+path = "/users/{id}"
+
+[[route.aggregate]]
+key = "orders"
+upstream = "orders"
+path = "/orders"
+
+[[route.aggregate]]
+key = "products"
+upstream = "products"
+path = "/products"
+required = false
+timeout_ms = 500
+
 # /api/users/1 reaches the users service as /users/1.
 [[route]]
 name = "api-users"
@@ -201,6 +226,8 @@ pub fn run(listen: &str, admin: Option<&str>) -> ExitCode {
     println!("  curl -i http://{listen}/secure/users/1                                  # 401 without a token");
     println!("  curl -i -H 'X-Api-Key: {DEMO_API_KEY}' http://{listen}/partner/orders     # 200 with the API key, 401 without");
     println!("  for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}}\\n' http://{listen}/limited/products; done   # 429 after 3");
+    println!("aggregation:");
+    println!("  curl -i http://{listen}/api/dashboard/1   # users, orders and products merged; X-Coregate-Complete");
     println!("transformation, circuit breaker and stale fallback:");
     println!("  curl -i http://{listen}/users/1        # X-Served-By and X-Request-Id added by the route");
     println!("  curl -i http://{listen}/products/1     # a good answer, remembered");

@@ -112,3 +112,23 @@ fn a_failed_required_part_is_502() {
     assert_eq!(r.status, 502);
     assert!(r.body_text().contains("profile"), "{}", r.body_text());
 }
+
+/// The demo's dashboard merges its users, orders and products services, and still answers
+/// when the products service fails.
+#[test]
+fn the_demo_dashboard_merges_three_services() {
+    let gw = start_demo();
+    let r = gw.get("/api/dashboard/1");
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert_eq!(r.header("x-coregate-complete"), Some("true"));
+    let v = r.json();
+    assert_eq!(v["profile"]["name"], "Ada Lovelace");
+    assert!(v["orders"].as_array().is_some_and(|o| !o.is_empty()));
+    assert!(v["products"].as_array().is_some_and(|p| !p.is_empty()));
+    assert_eq!(gw.get("/products/fail?seconds=30").status, 200);
+    let r = gw.get("/api/dashboard/2");
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert_eq!(r.header("x-coregate-complete"), Some("false"));
+    assert!(r.json()["products"].is_null());
+    assert_eq!(r.json()["profile"]["name"], "Alan Turing");
+}
