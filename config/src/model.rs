@@ -366,6 +366,28 @@ pub struct Route {
     /// merging their JSON under the parts' keys, instead of forwarding to `upstream` (which
     /// is then the first part's upstream, unused for forwarding). Default: none.
     pub aggregate: Vec<AggregatePart>,
+    /// `[route.json_filter]`: fields removed from (or kept in) the route's JSON responses.
+    /// Default: none.
+    pub json_filter: Option<JsonFilter>,
+}
+
+/// A validated `[route.json_filter]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonFilter {
+    pub mode: JsonFilterMode,
+    /// Dotted paths split into their segments: `user.address.street` is
+    /// `["user", "address", "street"]`. A path crossing an array applies to each element.
+    pub paths: Vec<Vec<String>>,
+    /// Largest response body filtered, bytes; larger passes unchanged (and is counted).
+    /// Default 1 MiB.
+    pub body_bytes_max: usize,
+}
+
+/// Whether the listed fields are the ones kept or the ones removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonFilterMode {
+    Keep,
+    Remove,
 }
 
 /// One call of an aggregate route.

@@ -845,6 +845,7 @@ fn check_route(
         retry,
         timeout_ms,
         aggregate,
+        json_filter: None,
     })
 }
 

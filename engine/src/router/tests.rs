@@ -54,6 +54,7 @@ fn route(kind: PathKind, path: &str) -> Route {
         retry: None,
         timeout_ms: None,
         aggregate: Vec::new(),
+        json_filter: None,
     }
 }
 
