@@ -193,6 +193,16 @@ pub const AGGREGATE_METHODS: &[&str] = &["GET", "HEAD"];
 /// The key of the merged object that lists failed optional parts, so no part may use it.
 pub const AGGREGATE_ERRORS_KEY: &str = "errors";
 
+/// Largest response body a `[route.json_filter]` filters, bytes: 1 MiB. The engine holds the
+/// whole body to rewrite it, so this bounds the memory one response can take; a larger body
+/// passes unchanged and is counted.
+pub const JSON_FILTER_BODY_BYTES_MAX: usize = 1024 * 1024;
+/// Largest `body_bytes_max` of a JSON filter accepted: 16 MiB, the default request body limit.
+pub const JSON_FILTER_BODY_BYTES_MAX_CEILING: usize = 16 * 1024 * 1024;
+/// Most paths in one JSON filter's `keep` or `remove`: each is matched against every key of
+/// the body, and the engine keeps a route's paths in a fixed-size list.
+pub const JSON_FILTER_PATHS_MAX: usize = 64;
+
 /// Smallest `request_line_bytes_max` accepted: room for a method, a short target and the
 /// version.
 pub const REQUEST_LINE_BYTES_MAX_FLOOR: usize = 64;
@@ -352,4 +362,7 @@ pub(crate) fn aggregate_required() -> bool {
 }
 pub(crate) fn aggregate_timeout_ms() -> u64 {
     AGGREGATE_TIMEOUT_MS
+}
+pub(crate) fn json_filter_body_bytes_max() -> usize {
+    JSON_FILTER_BODY_BYTES_MAX
 }

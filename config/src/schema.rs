@@ -422,10 +422,38 @@ pub struct RouteConfig {
     /// object under the parts' keys, instead of forwarding the request. 1..=
     /// [`defaults::AGGREGATE_PARTS_MAX`] parts. Such a route answers GET and HEAD only (a
     /// `methods` list may name no other), and takes none of `strip_prefix`, `replace_prefix`,
-    /// `rewrite_path` and `[route.retry]`: it builds its own calls. Default: none (the route
+    /// `rewrite_path`, `[route.retry]` and `[route.json_filter]`: it builds its own calls. Default: none (the route
     /// forwards to `upstream`).
     #[serde(default)]
     pub aggregate: Vec<AggregatePartConfig>,
+    /// `[route.json_filter]` (written after its `[[route]]`): fields removed from, or the only
+    /// fields kept in, the route's JSON responses. Not on an aggregate route. Default: none
+    /// (responses pass as received).
+    #[serde(default)]
+    pub json_filter: Option<JsonFilterConfig>,
+}
+
+/// `[route.json_filter]`: the route's JSON responses lose the fields listed in `remove`, or
+/// keep only those listed in `keep`; exactly one of the two is written. A path is dotted,
+/// `"user.address.city"`: the field `city` of the object under `address` under `user`; a path
+/// that crosses an array applies to each element. Segments are non-empty printable ASCII
+/// without `.`, `"` or `\` (the engine compares them with the body's keys byte for byte,
+/// without unescaping). No path is listed twice or lies inside another listed path (`user`
+/// and `user.ssn`). 1..=[`defaults::JSON_FILTER_PATHS_MAX`] paths.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonFilterConfig {
+    /// Paths removed from the body; everything else is sent on. Not together with `keep`.
+    #[serde(default)]
+    pub remove: Option<Vec<String>>,
+    /// The only paths sent on; everything else is removed. Not together with `remove`.
+    #[serde(default)]
+    pub keep: Option<Vec<String>>,
+    /// Largest response body filtered, in bytes; a larger one passes unchanged (and is
+    /// counted). 1..=[`defaults::JSON_FILTER_BODY_BYTES_MAX_CEILING`]. Default
+    /// [`defaults::JSON_FILTER_BODY_BYTES_MAX`].
+    #[serde(default = "defaults::json_filter_body_bytes_max")]
+    pub body_bytes_max: usize,
 }
 
 /// `[[route.aggregate]]`: one upstream call of an aggregate route, and where its answer goes in

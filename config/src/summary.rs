@@ -7,9 +7,9 @@
 use std::fmt::Write as _;
 
 use crate::{
-    AuthRef, Balancer, BreakerSettings, Config, Fallback, HashKey, HostMatch, JwtAuth, JwtKeys,
-    KeySource, PathKind, PathPattern, RateKey, Retry, Rewrite, Segment, TemplatePart, TokenSource,
-    Variable,
+    AuthRef, Balancer, BreakerSettings, Config, Fallback, HashKey, HostMatch, JsonFilterMode,
+    JwtAuth, JwtKeys, KeySource, PathKind, PathPattern, RateKey, Retry, Rewrite, Segment,
+    TemplatePart, TokenSource, Variable,
 };
 
 impl Config {
@@ -40,8 +40,9 @@ impl Config {
     /// `[route.retry]` in `retry=1x on 502,503,504 budget 20%` (`on connect failures only` when
     /// `on_statuses = []`) and one with `timeout_ms` in `timeout_ms=5000`; one with
     /// `rewrite_path` shows `rewrite=template:/users/{id}`, one with header edits
-    /// `request_headers=3 edits` / `response_headers=1 edit`, and one with `request_id =
-    /// false` ends in `request_id=off`. An upstream
+    /// `request_headers=3 edits` / `response_headers=1 edit`, one with a `[route.json_filter]`
+    /// `json_filter=remove:2` / `json_filter=keep:3` (its mode and number of paths), and one
+    /// with `request_id = false` ends in `request_id=off`. An upstream
     /// with a breaker ends in e.g. `breaker=5 in a row or 50% of ≥20 in 10000ms, cool-down
     /// 1000..60000ms x2, 3 probes, statuses 502,503,504` (a trigger turned off is left out;
     /// `statuses none` when only connect errors and timeouts count).
@@ -150,6 +151,13 @@ impl Config {
                         let _ = write!(out, " {key}={n} edits");
                     }
                 }
+            }
+            if let Some(filter) = &route.json_filter {
+                let mode = match filter.mode {
+                    JsonFilterMode::Keep => "keep",
+                    JsonFilterMode::Remove => "remove",
+                };
+                let _ = write!(out, " json_filter={mode}:{}", filter.paths.len());
             }
             if !route.request_id {
                 out.push_str(" request_id=off");

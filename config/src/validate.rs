@@ -9,13 +9,15 @@
 //! `validate/ratelimit.rs`; an upstream's circuit breaker in `validate/breaker.rs` and a
 //! route's fallback response in `validate/fallback.rs`; its retries and overall timeout in
 //! `validate/retry.rs`; its path rewrite and header edits, with their templates, in
-//! `validate/transform.rs`; its aggregate parts in `validate/aggregate.rs`. Runs on the
-//! control side only; the first rule broken is reported.
+//! `validate/transform.rs`; its aggregate parts in `validate/aggregate.rs`; its JSON response
+//! filter in `validate/json_filter.rs`. Runs on the control side only; the first rule broken
+//! is reported.
 
 mod aggregate;
 mod auth;
 mod breaker;
 mod fallback;
+mod json_filter;
 mod keys;
 mod ratelimit;
 mod retry;
@@ -826,6 +828,8 @@ fn check_route(
         transform::Side::Response,
         &context,
     )?;
+    let json_filter =
+        json_filter::check_json_filter(doc, &at.key("json_filter"), route.json_filter.as_ref())?;
     Ok(Route {
         name,
         host,
@@ -845,7 +849,7 @@ fn check_route(
         retry,
         timeout_ms,
         aggregate,
-        json_filter: None,
+        json_filter,
     })
 }
 

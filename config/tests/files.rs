@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use coregate_config::{
-    defaults, load_file, AggregatePart, BreakerSettings, HeaderEdits, JwtKeys, Retry, Rewrite,
-    TemplatePart, Variable,
+    defaults, load_file, AggregatePart, BreakerSettings, HeaderEdits, JsonFilter, JsonFilterMode,
+    JwtKeys, Retry, Rewrite, TemplatePart, Variable,
 };
 
 fn example() -> PathBuf {
@@ -233,10 +233,38 @@ fn the_example_rewrites_and_edits_headers() {
         summary.contains(
             "  org-user host=api.example.com methods=GET path=/v1/orgs/{org}/users/{id} \
              rewrite=template:/users/{id} upstream=users auth=users request_headers=7 edits \
-             response_headers=7 edits\n"
+             response_headers=7 edits json_filter=keep:4\n"
         ),
         "{summary}"
     );
+}
+
+#[test]
+fn the_example_filters_json_on_one_route() {
+    let config = match load_file(&example()) {
+        Ok(config) => config,
+        Err(error) => panic!("{error}"),
+    };
+    let path = |p: &[&str]| -> Vec<String> { p.iter().map(|s| (*s).to_owned()).collect() };
+    for route in &config.routes {
+        if route.name == "org-user" {
+            assert_eq!(
+                route.json_filter,
+                Some(JsonFilter {
+                    mode: JsonFilterMode::Keep,
+                    paths: vec![
+                        path(&["id"]),
+                        path(&["name"]),
+                        path(&["email"]),
+                        path(&["address", "city"]),
+                    ],
+                    body_bytes_max: defaults::JSON_FILTER_BODY_BYTES_MAX,
+                })
+            );
+        } else {
+            assert_eq!(route.json_filter, None, "{}", route.name);
+        }
+    }
 }
 
 #[test]

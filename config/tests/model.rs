@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use coregate_config::defaults;
 use coregate_config::{
     load_str, AggregatePart, ApiKeyAuth, AuthRef, Balancer, BreakerSettings, Endpoint, Fallback,
-    HashKey, HeaderEdits, HostMatch, JwtAuth, JwtKeys, KeySource, Listener, PathKind, PathPattern,
-    RateKey, RateLimit, Retry, Rewrite, Segment, StaticResponse, TemplatePart, TokenSource,
-    Variable,
+    HashKey, HeaderEdits, HostMatch, JsonFilter, JsonFilterMode, JwtAuth, JwtKeys, KeySource,
+    Listener, PathKind, PathPattern, RateKey, RateLimit, Retry, Rewrite, Segment, StaticResponse,
+    TemplatePart, TokenSource, Variable,
 };
 
 const TEXT: &str = r#"
@@ -1114,6 +1114,82 @@ fn aggregates_become_the_expected_model() {
              invoice_total-v2:billing",
             "  status host=* methods=HEAD,GET path_prefix=/status upstream=billing \
              aggregate=users:users,orders:orders?",
+            "  plain host=* methods=any path_prefix=/ upstream=users",
+        ]
+    );
+}
+
+const JSON_FILTERS: &str = r#"
+[[listener]]
+address = "127.0.0.1:8080"
+
+[upstreams.users]
+endpoints = [{ address = "10.0.0.1:80" }]
+
+[[route]]
+name = "private"
+path_prefix = "/users"
+upstream = "users"
+
+[route.json_filter]
+remove = ["internal", "user.ssn", "items.price-cents", "@meta.$ref"]
+body_bytes_max = 16777216
+
+[[route]]
+name = "public"
+path_prefix = "/public"
+upstream = "users"
+json_filter = { keep = ["id", "name", "items.sku"] }
+
+[[route]]
+name = "plain"
+path_prefix = "/"
+upstream = "users"
+"#;
+
+#[test]
+fn json_filters_become_the_expected_model() {
+    let config = match load_str(JSON_FILTERS, "<json_filters>") {
+        Ok(config) => config,
+        Err(error) => panic!("{error}"),
+    };
+    let path = |p: &[&str]| -> Vec<String> { p.iter().map(|s| (*s).to_owned()).collect() };
+    let filters: Vec<Option<JsonFilter>> = config
+        .routes
+        .iter()
+        .map(|r| r.json_filter.clone())
+        .collect();
+    assert_eq!(
+        filters,
+        [
+            Some(JsonFilter {
+                mode: JsonFilterMode::Remove,
+                paths: vec![
+                    path(&["internal"]),
+                    path(&["user", "ssn"]),
+                    path(&["items", "price-cents"]),
+                    path(&["@meta", "$ref"]),
+                ],
+                body_bytes_max: defaults::JSON_FILTER_BODY_BYTES_MAX_CEILING,
+            }),
+            Some(JsonFilter {
+                mode: JsonFilterMode::Keep,
+                paths: vec![path(&["id"]), path(&["name"]), path(&["items", "sku"])],
+                body_bytes_max: defaults::JSON_FILTER_BODY_BYTES_MAX,
+            }),
+            None,
+        ]
+    );
+    assert_eq!(defaults::JSON_FILTER_BODY_BYTES_MAX, 1024 * 1024);
+
+    let summary = config.summary();
+    let lines: Vec<&str> = summary.lines().collect();
+    assert_eq!(
+        lines[3..7],
+        [
+            "routes (3):",
+            "  private host=* methods=any path_prefix=/users upstream=users json_filter=remove:4",
+            "  public host=* methods=any path_prefix=/public upstream=users json_filter=keep:3",
             "  plain host=* methods=any path_prefix=/ upstream=users",
         ]
     );

@@ -2,8 +2,8 @@
 //! line, column and field of the offending key or value, and a hint.
 
 use coregate_config::{
-    defaults, load_str, AggregatePart, BreakerSettings, ConfigError, Fallback, HeaderEdits, Retry,
-    Rewrite, Route, StaticResponse, TemplatePart, Variable,
+    defaults, load_str, AggregatePart, BreakerSettings, ConfigError, Fallback, HeaderEdits,
+    JsonFilter, JsonFilterMode, Retry, Rewrite, Route, StaticResponse, TemplatePart, Variable,
 };
 
 const LISTENER: &str = "[[listener]]\naddress = \"127.0.0.1:8080\"\n\n";
@@ -3267,4 +3267,247 @@ fn aggregate_parts_reject_missing_and_unknown_keys() {
             .starts_with("did you mean `timeout_ms`?"),
         "hint"
     );
+}
+
+// ----- JSON response filters -----
+
+/// A valid config whose only route has `[route.json_filter]` with these lines.
+fn with_filter(lines: &str) -> String {
+    format!("{LISTENER}{UPSTREAM}{ROUTE}\n[route.json_filter]\n{lines}\n")
+}
+
+/// `n` distinct one-segment paths, `"p0", "p1", ...`, as TOML list items.
+fn filter_paths(n: usize) -> String {
+    let paths: Vec<String> = (0..n).map(|i| format!("\"p{i}\"")).collect();
+    paths.join(", ")
+}
+
+#[test]
+fn a_json_filter_has_a_mode_split_paths_and_a_default_body_limit() {
+    let remove = route_of(&with_filter("remove = [\"internal\", \"user.ssn\"]"));
+    assert_eq!(
+        remove.json_filter,
+        Some(JsonFilter {
+            mode: JsonFilterMode::Remove,
+            paths: vec![
+                vec!["internal".to_owned()],
+                vec!["user".to_owned(), "ssn".to_owned()],
+            ],
+            body_bytes_max: defaults::JSON_FILTER_BODY_BYTES_MAX,
+        })
+    );
+    let keep = route_of(&with_filter("keep = [\"id\"]\nbody_bytes_max = 1"));
+    let filter = keep.json_filter.expect("a filter");
+    assert_eq!(
+        (filter.mode, filter.paths, filter.body_bytes_max),
+        (JsonFilterMode::Keep, vec![vec!["id".to_owned()]], 1)
+    );
+    // No table, no filter.
+    assert_eq!(route_of(&route("path_prefix = \"/\"")).json_filter, None);
+}
+
+#[test]
+fn a_json_filter_has_exactly_one_of_remove_and_keep() {
+    let text = with_filter("body_bytes_max = 1024");
+    let error = fails_at(&text, "[route.json_filter]", "route[0].json_filter");
+    assert_eq!(
+        error.message,
+        "[route.json_filter] has neither remove nor keep"
+    );
+    // Both: reported at the one written later.
+    let text = with_filter("remove = [\"a\"]\nkeep = [\"b\"]");
+    let error = fails_at(&text, "keep", "route[0].json_filter.keep");
+    assert_eq!(error.message, "remove and keep are both set");
+    assert!(
+        error.hint.unwrap_or_default().starts_with("keep one"),
+        "hint"
+    );
+    let text = with_filter("keep = [\"b\"]\nremove = [\"a\"]");
+    fails_at(&text, "remove", "route[0].json_filter.remove");
+}
+
+#[test]
+fn a_json_filter_lists_one_to_sixty_four_paths() {
+    let text = with_filter("keep = []");
+    let error = fails_at(&text, "[]", "route[0].json_filter.keep");
+    assert_eq!(error.message, "keep = [] lists no paths");
+    let max = defaults::JSON_FILTER_PATHS_MAX;
+    assert_eq!(max, 64);
+    let route = route_of(&with_filter(&format!("remove = [{}]", filter_paths(max))));
+    assert_eq!(route.json_filter.expect("a filter").paths.len(), max);
+    let text = with_filter(&format!("remove = [{}]", filter_paths(max + 1)));
+    let error = fails_at(&text, "\"p64\"", "route[0].json_filter.remove[64]");
+    assert_eq!(error.message, "remove lists 65 paths, more than 64");
+}
+
+#[test]
+fn json_filter_paths_are_dotted_printable_ascii() {
+    for (bad, message) in [
+        ("\"\"", "the path is empty"),
+        (
+            "\".a\"",
+            "path \".a\" has an empty segment (a leading, trailing or doubled `.`)",
+        ),
+        (
+            "\"a.\"",
+            "path \"a.\" has an empty segment (a leading, trailing or doubled `.`)",
+        ),
+        (
+            "\"a..b\"",
+            "path \"a..b\" has an empty segment (a leading, trailing or doubled `.`)",
+        ),
+        ("\"a b\"", "path \"a b\" contains ' '"),
+        ("\"a\\tb\"", "path \"a\\tb\" contains '\\t'"),
+        ("\"a\\u0001b\"", "path \"a\\u{1}b\" contains '\\u{1}'"),
+        ("\"a\\\"b\"", "path \"a\\\"b\" contains '\"'"),
+        ("'a\\b'", "path \"a\\\\b\" contains '\\\\'"),
+        ("\"café\"", "path \"café\" contains 'é'"),
+    ] {
+        let text = with_filter(&format!("remove = [\"ok\", {bad}]"));
+        let error = fails_at(&text, bad, "route[0].json_filter.remove[1]");
+        assert_eq!(error.message, message, "{bad}");
+    }
+    let text = with_filter("keep = [\"a b\"]");
+    let error = fails_at(&text, "\"a b\"", "route[0].json_filter.keep[0]");
+    assert!(
+        error.hint.unwrap_or_default().contains("no whitespace"),
+        "hint"
+    );
+    // Other printable ASCII is part of a segment.
+    let route = route_of(&with_filter("keep = [\"@type\", \"a-b.$ref_2\", \"x:y\"]"));
+    assert_eq!(
+        route.json_filter.expect("a filter").paths,
+        [
+            vec!["@type".to_owned()],
+            vec!["a-b".to_owned(), "$ref_2".to_owned()],
+            vec!["x:y".to_owned()],
+        ]
+    );
+}
+
+#[test]
+fn json_filter_paths_are_listed_once_and_never_inside_one_another() {
+    let text = with_filter("remove = [\"a.b\", \"x\", \"a.b\"]");
+    let error = fails_at_nth(&text, "\"a.b\"", 1, "route[0].json_filter.remove[2]");
+    assert_eq!(error.message, "path `a.b` is listed twice (also remove[0])");
+    // The later path inside an earlier one.
+    let text = with_filter("remove = [\"user\", \"user.ssn\"]");
+    let error = fails_at(&text, "\"user.ssn\"", "route[0].json_filter.remove[1]");
+    assert_eq!(
+        error.message,
+        "path `user.ssn` lies inside `user` (remove[0])"
+    );
+    assert_eq!(
+        error.hint.as_deref(),
+        Some(
+            "removing `user` removes `user.ssn` with it: list `user` alone, or `user.ssn` \
+             alone to keep the rest of `user`"
+        )
+    );
+    // The later path around an earlier one.
+    let text = with_filter("keep = [\"id\", \"user.name\", \"user\"]");
+    let error = fails_at(&text, "\"user\"]", "route[0].json_filter.keep[2]");
+    assert_eq!(error.message, "path `user` contains `user.name` (keep[1])");
+    assert!(
+        error
+            .hint
+            .unwrap_or_default()
+            .starts_with("keeping `user` keeps `user.name` with it"),
+        "hint"
+    );
+    // Prefixes by whole segments only: `user` does not contain `username`.
+    let route = route_of(&with_filter(
+        "keep = [\"user\", \"username\", \"user_id.x\", \"a.b\", \"a.bc\"]",
+    ));
+    assert_eq!(route.json_filter.expect("a filter").paths.len(), 5);
+}
+
+#[test]
+fn json_filter_body_limit_is_range_checked() {
+    let ceiling = defaults::JSON_FILTER_BODY_BYTES_MAX_CEILING;
+    assert_eq!(ceiling, 16 * 1024 * 1024);
+    let route = route_of(&with_filter(&format!(
+        "remove = [\"a\"]\nbody_bytes_max = {ceiling}"
+    )));
+    assert_eq!(route.json_filter.expect("a filter").body_bytes_max, ceiling);
+    for bad in ["0".to_owned(), (ceiling + 1).to_string()] {
+        let text = with_filter(&format!("remove = [\"a\"]\nbody_bytes_max = {bad}"));
+        // The value at the end of its line (a bare `0` also occurs in the listener's address).
+        let error = fails_at(
+            &text,
+            &format!("{bad}\n"),
+            "route[0].json_filter.body_bytes_max",
+        );
+        assert_eq!(
+            error.message,
+            format!("body_bytes_max = {bad} is outside 1..=16777216 (16 MiB)")
+        );
+        assert!(
+            error.hint.unwrap_or_default().contains("1048576 (1 MiB)"),
+            "hint"
+        );
+    }
+    let text = with_filter("remove = [\"a\"]\nbody_bytes_max = -1");
+    fails_at(&text, "-1", "route[0].json_filter.body_bytes_max");
+    let text = with_filter("remove = [\"a\"]\nbody_bytes_max = \"1MiB\"");
+    fails_at(&text, "\"1MiB\"", "route[0].json_filter.body_bytes_max");
+}
+
+#[test]
+fn json_filter_rejects_unknown_keys_and_wrong_types() {
+    let error = fails_at(
+        &with_filter("removes = [\"a\"]"),
+        "removes",
+        "route[0].json_filter.removes",
+    );
+    assert!(
+        error
+            .hint
+            .unwrap_or_default()
+            .contains("did you mean `remove`?"),
+        "hint"
+    );
+    fails_at(
+        &with_filter("keep = \"a\""),
+        "\"a\"",
+        "route[0].json_filter.keep",
+    );
+    fails_at(
+        &with_filter("keep = [1]"),
+        "1]",
+        "route[0].json_filter.keep[0]",
+    );
+    // The table after the second [[route]] belongs to route[1].
+    let text = format!(
+        "{}\n[route.json_filter]\nkeep = [\"a\"]\n\n[[route]]\npath = \"/b\"\n\
+         upstream = \"users\"\n\n[route.json_filter]\nkeep = [\"a.\"]\n",
+        route("path_prefix = \"/\"")
+    );
+    fails_at(&text, "\"a.\"", "route[1].json_filter.keep[0]");
+}
+
+#[test]
+fn an_aggregate_route_has_no_json_filter() {
+    let filter = "[route.json_filter]\nkeep = [\"profile\"]\n\n";
+    // Written after the parts: reported at the filter.
+    let text = aggregate("", &format!("{}{filter}", part("")));
+    let error = fails_at(&text, "json_filter]", "route[0].json_filter");
+    assert_eq!(
+        error.message,
+        "[route.json_filter] is not allowed on an aggregate route"
+    );
+    let hint = error.hint.unwrap_or_default();
+    assert!(hint.contains("builds its own"), "{hint}");
+    assert!(hint.ends_with("remove [route.json_filter]"), "{hint}");
+    // Written before them (as a table, or inline in the route): reported at the parts.
+    for text in [
+        aggregate("", &format!("{filter}{}", part(""))),
+        aggregate("json_filter = { keep = [\"profile\"] }", &part("")),
+    ] {
+        let error = fails_at(&text, "aggregate]]", "route[0].aggregate");
+        assert_eq!(
+            error.message,
+            "aggregate parts on a route with [route.json_filter]"
+        );
+    }
 }

@@ -33,6 +33,7 @@ pub struct Metrics {
     pub reloads_needs_restart: u64,
     pub access_log_bytes: u64,
     pub access_log_errors: u64,
+    pub json_filter_skipped: u64,
 }
 
 impl Metrics {
@@ -48,6 +49,7 @@ impl Metrics {
             reloads_needs_restart: 0,
             access_log_bytes: 0,
             access_log_errors: 0,
+            json_filter_skipped: 0,
         }
     }
 
@@ -84,6 +86,7 @@ impl Metrics {
         }
         let _ = self.upstream_latency_us.add(&report.upstream_latency_us);
         self.connections_accepted += report.connections_accepted;
+        self.json_filter_skipped += report.json_filter_skipped;
         if let Some(open) = self.connections_open.get_mut(report.worker) {
             *open = report.connections_open;
         }
@@ -166,6 +169,17 @@ impl Metrics {
             out,
             "coregate_connections_accepted_total {}",
             self.connections_accepted
+        );
+        header(
+            &mut out,
+            "coregate_json_filter_skipped_total",
+            "counter",
+            "Responses of JSON-filtered routes passed unchanged (too large, not JSON or not length-framed).",
+        );
+        let _ = writeln!(
+            out,
+            "coregate_json_filter_skipped_total {}",
+            self.json_filter_skipped
         );
         header(
             &mut out,
@@ -279,6 +293,7 @@ mod tests {
             connections_accepted: 2,
             connections_open: 1,
             breakers: Vec::new(),
+            json_filter_skipped: 0,
         }
     }
 

@@ -10,6 +10,7 @@
 pub mod access_log;
 mod aggregate;
 pub mod http;
+mod json_filter;
 pub mod policy;
 mod proxy;
 pub mod router;

@@ -33,6 +33,7 @@ use crate::http::{
     encode_request_head, encode_response_head, error_response, BodyFraming, ChunkedDecoder,
     FieldEdits, Forward, Method, RequestHead, ResponseBody, ResponseHead,
 };
+use crate::json_filter;
 use crate::policy::auth::authenticate;
 use crate::router::{HeaderLookup, RouteRequest, RouteResult};
 use crate::snapshot::Snapshot;
@@ -750,10 +751,31 @@ async fn relay<C: AsyncWriteRent, U: AsyncReadRent>(
         || req.http10
         || matches!(resp.body, ResponseBody::UntilClose)
         || worker.draining();
-    let mut head_out = worker.take_buffer();
     let edits = req.view.snapshot.policies.transforms[req.route]
         .response
         .field_edits(&req.response_headers);
+    let route = &req.view.snapshot.config.routes[req.route];
+    if let (Some(filter), true) = (&route.json_filter, (200..300).contains(&resp.status)) {
+        match resp.body {
+            ResponseBody::Length(n)
+                if n <= filter.body_bytes_max as u64 && is_json(upbuf, resp) =>
+            {
+                let filtered = FilteredResponse {
+                    filter,
+                    length: n as usize,
+                    close_client,
+                    chunked_to_client,
+                };
+                return relay_filtered(
+                    worker, client, up, upbuf, resp, resp_len, &edits, filtered, timeouts, outcome,
+                )
+                .await;
+            }
+            ResponseBody::None => {}
+            _ => worker.json_filter_skipped(),
+        }
+    }
+    let mut head_out = worker.take_buffer();
     encode_response_head(
         upbuf,
         resp,
@@ -787,6 +809,85 @@ async fn relay<C: AsyncWriteRent, U: AsyncReadRent>(
             }
         }
         None => Relayed::Broken,
+    }
+}
+
+/// What [`relay_filtered`] needs besides the streams.
+struct FilteredResponse<'a> {
+    filter: &'a coregate_config::JsonFilter,
+    /// The upstream body's Content-Length (within the filter's bound).
+    length: usize,
+    close_client: bool,
+    chunked_to_client: bool,
+}
+
+/// Whether the upstream says its body is JSON (`application/json`, `…+json`).
+fn is_json(upbuf: &[u8], resp: &ResponseHead) -> bool {
+    resp.headers.iter().any(|field| {
+        field.name.get(upbuf).eq_ignore_ascii_case(b"content-type")
+            && field
+                .value
+                .get(upbuf)
+                .windows(4)
+                .any(|w| w.eq_ignore_ascii_case(b"json"))
+    })
+}
+
+/// Reads a JSON body whole, filters it and relays it with its new length. A body that does
+/// not parse goes out unchanged (and is counted).
+#[allow(clippy::too_many_arguments)]
+async fn relay_filtered<C: AsyncWriteRent, U: AsyncReadRent>(
+    worker: &Worker,
+    client: &mut C,
+    up: &mut U,
+    upbuf: &mut Vec<u8>,
+    resp: &ResponseHead,
+    resp_len: usize,
+    edits: &FieldEdits<'_>,
+    filtered: FilteredResponse<'_>,
+    timeouts: &Timeouts,
+    outcome: &Outcome,
+) -> Relayed {
+    let end = resp_len + filtered.length;
+    while upbuf.len() < end {
+        if upbuf.capacity() < end {
+            upbuf.reserve(end - upbuf.len());
+        }
+        match read_more(up, upbuf, timeouts.upstream_idle).await {
+            Ok(0) | Err(_) => return Relayed::Broken,
+            Ok(_) => {}
+        }
+    }
+    let extra = upbuf.len() > end;
+    let body = match json_filter::apply(filtered.filter, &upbuf[resp_len..end]) {
+        Some(body) => body,
+        None => {
+            worker.json_filter_skipped();
+            upbuf[resp_len..end].to_vec()
+        }
+    };
+    let mut head = resp.clone();
+    head.body = ResponseBody::Length(body.len() as u64);
+    let mut out = worker.take_buffer();
+    encode_response_head(
+        upbuf,
+        &head,
+        filtered.chunked_to_client,
+        filtered.close_client,
+        edits,
+        &mut out,
+    );
+    out.extend_from_slice(&body);
+    outcome.status.set(resp.status);
+    outcome.bytes.set(out.len() as u64);
+    let (res, back) = write_all(client, out, timeouts.client).await;
+    worker.give_buffer(back);
+    if res.is_err() {
+        return Relayed::Broken;
+    }
+    Relayed::Complete {
+        upstream_reusable: !extra,
+        close_client: filtered.close_client,
     }
 }
 

@@ -152,6 +152,9 @@ pub struct StatsReport {
     /// This worker's circuit breakers at the time of the report (a gauge), for endpoints of
     /// upstreams that have one.
     pub breakers: Vec<BreakerReport>,
+    /// Responses of routes with a JSON filter that passed unfiltered (too large, not
+    /// length-framed, or not JSON).
+    pub json_filter_skipped: u64,
 }
 
 /// One worker's breaker for one endpoint.

@@ -621,6 +621,13 @@ impl Worker {
         stats.dirty = true;
     }
 
+    /// Counts a response a route's JSON filter had to pass unchanged.
+    pub fn json_filter_skipped(&self) {
+        let mut stats = self.stats.borrow_mut();
+        stats.json_filter_skipped += 1;
+        stats.dirty = true;
+    }
+
     /// Counts a relayed response of `route` in snapshot `version`. Samples from a snapshot
     /// older than the one being gathered (requests that straddled a reload) are dropped.
     pub fn record(&self, version: u64, route: usize, status: u16, total_us: u64, upstream_us: u64) {
@@ -659,6 +666,7 @@ impl Worker {
             connections_accepted: done.accepted,
             connections_open: self.connections.get() as u64,
             breakers,
+            json_filter_skipped: done.json_filter_skipped,
         })));
     }
 
@@ -712,6 +720,7 @@ struct Gathered {
     rejections: [u64; Rejection::COUNT],
     upstream_latency_us: hdrhistogram::Histogram<u64>,
     accepted: u64,
+    json_filter_skipped: u64,
     dirty: bool,
     /// The breaker states last reported, so an unchanged state is not sent again.
     breakers: Vec<BreakerReport>,
@@ -730,6 +739,7 @@ impl Gathered {
             rejections: [0; Rejection::COUNT],
             upstream_latency_us: latency_histogram(),
             accepted: 0,
+            json_filter_skipped: 0,
             dirty: false,
             breakers: Vec::new(),
         }

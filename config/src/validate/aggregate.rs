@@ -5,8 +5,8 @@
 //! part's target is resolved to a parameter of the route's pattern, every literal is bytes a
 //! request target allows, keys are unique and plain enough to write into JSON unescaped, the
 //! number of parts and each call's time are bounded, and the route carries nothing that only
-//! makes sense when forwarding (prefix rewrites, `rewrite_path`, retries) or a method other
-//! than GET and HEAD. Runs on the control side only.
+//! makes sense when forwarding (prefix rewrites, `rewrite_path`, retries, a JSON response
+//! filter) or a method other than GET and HEAD. Runs on the control side only.
 
 use super::transform::{param_index, params_hint, push_literal};
 use super::{fail, resolve_upstream};
@@ -96,6 +96,13 @@ fn check_forwarding_keys(
             "an aggregate route builds its own calls and does not retry them; bound each call \
              with its timeout_ms, and mark a part required = false when the answer can do \
              without it",
+        ),
+        (
+            route.json_filter.is_some(),
+            "json_filter",
+            "[route.json_filter]",
+            "a JSON filter rewrites a forwarded response; an aggregate route builds its own \
+             answer from its parts' bodies, which are not filtered",
         ),
     ];
     let position = |path: &FieldPath| doc.span_of(path, Target::Key).map_or(0, |span| span.start);
