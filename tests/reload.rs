@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
+use coregate_loadtest::load::{self, RunConfig, Target};
 
 /// A config whose only route sends everything to `target` (one of the upstreams `a`, `b`).
 fn routes_to(a: SocketAddr, b: SocketAddr, target: &str) -> String {
@@ -231,6 +232,18 @@ fn two_hundred_reloads_under_load_fail_no_request() {
             std::thread::spawn(move || client_loop(addr, &stop, &sent, &errors, &seen))
         })
         .collect();
+    // And a fixed-rate (open-loop) client, the load harness's: requests leave on schedule
+    // whatever the answers do, so a stall would show as errors or timeouts, not as a pause.
+    let open_loop = {
+        let url = format!("http://{}/r/open", gw.addr);
+        std::thread::spawn(move || {
+            let mut cfg = RunConfig::new(Target::parse(&url).expect("target"));
+            cfg.rate = Some(400.0);
+            cfg.connections = 8;
+            cfg.duration = Duration::from_secs(6);
+            load::run(&cfg, |_| {}).expect("open-loop run")
+        })
+    };
     for i in 1..=RELOADS {
         gw.rewrite_config(&tables[(i % 2) as usize]);
         gw.signal(libc::SIGHUP);
@@ -246,6 +259,18 @@ fn two_hundred_reloads_under_load_fail_no_request() {
     for c in clients {
         c.join().expect("client thread");
     }
+    let report = open_loop.join().expect("open-loop thread");
+    let e = &report.errors;
+    assert_eq!(
+        (e.connect, e.read, e.write, e.timeout, e.parse),
+        (0, 0, 0, 0, 0),
+        "open-loop errors during reloads"
+    );
+    assert!(
+        report.statuses.iter().all(|&(status, _)| status == 200) && !report.statuses.is_empty(),
+        "{:?}",
+        report.statuses
+    );
     let errors = errors.lock().unwrap();
     let seen = seen.lock().unwrap();
     let total = sent.load(Ordering::Relaxed);
