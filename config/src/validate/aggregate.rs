@@ -8,7 +8,7 @@
 //! makes sense when forwarding (prefix rewrites, `rewrite_path`, retries, a JSON response
 //! filter) or a method other than GET and HEAD. Runs on the control side only.
 
-use super::transform::{param_index, params_hint, push_literal};
+use super::transform::{split_param_template, ParamTemplate};
 use super::{fail, resolve_upstream};
 use crate::defaults::{
     AGGREGATE_ERRORS_KEY, AGGREGATE_METHODS, AGGREGATE_PARTS_MAX, AGGREGATE_TIMEOUT_MS,
@@ -16,7 +16,7 @@ use crate::defaults::{
 };
 use crate::locate::{Document, FieldPath, Target};
 use crate::schema::{AggregatePartConfig, RouteConfig};
-use crate::{AggregatePart, ConfigError, PathPattern, TemplatePart, Upstream, Variable};
+use crate::{AggregatePart, ConfigError, PathPattern, TemplatePart, Upstream};
 
 /// The route at `at`'s parts: empty for a route that forwards, otherwise 1..=
 /// [`AGGREGATE_PARTS_MAX`] checked parts. `methods` are the route's, already upper-cased.
@@ -269,35 +269,14 @@ fn parse_target(
         };
         return bad(format!("aggregate path {template:?} contains {c:?}"), hint);
     }
-    let mut parts = Vec::new();
-    let mut rest = template;
-    while let Some(brace) = rest.find(['{', '}']) {
-        push_literal(&mut parts, &rest[..brace]);
-        let after = &rest[brace..];
-        let name = after
-            .strip_prefix('{')
-            .and_then(|inner| inner.split_once('}'))
-            .map(|(name, _)| name)
-            .filter(|name| !name.is_empty() && !name.contains(['{', '/', '?']));
-        let Some(name) = name else {
-            return bad(
-                format!(
-                    "aggregate path {template:?} has a `{}` that is not part of a {{name}}",
-                    &after[..1]
-                ),
-                "a parameter is written {name}, e.g. /orders?user={id}; a literal brace is \
-                 percent-encoded as %7B or %7D",
-            );
-        };
-        let Some(index) = param_index(path, name) else {
-            return bad(
-                format!("aggregate path {template:?}: {{{name}}} is not a parameter of the route's path"),
-                &params_hint(path),
-            );
-        };
-        parts.push(TemplatePart::Var(Variable::Param(index)));
-        rest = &after[name.len() + 2..];
-    }
-    push_literal(&mut parts, rest);
-    Ok(parts)
+    split_param_template(
+        template,
+        path,
+        &ParamTemplate {
+            field: "aggregate path",
+            example: "/orders?user={id}",
+            pattern: "the route's path",
+        },
+    )
+    .or_else(|(message, hint)| bad(message, &hint))
 }

@@ -173,6 +173,40 @@ fn parse_path_template(
             "remove the doubled `/`",
         );
     }
+    split_param_template(
+        template,
+        path,
+        &ParamTemplate {
+            field: "rewrite_path",
+            example: "/users/{id}",
+            pattern: "path",
+        },
+    )
+    .or_else(|(message, hint)| bad(message, &hint))
+}
+
+/// How [`split_param_template`] names the field in its messages.
+pub(super) struct ParamTemplate<'a> {
+    /// The field, e.g. `rewrite_path`.
+    pub field: &'a str,
+    /// An example of a parameter in it.
+    pub example: &'a str,
+    /// What the parameters belong to, e.g. `path`.
+    pub pattern: &'a str,
+}
+
+/// Splits a request-target template into literals and `{name}` parameters of the route's
+/// `path` pattern. Errors are (message, hint).
+pub(super) fn split_param_template(
+    template: &str,
+    path: &PathPattern,
+    names: &ParamTemplate<'_>,
+) -> Result<Vec<TemplatePart>, (String, String)> {
+    let ParamTemplate {
+        field,
+        example,
+        pattern,
+    } = names;
     let mut parts = Vec::new();
     let mut rest = template;
     while let Some(brace) = rest.find(['{', '}']) {
@@ -182,22 +216,24 @@ fn parse_path_template(
             .strip_prefix('{')
             .and_then(|inner| inner.split_once('}'))
             .map(|(name, _)| name)
-            .filter(|name| !name.is_empty() && !name.contains(['{', '/']));
+            .filter(|name| !name.is_empty() && !name.contains(['{', '/', '?']));
         let Some(name) = name else {
-            return bad(
+            return Err((
                 format!(
-                    "rewrite_path {template:?} has a `{}` that is not part of a {{name}}",
+                    "{field} {template:?} has a `{}` that is not part of a {{name}}",
                     &after[..1]
                 ),
-                "a parameter is written {name}, e.g. /users/{id}; a literal brace is \
-                 percent-encoded as %7B or %7D",
-            );
+                format!(
+                    "a parameter is written {{name}}, e.g. {example}; a literal brace is \
+                     percent-encoded as %7B or %7D"
+                ),
+            ));
         };
         let Some(index) = param_index(path, name) else {
-            return bad(
-                format!("rewrite_path {template:?}: {{{name}}} is not a parameter of path"),
-                &params_hint(path),
-            );
+            return Err((
+                format!("{field} {template:?}: {{{name}}} is not a parameter of {pattern}"),
+                params_hint(path),
+            ));
         };
         parts.push(TemplatePart::Var(Variable::Param(index)));
         rest = &after[name.len() + 2..];
