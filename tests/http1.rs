@@ -57,6 +57,9 @@ fn keep_alive_reuses_both_connections() {
 
 #[test]
 fn keep_alive_with_curl() {
+    if !curl_available() {
+        return;
+    }
     let (gw, o) = single(2, Mode::Json);
     let urls: Vec<String> = (0..5)
         .map(|i| format!("http://{}/curl/{i}", gw.addr))
