@@ -986,30 +986,64 @@ async fn aggregated(
     let keep = conn.head.keep_alive && conn.head.version_minor == 1 && !worker.draining();
     conn.buf.drain(..conn.head.head_len);
     let merged = aggregate::fan_out(worker, view, &route.aggregate, heads).await;
-    let mut out = Vec::with_capacity(merged.body.len() + 256);
+    let mut extra = Vec::with_capacity(response_headers.len() + 32);
+    let _ = write!(extra, "X-Coregate-Complete: {}\r\n", merged.complete);
+    extra.extend_from_slice(&response_headers);
+    if let Some(started) = outcome.started.get() {
+        let total_us = started.elapsed().as_micros() as u64;
+        worker.record(snap.version, m.route, merged.status, total_us, total_us);
+    }
+    let answer = Answer {
+        status: merged.status,
+        content_type: "application/json",
+        extra: &extra,
+        body: &merged.body,
+    };
+    send_answer(client, outcome, &answer, keep).await
+}
+
+/// A complete answer the gateway composes itself (not an error: those go through
+/// [`reply_error`]).
+struct Answer<'a> {
+    status: u16,
+    content_type: &'a str,
+    /// `Name: value\r\n` lines.
+    extra: &'a [u8],
+    body: &'a [u8],
+}
+
+/// Writes `answer` (head only for a HEAD request). The connection stays when `keep` and
+/// the write went through.
+async fn send_answer(
+    client: &mut TcpStream,
+    outcome: &Outcome,
+    answer: &Answer<'_>,
+    keep: bool,
+) -> Next {
+    let mut out = Vec::with_capacity(answer.body.len() + answer.extra.len() + 128);
     let _ = write!(
         out,
-        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-         X-Coregate-Complete: {}\r\n",
-        merged.status,
-        crate::http::reason_phrase(merged.status),
-        merged.body.len(),
-        merged.complete
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+        answer.status,
+        crate::http::reason_phrase(answer.status),
+        answer.content_type,
+        answer.body.len()
     );
-    out.extend_from_slice(&response_headers);
+    out.extend_from_slice(answer.extra);
     if !keep {
         out.extend_from_slice(b"Connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
     if !outcome.head_only.get() {
-        out.extend_from_slice(&merged.body);
+        out.extend_from_slice(answer.body);
     }
-    outcome.status.set(merged.status);
+    outcome.status.set(answer.status);
     outcome.bytes.set(out.len() as u64);
-    if let Some(started) = outcome.started.get() {
-        let total_us = started.elapsed().as_micros() as u64;
-        worker.record(snap.version, m.route, merged.status, total_us, total_us);
-    }
+    send_keeping(client, out, keep).await
+}
+
+/// Writes a finished answer; the connection stays when `keep` and the write went through.
+async fn send_keeping(client: &mut TcpStream, out: Vec<u8>, keep: bool) -> Next {
     let (res, _) = write_all(client, out, Duration::from_secs(5)).await;
     if res.is_ok() && keep {
         Next::KeepAlive
@@ -1031,26 +1065,27 @@ async fn fall_back(
 ) -> Next {
     let keep = matches!(conn.head.body, BodyFraming::None) && conn.head.keep_alive;
     let stale = stale_key.and_then(|key| worker.stale.borrow().answer(key, !keep));
-    let (status, out) = match (stale, &fallback.static_response) {
-        (Some(out), _) => (200, out),
+    match (stale, &fallback.static_response) {
+        (Some(out), _) => {
+            worker.reject(503);
+            outcome.status.set(200);
+            outcome.bytes.set(out.len() as u64);
+            conn.buf.drain(..conn.head.head_len);
+            send_keeping(client, out, keep).await
+        }
         (None, Some(fixed)) => {
-            let mut out = Vec::with_capacity(fixed.body.len() + 128);
-            let _ = write!(
-                out,
-                "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}\r\n",
-                fixed.status,
-                crate::http::reason_phrase(fixed.status),
-                fixed.content_type,
-                fixed.body.len(),
-                if keep { "" } else { "Connection: close\r\n" }
-            );
-            if !outcome.head_only.get() {
-                out.extend_from_slice(fixed.body.as_bytes());
-            }
-            (fixed.status, out)
+            worker.reject(503);
+            conn.buf.drain(..conn.head.head_len);
+            let answer = Answer {
+                status: fixed.status,
+                content_type: &fixed.content_type,
+                extra: b"",
+                body: fixed.body.as_bytes(),
+            };
+            send_answer(client, outcome, &answer, keep).await
         }
         (None, None) => {
-            return refuse(
+            refuse(
                 worker,
                 client,
                 outcome,
@@ -1059,18 +1094,8 @@ async fn fall_back(
                 "no endpoint available",
                 &[],
             )
-            .await;
+            .await
         }
-    };
-    worker.reject(503);
-    outcome.status.set(status);
-    outcome.bytes.set(out.len() as u64);
-    conn.buf.drain(..conn.head.head_len);
-    let (res, _) = write_all(client, out, Duration::from_secs(5)).await;
-    if res.is_ok() && keep {
-        Next::KeepAlive
-    } else {
-        Next::Close
     }
 }
 
