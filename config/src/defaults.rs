@@ -366,3 +366,6 @@ pub(crate) fn aggregate_timeout_ms() -> u64 {
 pub(crate) fn json_filter_body_bytes_max() -> usize {
     JSON_FILTER_BODY_BYTES_MAX
 }
+
+/// Time allowed for a client's whole TLS handshake, in milliseconds.
+pub const TLS_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;

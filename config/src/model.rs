@@ -230,6 +230,86 @@ pub struct Source {
 pub struct Listener {
     pub name: String,
     pub address: SocketAddr,
+    /// `[listener.tls]`: the listener terminates TLS. `None` for plain HTTP.
+    pub tls: Option<ListenerTls>,
+    /// `[listener.redirect_https]`: a plain listener answers every request (but those under
+    /// an exempt prefix) with a redirect to HTTPS. Only on listeners without `tls`.
+    pub redirect_https: Option<RedirectHttps>,
+}
+
+/// A validated `[listener.tls]`. Certificate and key files are read with the config (by the
+/// control side, never by a worker), so a changed file is a changed config; whether a key
+/// matches its certificate and the chain parses is judged when the snapshot is compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerTls {
+    /// Never empty. Chosen by the client's SNI name; see [`ListenerTls::default_certificate`].
+    pub certificates: Vec<Certificate>,
+    /// Index into `certificates` of the one served when the client sends no SNI name or one
+    /// that no certificate names: the one marked `default = true`, else the first.
+    pub default_certificate: usize,
+    /// Protocol versions offered; never empty. Default both.
+    pub versions: Vec<TlsVersion>,
+    /// Stateless session resumption (tickets). Default true.
+    pub session_tickets: bool,
+    /// Time allowed for the whole handshake, in milliseconds; a client that is slower is
+    /// closed and counted. Default [`crate::defaults::TLS_HANDSHAKE_TIMEOUT_MS`].
+    pub handshake_timeout_ms: u64,
+}
+
+/// One `[[listener.tls.certificate]]`: a chain and its private key, read from PEM files.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Certificate {
+    /// As resolved (a relative path joins the config file's directory).
+    pub cert_path: PathBuf,
+    /// The chain file's contents: PEM `CERTIFICATE` blocks, leaf first. At least one.
+    pub cert_pem: Vec<u8>,
+    pub key_path: PathBuf,
+    /// The key file's contents: one PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    pub key_pem: Vec<u8>,
+    /// SNI names this certificate answers for, lower case: exact (`api.example.com`) or one
+    /// leading wildcard label (`*.example.com`). Empty means "the DNS names the certificate
+    /// itself lists", read when the snapshot is compiled.
+    pub names: Vec<String>,
+}
+
+impl std::fmt::Debug for Certificate {
+    // A derived Debug would print the private key into any log of the config.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Certificate")
+            .field("cert_path", &self.cert_path)
+            .field("key_path", &self.key_path)
+            .field("names", &self.names)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A TLS protocol version a listener offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    Tls12,
+    Tls13,
+}
+
+/// A validated `[listener.redirect_https]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectHttps {
+    /// Port in the `Location`; 443 is left out of it.
+    pub port: u16,
+    /// 301, 302, 307 or 308. Default 308 (keeps the method and body).
+    pub status: u16,
+    /// Path prefixes served normally instead (e.g. `/.well-known/acme-challenge/`).
+    pub except_prefixes: Vec<String>,
+}
+
+/// A validated `[upstreams.NAME.tls]`: connections to the upstream's endpoints use TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// SNI name sent and the name the certificate is verified against. `None`: no SNI is
+    /// sent and the certificate must name the endpoint's IP address.
+    pub server_name: Option<String>,
+    /// Trust anchors: a PEM file of CA certificates (path as resolved, and its contents), or
+    /// `None` for the system's roots.
+    pub ca: Option<(PathBuf, Vec<u8>)>,
 }
 
 /// A validated `[upstreams.NAME]`.
@@ -248,6 +328,8 @@ pub struct Upstream {
     pub health_check: Option<HealthCheck>,
     /// Circuit breaker settings for each endpoint (kept per worker), if configured.
     pub breaker: Option<BreakerSettings>,
+    /// TLS to the endpoints, if configured.
+    pub tls: Option<UpstreamTls>,
 }
 
 /// A validated `[upstreams.NAME.breaker]`: when a worker stops sending to an endpoint.

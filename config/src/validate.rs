@@ -475,7 +475,12 @@ fn check_listeners(doc: &Document<'_>, file: &ConfigFile) -> Result<Vec<Listener
             );
         }
         by_name.insert(name.clone(), i);
-        listeners.push(Listener { name, address });
+        listeners.push(Listener {
+            name,
+            address,
+            tls: None,
+            redirect_https: None,
+        });
     }
     Ok(listeners)
 }
@@ -624,6 +629,7 @@ fn check_upstream(
         pool_idle_timeout_ms: upstream.pool_idle_timeout_ms,
         health_check,
         breaker,
+        tls: None,
     })
 }
 

@@ -97,10 +97,14 @@ fn a_full_config_becomes_the_expected_model() {
             Listener {
                 name: "public".to_owned(),
                 address: addr("0.0.0.0:8080"),
+                tls: None,
+                redirect_https: None,
             },
             Listener {
                 name: "[::1]:8081".to_owned(),
                 address: addr("[::1]:8081"),
+                tls: None,
+                redirect_https: None,
             },
         ]
     );

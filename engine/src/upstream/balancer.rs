@@ -378,6 +378,7 @@ mod tests {
             pool_idle_timeout_ms: 1,
             health_check: None,
             breaker: None,
+            tls: None,
         }
     }
 
