@@ -125,7 +125,8 @@ fn route(c: &mut Criterion) {
 }
 
 fn snapshot_read(c: &mut Criterion) {
-    let snapshot = Snapshot::compile(config_with_routes(10), 1).expect("bench config compiles");
+    let snapshot =
+        Snapshot::compile(config_with_routes(10), 1, None).expect("bench config compiles");
     let cell = Arc::new(SnapshotCell::new(snapshot));
     // What a worker does per request: compare the published version with the one it holds.
     c.bench_function("snapshot_version_check", |b| {

@@ -111,7 +111,14 @@ pub(crate) fn serve_started(config: Config) -> Result<Gateway, ExitCode> {
     let listeners: Vec<String> = config
         .listeners
         .iter()
-        .map(|l| format!("{} ({})", l.address, l.name))
+        .map(|l| {
+            let scheme = if l.tls.is_some() { "https" } else { "http" };
+            let redirect = match &l.redirect_https {
+                Some(r) => format!(", redirects to https on port {}", r.port),
+                None => String::new(),
+            };
+            format!("{scheme}://{} ({}{redirect})", l.address, l.name)
+        })
         .collect();
     let gateway = Gateway::start(config).map_err(|e| {
         eprintln!("error: cannot start: {e}");
@@ -132,7 +139,7 @@ pub(crate) fn serve_started(config: Config) -> Result<Gateway, ExitCode> {
         None => println!("admin: off"),
     }
     for l in &listeners {
-        println!("listening on http://{l}");
+        println!("listening on {l}");
     }
     Ok(gateway)
 }

@@ -12,7 +12,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use coregate_config::Config;
+use coregate_config::{Config, JwtKeys};
 use coregate_engine::policy::ratelimit::{GlobalLimiter, LimiterConfig, ShareUpdate};
 use coregate_engine::{Health, Report, Shared, Snapshot};
 
@@ -71,10 +71,13 @@ pub(crate) struct Control {
     checker: Checker,
     /// The config being served.
     current: Arc<Snapshot>,
-    /// The file and its metadata when last loaded (or tried), and at the last poll.
+    /// The config file, then the files it names whose contents are part of the config
+    /// (certificates, keys, CA and JWT key files): their metadata when last loaded (or
+    /// tried; `None` while unknown), and at the last poll.
     path: Option<PathBuf>,
-    loaded_stat: Option<FileStat>,
-    polled_stat: Option<FileStat>,
+    watched: Vec<PathBuf>,
+    loaded_stat: Option<Vec<Option<FileStat>>>,
+    polled_stat: Option<Vec<Option<FileStat>>>,
     last_poll: Instant,
 }
 
@@ -90,9 +93,9 @@ impl Control {
         let workers = shares.len();
         let current = shared.snapshot.load();
         let path = current.config.source.path.clone();
+        let watched = watched_files(path.as_deref(), &current.config);
         // Unknown: the file may have changed between its load in `main` and now, so the
         // first poll reads it again (an unchanged content is then a silent no-op).
-        let loaded_stat = None;
         Control {
             shared,
             reports,
@@ -109,8 +112,9 @@ impl Control {
             checker: Checker::new(),
             current,
             path,
-            loaded_stat,
-            polled_stat: loaded_stat,
+            watched,
+            loaded_stat: None,
+            polled_stat: None,
             last_poll: Instant::now(),
         }
     }
@@ -273,17 +277,21 @@ impl Control {
         }
     }
 
-    /// Polls the config file; reloads once a change has settled.
+    /// Polls the config file and the files it names; reloads once a change has settled.
     fn watch(&mut self) {
-        let Some(path) = &self.path else { return };
+        if self.path.is_none() {
+            return;
+        }
         if self.last_poll.elapsed() < Duration::from_millis(WATCH_INTERVAL_MS) {
             return;
         }
         self.last_poll = Instant::now();
-        let now = stat(path);
-        let settled = now == self.polled_stat;
-        self.polled_stat = now;
-        if now.is_some() && settled && now != self.loaded_stat {
+        let now: Vec<Option<FileStat>> = self.watched.iter().map(|p| stat(p)).collect();
+        let settled = self.polled_stat.as_ref() == Some(&now);
+        let changed = self.loaded_stat.as_ref() != Some(&now);
+        let config_exists = now[0].is_some();
+        self.polled_stat = Some(now);
+        if config_exists && settled && changed {
             self.reload("file change");
         }
     }
@@ -302,8 +310,8 @@ impl Control {
             eprintln!("reload ({trigger}): the config is embedded, not a file; nothing to reload");
             return;
         };
-        self.loaded_stat = stat(&path);
-        self.polled_stat = self.loaded_stat;
+        self.loaded_stat = Some(self.watched.iter().map(|p| stat(p)).collect());
+        self.polled_stat = self.loaded_stat.clone();
         let version = self.current.version;
         let config = match coregate_config::load_file(&path) {
             Ok(config) => config,
@@ -313,9 +321,10 @@ impl Control {
             }
         };
         let file = config.source.display_name.clone();
-        // Key files (JWKS, PEM, secret files) are read with the config, so an unchanged
-        // config text with a rotated key file is still a change.
-        let keys_unchanged = config.jwt == self.current.config.jwt;
+        // Key files (JWKS, PEM, secret files, certificates and their keys, CA files) are read
+        // with the config, so an unchanged config text with a rotated key file is still a
+        // change.
+        let keys_unchanged = same_material(&config, &self.current.config);
         if config.source.hash == self.current.config.source.hash && keys_unchanged {
             if trigger != "SIGHUP" {
                 // Touched but not changed (or the first look at start): nothing to say.
@@ -339,7 +348,7 @@ impl Control {
             return;
         }
         let next = version + 1;
-        let snapshot = match Snapshot::compile(config, next) {
+        let snapshot = match Snapshot::compile(config, next, Some(&self.current)) {
             Ok(snapshot) => snapshot,
             Err(text) => {
                 let text = format!("{file}: {text}");
@@ -356,6 +365,9 @@ impl Control {
         );
         self.shared.snapshot.publish(snapshot);
         self.current = self.shared.snapshot.load();
+        self.watched = watched_files(Some(&path), &self.current.config);
+        self.loaded_stat = Some(self.watched.iter().map(|p| stat(p)).collect());
+        self.polled_stat = self.loaded_stat.clone();
         eprintln!(
             "reload ({trigger}): {file}: now serving version {next} (fnv1a64={hash:016x}, \
              {routes} routes, {upstreams} upstreams)"
@@ -437,6 +449,45 @@ fn lock(status: &Mutex<Status>) -> MutexGuard<'_, Status> {
         Ok(s) => s,
         Err(poisoned) => poisoned.into_inner(),
     }
+}
+
+/// The files a reload watches: the config file first, then every file whose contents the
+/// config holds.
+fn watched_files(config_path: Option<&Path>, config: &Config) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = config_path.map(Path::to_path_buf).into_iter().collect();
+    for listener in &config.listeners {
+        for cert in listener.tls.iter().flat_map(|tls| &tls.certificates) {
+            files.push(cert.cert_path.clone());
+            files.push(cert.key_path.clone());
+        }
+    }
+    for upstream in &config.upstreams {
+        if let Some((ca, _)) = upstream.tls.as_ref().and_then(|tls| tls.ca.as_ref()) {
+            files.push(ca.clone());
+        }
+    }
+    for jwt in &config.jwt {
+        match &jwt.keys {
+            JwtKeys::PublicKeyPem { path, .. } | JwtKeys::Jwks { path, .. } => {
+                files.push(path.clone());
+            }
+            JwtKeys::Secret(_) => {}
+        }
+    }
+    files.dedup();
+    files
+}
+
+/// Whether the key material read with two configs is the same (the text alone does not
+/// tell: a key file may have been rotated under an unchanged config).
+fn same_material(a: &Config, b: &Config) -> bool {
+    let upstream_tls = |c: &Config| {
+        c.upstreams
+            .iter()
+            .map(|u| u.tls.clone())
+            .collect::<Vec<_>>()
+    };
+    a.jwt == b.jwt && a.listeners == b.listeners && upstream_tls(a) == upstream_tls(b)
 }
 
 /// Why `next` cannot be applied to a running gateway, if it cannot.

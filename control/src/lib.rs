@@ -107,7 +107,7 @@ impl Gateway {
             },
         };
         let workers = config.server.workers;
-        let snapshot = Snapshot::compile(config, 1).map_err(io::Error::other)?;
+        let snapshot = Snapshot::compile(config, 1, None).map_err(io::Error::other)?;
         let shared = Arc::new(Shared::new(snapshot));
         let (tx, reports) = channel();
         let workers = start_workers(workers, shared.clone(), tx)?;

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use coregate_engine::stats::{latency_histogram, Rejection, StatsReport};
+use coregate_engine::stats::{latency_histogram, Rejection, StatsReport, TlsCounters};
 use hdrhistogram::Histogram;
 
 /// Quantiles exported for each latency summary.
@@ -34,6 +34,7 @@ pub struct Metrics {
     pub access_log_bytes: u64,
     pub access_log_errors: u64,
     pub json_filter_skipped: u64,
+    pub tls: TlsCounters,
 }
 
 impl Metrics {
@@ -50,6 +51,7 @@ impl Metrics {
             access_log_bytes: 0,
             access_log_errors: 0,
             json_filter_skipped: 0,
+            tls: TlsCounters::default(),
         }
     }
 
@@ -87,6 +89,7 @@ impl Metrics {
         let _ = self.upstream_latency_us.add(&report.upstream_latency_us);
         self.connections_accepted += report.connections_accepted;
         self.json_filter_skipped += report.json_filter_skipped;
+        self.tls.add(&report.tls);
         if let Some(open) = self.connections_open.get_mut(report.worker) {
             *open = report.connections_open;
         }
@@ -180,6 +183,42 @@ impl Metrics {
             out,
             "coregate_json_filter_skipped_total {}",
             self.json_filter_skipped
+        );
+        header(
+            &mut out,
+            "coregate_tls_handshakes_total",
+            "counter",
+            "Client TLS handshakes by result: ok (full), resumed, failed (refused or broken off) or timeout.",
+        );
+        let tls = &self.tls;
+        for (result, n) in [
+            ("ok", tls.handshakes - tls.resumed),
+            ("resumed", tls.resumed),
+            ("failed", tls.failures),
+            ("timeout", tls.timeouts),
+        ] {
+            let _ = writeln!(
+                out,
+                "coregate_tls_handshakes_total{{result=\"{result}\"}} {n}"
+            );
+        }
+        header(
+            &mut out,
+            "coregate_https_redirects_total",
+            "counter",
+            "Plain HTTP requests answered with a redirect to HTTPS.",
+        );
+        let _ = writeln!(out, "coregate_https_redirects_total {}", tls.redirects);
+        header(
+            &mut out,
+            "coregate_upstream_tls_failures_total",
+            "counter",
+            "TLS handshakes to upstream endpoints that failed.",
+        );
+        let _ = writeln!(
+            out,
+            "coregate_upstream_tls_failures_total {}",
+            tls.upstream_failures
         );
         header(
             &mut out,
@@ -294,6 +333,7 @@ mod tests {
             connections_open: 1,
             breakers: Vec::new(),
             json_filter_skipped: 0,
+            tls: TlsCounters::default(),
         }
     }
 

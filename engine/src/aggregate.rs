@@ -149,7 +149,14 @@ async fn call(
     let config = &view.snapshot.config.upstreams[upstream];
     let addr = config.endpoints[endpoint].address;
     let connect = Duration::from_millis(config.connect_timeout_ms);
-    let Ok((mut up, _)) = upstream_connection(worker, addr, connect).await else {
+    let Ok((mut up, _)) = upstream_connection(
+        worker,
+        addr,
+        view.snapshot.upstream_tls[upstream].as_ref(),
+        connect,
+    )
+    .await
+    else {
         in_flight.fail();
         return Err("connect failed".to_owned());
     };
@@ -229,7 +236,7 @@ async fn call(
 
 /// Reads more of a part's answer; an early end or a stall fails the part.
 async fn read_some(
-    up: &mut monoio::net::TcpStream,
+    up: &mut crate::stream::Stream,
     buf: &mut Vec<u8>,
     idle: Duration,
     in_flight: &InFlight,

@@ -18,6 +18,8 @@ pub mod shared;
 pub mod snapshot;
 mod stale;
 pub mod stats;
+pub mod stream;
+pub mod tls;
 pub mod transform;
 pub mod upstream;
 mod worker;

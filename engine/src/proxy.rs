@@ -28,6 +28,9 @@ use monoio::io::{
 };
 use monoio::net::TcpStream;
 
+use crate::stream::Stream;
+use crate::tls::{AcceptError, ClientTls};
+
 use crate::aggregate;
 use crate::http::{
     encode_request_head, encode_response_head, error_response, BodyFraming, ChunkedDecoder,
@@ -85,6 +88,14 @@ pub(crate) struct Conn {
     /// Scratch for the rewritten path.
     path: Vec<u8>,
     pub peer: SocketAddr,
+    /// Index of the listener that accepted it, in the snapshot's `config.listeners`
+    /// (listeners cannot change without a restart, so the index holds across reloads).
+    listener: usize,
+    /// `"https"` on a connection that terminated TLS, else `"http"`: X-Forwarded-Proto.
+    proto: &'static str,
+    /// The listener redirects plain HTTP to HTTPS (`[listener.redirect_https]`), as of the
+    /// snapshot the connection started with; the settings are read per request.
+    redirect: bool,
     /// This connection's slot in the worker's drain signal.
     drain_slot: usize,
     /// Cancels the between-requests read when the connection parks.
@@ -107,13 +118,48 @@ enum Next {
     Duplex(Box<DuplexJob>),
 }
 
-/// Serves one accepted client connection until it closes or fails.
-pub(crate) async fn serve_connection(worker: &Rc<Worker>, mut client: TcpStream, peer: SocketAddr) {
+/// Serves one accepted client connection until it closes or fails: first the TLS handshake
+/// when `listener` terminates TLS, then request after request.
+pub(crate) async fn serve_connection(
+    worker: &Rc<Worker>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    listener: usize,
+) {
+    let view = worker.view();
+    let mut client = match &view.snapshot.tls[listener] {
+        None => Stream::Plain(tcp),
+        Some(tls) => match tls.accept(tcp).await {
+            Ok(stream) => {
+                let resumed =
+                    stream.session().handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+                worker.count_tls(|tls| {
+                    tls.handshakes += 1;
+                    tls.resumed += u64::from(resumed);
+                });
+                Stream::Tls(Box::new(stream))
+            }
+            Err(e) => {
+                worker.count_tls(|tls| match e {
+                    AcceptError::Timeout => tls.timeouts += 1,
+                    AcceptError::Handshake(_) => tls.failures += 1,
+                });
+                return;
+            }
+        },
+    };
+    let redirect = view.snapshot.config.listeners[listener]
+        .redirect_https
+        .is_some();
+    drop(view);
     let mut conn = Conn {
         buf: Vec::new(),
         head: RequestHead::new(),
         path: Vec::new(),
         peer,
+        listener,
+        proto: if client.is_tls() { "https" } else { "http" },
+        redirect,
         drain_slot: worker.drain.register(),
         canceller: Canceller::new(),
         identity: Vec::new(),
@@ -163,7 +209,7 @@ enum HeadEnd {
 
 async fn exchange(
     worker: &Rc<Worker>,
-    client: &mut TcpStream,
+    client: &mut Stream,
     conn: &mut Conn,
     outcome: &Outcome,
 ) -> Next {
@@ -188,6 +234,18 @@ async fn exchange(
         conn.log_target.clear();
         conn.log_target
             .extend_from_slice(conn.head.target.get(&conn.buf));
+    }
+    if conn.redirect {
+        if let Some(redirect) = &snap.config.listeners[conn.listener].redirect_https {
+            let path = conn.head.path.get(&conn.buf);
+            let exempt = redirect
+                .except_prefixes
+                .iter()
+                .any(|prefix| path.starts_with(prefix.as_bytes()));
+            if !exempt {
+                return redirect_to_https(worker, client, outcome, conn, redirect).await;
+            }
+        }
     }
     let routed = {
         let buf = &conn.buf;
@@ -341,6 +399,7 @@ async fn exchange(
     }
 
     let up_index = route.upstream;
+    let up_tls = view.snapshot.upstream_tls[up_index].as_ref();
     let upstream = &snap.config.upstreams[up_index];
     let hash = balance_hash(&upstream.balancer, &conn.head, &conn.buf, conn.peer.ip());
     let stale_key = (route.fallback.stale && conn.head.method == Method::Get).then(|| {
@@ -371,7 +430,7 @@ async fn exchange(
             &Forward {
                 path_and_query: &conn.path,
                 client_ip: conn.peer.ip(),
-                proto: "http",
+                proto: conn.proto,
                 default_host: &snap.default_hosts[up_index],
                 edits: transform.request.field_edits(&conn.identity),
             },
@@ -446,7 +505,7 @@ async fn exchange(
     let (mut up, resp_len) = loop {
         attempts += 1;
         let connect_wait = retry.bound(timeouts.connect);
-        let (mut up, reused) = match upstream_connection(worker, addr, connect_wait).await {
+        let (mut up, reused) = match upstream_connection(worker, addr, up_tls, connect_wait).await {
             Ok(c) => c,
             Err(failure) => {
                 in_flight.fail();
@@ -568,7 +627,7 @@ async fn exchange(
 /// A request whose body is still arriving when its head has gone upstream: finished by
 /// [`duplex`], which needs the client connection by value to split it.
 struct DuplexJob {
-    up: TcpStream,
+    up: Stream,
     body: Body,
     req: RequestFacts,
     timeouts: Timeouts,
@@ -590,11 +649,11 @@ struct Sample {
 /// it stays open.
 async fn duplex(
     worker: &Rc<Worker>,
-    mut client: TcpStream,
+    mut client: Stream,
     conn: &mut Conn,
     job: Box<DuplexJob>,
     outcome: &Outcome,
-) -> Option<TcpStream> {
+) -> Option<Stream> {
     let DuplexJob {
         up,
         mut body,
@@ -899,7 +958,7 @@ pub(crate) struct PoolReturn {
 }
 
 impl PoolReturn {
-    fn put(&self, worker: &Worker, up: TcpStream) {
+    fn put(&self, worker: &Worker, up: Stream) {
         let expires_at = Instant::now() + self.idle_timeout;
         worker
             .pools
@@ -930,7 +989,7 @@ struct RequestFacts {
 /// request had no body and the client wants keep-alive.
 async fn refuse(
     worker: &Worker,
-    client: &mut TcpStream,
+    client: &mut Stream,
     outcome: &Outcome,
     conn: &mut Conn,
     status: u16,
@@ -946,12 +1005,73 @@ async fn refuse(
     }
 }
 
+/// Answers a plain-HTTP request with a redirect to the same host and target over HTTPS
+/// (`[listener.redirect_https]`); the request goes nowhere else. The host is the request's
+/// `Host` without its port (the parser has checked it holds no CR, LF or space), else the
+/// listener's IP.
+async fn redirect_to_https(
+    worker: &Worker,
+    client: &mut Stream,
+    outcome: &Outcome,
+    conn: &mut Conn,
+    redirect: &coregate_config::RedirectHttps,
+) -> Next {
+    worker.count_tls(|tls| tls.redirects += 1);
+    let mut location = Vec::with_capacity(128);
+    location.extend_from_slice(b"Location: https://");
+    match conn.head.host.map(|h| h.get(&conn.buf)) {
+        Some(host) => location.extend_from_slice(strip_port(host)),
+        None => {
+            let ip = worker.view().snapshot.config.listeners[conn.listener]
+                .address
+                .ip();
+            match ip {
+                IpAddr::V4(v4) => write!(location, "{v4}"),
+                IpAddr::V6(v6) => write!(location, "[{v6}]"),
+            }
+            .expect("writing to a Vec does not fail");
+        }
+    }
+    if redirect.port != 443 {
+        let _ = write!(location, ":{}", redirect.port);
+    }
+    let target = conn.head.target.get(&conn.buf);
+    if target.starts_with(b"/") {
+        location.extend_from_slice(target);
+    } else {
+        // An absolute-form target (`GET http://host/path?q`) redirects to its path and query.
+        location.extend_from_slice(conn.head.path.get(&conn.buf));
+        if let Some(query) = conn.head.query {
+            location.push(b'?');
+            location.extend_from_slice(query.get(&conn.buf));
+        }
+    }
+    location.extend_from_slice(b"\r\n");
+    let keep = conn.head.body == BodyFraming::None && conn.head.keep_alive && !worker.draining();
+    conn.buf.drain(..conn.head.head_len);
+    let answer = Answer {
+        status: redirect.status,
+        content_type: "text/plain",
+        extra: &location,
+        body: b"",
+    };
+    send_answer(client, outcome, &answer, keep).await
+}
+
+/// `host` without a trailing `:port` (an IPv6 literal keeps its brackets).
+fn strip_port(host: &[u8]) -> &[u8] {
+    match host.iter().rposition(|&b| b == b':') {
+        Some(colon) if !host[colon..].contains(&b']') => &host[..colon],
+        _ => host,
+    }
+}
+
 /// Answers an aggregate route: the parts' requests are built from this request (its
 /// end-to-end headers, the identity lines, each part's path), run concurrently, and the
 /// merged JSON is the answer.
 async fn aggregated(
     worker: &Rc<Worker>,
-    client: &mut TcpStream,
+    client: &mut Stream,
     outcome: &Outcome,
     conn: &mut Conn,
     view: &Rc<View>,
@@ -975,7 +1095,7 @@ async fn aggregated(
             let forward = Forward {
                 path_and_query: &path,
                 client_ip: conn.peer.ip(),
-                proto: "http",
+                proto: conn.proto,
                 default_host: &snap.default_hosts[part.upstream],
                 edits: transform.request.field_edits(&conn.identity),
             };
@@ -1015,7 +1135,7 @@ struct Answer<'a> {
 /// Writes `answer` (head only for a HEAD request). The connection stays when `keep` and
 /// the write went through.
 async fn send_answer(
-    client: &mut TcpStream,
+    client: &mut Stream,
     outcome: &Outcome,
     answer: &Answer<'_>,
     keep: bool,
@@ -1043,7 +1163,7 @@ async fn send_answer(
 }
 
 /// Writes a finished answer; the connection stays when `keep` and the write went through.
-async fn send_keeping(client: &mut TcpStream, out: Vec<u8>, keep: bool) -> Next {
+async fn send_keeping(client: &mut Stream, out: Vec<u8>, keep: bool) -> Next {
     let (res, _) = write_all(client, out, Duration::from_secs(5)).await;
     if res.is_ok() && keep {
         Next::KeepAlive
@@ -1057,7 +1177,7 @@ async fn send_keeping(client: &mut TcpStream, out: Vec<u8>, keep: bool) -> Next 
 /// JSON. Counted as `no_endpoint`.
 async fn fall_back(
     worker: &Worker,
-    client: &mut TcpStream,
+    client: &mut Stream,
     outcome: &Outcome,
     conn: &mut Conn,
     fallback: &coregate_config::Fallback,
@@ -1134,7 +1254,7 @@ fn body_error_reason(status: u16) -> &'static str {
 
 /// Reads until a complete request head is in `conn.buf` (which may already hold one).
 async fn read_head(
-    client: &mut TcpStream,
+    client: &mut Stream,
     conn: &mut Conn,
     snap: &Snapshot,
 ) -> Result<usize, HeadEnd> {
@@ -1166,58 +1286,126 @@ async fn read_head(
 /// false when the connection should close instead: the client closed or failed, stayed idle
 /// past `client_idle_timeout_ms`, or the worker is draining.
 ///
-/// For the first [`IDLE_PARK_MS`] the wait is a read into the connection's buffer, so a busy
-/// keep-alive client costs one read per request. After that the read is cancelled (and its
-/// result, which may have raced in, kept), the buffer goes back to the worker's pool and the
-/// wait becomes a readiness poll: an idle connection holds no buffer.
-async fn await_request(worker: &Worker, client: &mut TcpStream, conn: &mut Conn) -> bool {
+/// The wait is [`idle_wait`] on the socket: on a plain connection it reads into the
+/// connection's buffer; on a TLS one into a small buffer whose ciphertext is then handed to
+/// the session, whose own buffers are dropped first (an idle TLS connection holds the session
+/// and no buffer).
+async fn await_request(worker: &Worker, client: &mut Stream, conn: &mut Conn) -> bool {
     if worker.draining() {
         return false;
     }
     let idle = Duration::from_millis(worker.view().snapshot.config.server.client_idle_timeout_ms);
-    let park_after = Duration::from_millis(IDLE_PARK_MS).min(idle);
-    let slot = conn.drain_slot;
+    let wait = IdleWait {
+        park_after: Duration::from_millis(IDLE_PARK_MS).min(idle),
+        idle,
+        slot: conn.drain_slot,
+    };
     // The wait reads into a small buffer: most request heads fit, and a connection that
     // goes quiet then holds 2 KiB, not a pooled 16 KiB one. A buffer grown for a body goes
     // back to the pool first.
     if conn.buf.capacity() > IDLE_READ_BYTES * 2 {
         worker.give_buffer(std::mem::take(&mut conn.buf));
     }
-    if conn.buf.capacity() == 0 {
-        conn.buf = Vec::with_capacity(IDLE_READ_BYTES);
+    match client {
+        Stream::Plain(tcp) => {
+            if conn.buf.capacity() == 0 {
+                conn.buf = Vec::with_capacity(IDLE_READ_BYTES);
+            }
+            let owned = std::mem::take(&mut conn.buf);
+            let (woke, buf) = idle_wait(worker, tcp, owned, &mut conn.canceller, &wait).await;
+            conn.buf = buf;
+            if woke == Woke::Ready {
+                // Parked: the buffer went back; the next read takes a pooled one.
+                conn.head.release_memory();
+            }
+            woke != Woke::Closed
+        }
+        Stream::Tls(tls) => {
+            // A pipelined request may already sit decrypted (or encrypted) in the session.
+            if tls.has_buffered() {
+                return true;
+            }
+            tls.release_buffers();
+            let small = Vec::with_capacity(IDLE_READ_BYTES);
+            let (woke, bytes) =
+                idle_wait(worker, tls.tcp_mut(), small, &mut conn.canceller, &wait).await;
+            match woke {
+                Woke::Bytes => tls.push_incoming(&bytes),
+                Woke::Ready => conn.head.release_memory(),
+                Woke::Closed => return false,
+            }
+            true
+        }
     }
-    let owned = std::mem::take(&mut conn.buf);
+}
+
+/// The bounds of one wait between requests.
+struct IdleWait {
+    /// How long the wait reads into its buffer before parking without one.
+    park_after: Duration,
+    /// The whole wait (`client_idle_timeout_ms`).
+    idle: Duration,
+    /// The connection's drain slot.
+    slot: usize,
+}
+
+/// How a wait between requests ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Woke {
+    /// Bytes arrived in the buffer.
+    Bytes,
+    /// The socket became readable while parked; nothing was read.
+    Ready,
+    /// Closed, failed, idle past the timeout, or draining: the connection ends.
+    Closed,
+}
+
+/// Waits on `tcp` for the next request's first bytes. For the first `park_after` the wait is
+/// a read into `buf`, so a busy keep-alive client costs one read per request. After that the
+/// read is cancelled (and its result, which may have raced in, kept), the buffer goes back to
+/// the worker's pool and the wait becomes a readiness poll: an idle connection holds no
+/// buffer. Returns the buffer (empty after parking).
+async fn idle_wait(
+    worker: &Worker,
+    tcp: &mut TcpStream,
+    buf: Vec<u8>,
+    canceller: &mut Canceller,
+    wait: &IdleWait,
+) -> (Woke, Vec<u8>) {
     let (res, buf) = {
-        let mut read = std::pin::pin!(client.cancelable_read(owned, conn.canceller.handle()));
+        let mut read = std::pin::pin!(tcp.cancelable_read(buf, canceller.handle()));
         let early = monoio::select! {
             done = &mut read => Some(done),
-            _ = monoio::time::sleep(park_after) => None,
-            _ = worker.drain.wait(slot) => None,
+            _ = monoio::time::sleep(wait.park_after) => None,
+            _ = worker.drain.wait(wait.slot) => None,
         };
         match early {
             Some(done) => done,
             None => {
-                conn.canceller = std::mem::take(&mut conn.canceller).cancel();
+                *canceller = std::mem::take(canceller).cancel();
                 read.await
             }
         }
     };
-    conn.buf = buf;
     match res {
-        Ok(n) => return n > 0,
-        Err(e) if e.kind() != io::ErrorKind::Interrupted && !is_cancelled(&e) => return false,
+        Ok(0) => return (Woke::Closed, buf),
+        Ok(_) => return (Woke::Bytes, buf),
+        Err(e) if e.kind() != io::ErrorKind::Interrupted && !is_cancelled(&e) => {
+            return (Woke::Closed, buf)
+        }
         Err(_) => {}
     }
-    if worker.draining() || park_after >= idle {
-        return false;
+    if worker.draining() || wait.park_after >= wait.idle {
+        return (Woke::Closed, buf);
     }
-    worker.give_buffer(std::mem::take(&mut conn.buf));
-    conn.head.release_memory();
-    monoio::select! {
-        ready = client.readable(false) => ready.is_ok(),
-        _ = monoio::time::sleep(idle - park_after) => false,
-        _ = worker.drain.wait(slot) => false,
-    }
+    worker.give_buffer(buf);
+    let ready = monoio::select! {
+        ready = tcp.readable(false) => ready.is_ok(),
+        _ = monoio::time::sleep(wait.idle - wait.park_after) => false,
+        _ = worker.drain.wait(wait.slot) => false,
+    };
+    let woke = if ready { Woke::Ready } else { Woke::Closed };
+    (woke, Vec::new())
 }
 
 /// The bytes a rate limit counts by, when the request has them (else the caller uses the
@@ -1627,21 +1815,39 @@ pub(crate) enum Failure {
     BadResponse,
 }
 
-/// A pooled connection to `addr`, or a new one. The bool says whether it was reused.
+/// A pooled connection to `addr`, or a new one (with its TLS handshake when the upstream
+/// has `tls`; `connect_timeout` bounds both). The bool says whether it was reused.
 pub(crate) async fn upstream_connection(
     worker: &Worker,
     addr: SocketAddr,
+    tls: Option<&ClientTls>,
     connect_timeout: Duration,
-) -> Result<(TcpStream, bool), Failure> {
-    if let Some(stream) = worker.pools.borrow_mut().take(addr, Instant::now()) {
+) -> Result<(Stream, bool), Failure> {
+    if let Some(stream) = worker
+        .pools
+        .borrow_mut()
+        .take(addr, tls.is_some(), Instant::now())
+    {
         return Ok((stream, true));
     }
-    match monoio::time::timeout(connect_timeout, TcpStream::connect_addr(addr)).await {
-        Ok(Ok(stream)) => {
-            let _ = stream.set_nodelay(true);
-            Ok((stream, false))
+    let connect = async {
+        let tcp = TcpStream::connect_addr(addr)
+            .await
+            .map_err(|_| Failure::Refused)?;
+        let _ = tcp.set_nodelay(true);
+        match tls {
+            None => Ok(Stream::Plain(tcp)),
+            Some(tls) => match tls.connect(tcp, addr.ip()).await {
+                Ok(stream) => Ok(Stream::Tls(Box::new(stream))),
+                Err(_) => {
+                    worker.count_tls(|tls| tls.upstream_failures += 1);
+                    Err(Failure::Refused)
+                }
+            },
         }
-        Ok(Err(_)) => Err(Failure::Refused),
+    };
+    match monoio::time::timeout(connect_timeout, connect).await {
+        Ok(result) => result.map(|stream| (stream, false)),
         Err(_) => Err(Failure::ConnectTimeout),
     }
 }

@@ -18,6 +18,7 @@ use coregate_config::Config;
 use crate::http::Limits;
 use crate::policy::Policies;
 use crate::router::Router;
+use crate::tls::{ClientTls, ServerTls};
 
 /// Everything a worker needs to serve requests, compiled once per config load.
 pub struct Snapshot {
@@ -31,13 +32,55 @@ pub struct Snapshot {
     pub default_hosts: Vec<Box<[u8]>>,
     /// Authentication compiled with its key material.
     pub policies: Policies,
+    /// Per listener (same index as `config.listeners`): its TLS, when it terminates TLS.
+    pub tls: Vec<Option<ServerTls>>,
+    /// Per upstream (same index as `config.upstreams`): TLS to its endpoints, when on.
+    pub upstream_tls: Vec<Option<ClientTls>>,
 }
 
 impl Snapshot {
     /// Compiles a validated config. Fails only on key material that validation could not
-    /// judge (a PEM or JWKS that parses as text but holds no usable key).
-    pub fn compile(config: Config, version: u64) -> Result<Snapshot, String> {
+    /// judge: a PEM or JWKS that parses as text but holds no usable key, a certificate whose
+    /// key does not match it. `previous`, the snapshot this one replaces, lends what must
+    /// outlive one config version (TLS ticket keys).
+    pub fn compile(
+        config: Config,
+        version: u64,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, String> {
         let policies = Policies::compile(&config)?;
+        let tls = config
+            .listeners
+            .iter()
+            .enumerate()
+            .map(|(i, listener)| {
+                let Some(tls) = &listener.tls else {
+                    return Ok(None);
+                };
+                // Matched by address: listener addresses cannot change without a restart.
+                let before = previous.and_then(|p| {
+                    let at = p
+                        .config
+                        .listeners
+                        .iter()
+                        .position(|l| l.address == listener.address)?;
+                    p.tls[at].as_ref()
+                });
+                ServerTls::compile(tls, before)
+                    .map(Some)
+                    .map_err(|e| format!("listener[{i}] ({}) tls: {e}", listener.name))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let upstream_tls = config
+            .upstreams
+            .iter()
+            .map(|u| match &u.tls {
+                Some(tls) => ClientTls::compile(tls)
+                    .map(Some)
+                    .map_err(|e| format!("upstreams.{}.tls: {e}", u.name)),
+                None => Ok(None),
+            })
+            .collect::<Result<Vec<_>, String>>()?;
         let router = Router::new(&config.routes);
         let limits = Limits {
             request_line_bytes_max: config.server.request_line_bytes_max,
@@ -62,6 +105,8 @@ impl Snapshot {
             limits,
             default_hosts,
             policies,
+            tls,
+            upstream_tls,
         })
     }
 }

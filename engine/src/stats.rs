@@ -155,6 +155,35 @@ pub struct StatsReport {
     /// Responses of routes with a JSON filter that passed unfiltered (too large, not
     /// length-framed, or not JSON).
     pub json_filter_skipped: u64,
+    pub tls: TlsCounters,
+}
+
+/// TLS handshakes of one worker since its previous report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TlsCounters {
+    /// Client handshakes completed, full or resumed.
+    pub handshakes: u64,
+    /// Of `handshakes`, those that resumed a session (ticket or session id).
+    pub resumed: u64,
+    /// Client handshakes refused by rustls or broken off by the client.
+    pub failures: u64,
+    /// Client handshakes not done within the listener's `handshake_timeout_ms`.
+    pub timeouts: u64,
+    /// Plain HTTP requests answered with a redirect to HTTPS.
+    pub redirects: u64,
+    /// Handshakes to TLS upstreams that failed (counted also as refused connections).
+    pub upstream_failures: u64,
+}
+
+impl TlsCounters {
+    pub fn add(&mut self, other: &TlsCounters) {
+        self.handshakes += other.handshakes;
+        self.resumed += other.resumed;
+        self.failures += other.failures;
+        self.timeouts += other.timeouts;
+        self.redirects += other.redirects;
+        self.upstream_failures += other.upstream_failures;
+    }
 }
 
 /// One worker's breaker for one endpoint.

@@ -29,7 +29,8 @@ use crate::shared::{AccessLogBatch, Report, Shared};
 use crate::snapshot::{Health, Snapshot};
 use crate::stale::StaleCache;
 use crate::stats::{
-    latency_histogram, BreakerReport, Rejection, RouteStats, StatsReport, REPORT_INTERVAL_MS,
+    latency_histogram, BreakerReport, Rejection, RouteStats, StatsReport, TlsCounters,
+    REPORT_INTERVAL_MS,
 };
 use crate::transform::RequestIds;
 use crate::upstream::balancer::BalancerState;
@@ -210,8 +211,8 @@ fn run_worker(
         let _ = ready.send(Ok(driver));
         monoio::spawn(housekeeping(worker.clone()));
         let mut accepting = Vec::new();
-        for listener in listeners {
-            accepting.push(monoio::spawn(accept_loop(worker.clone(), listener)));
+        for (index, listener) in listeners.into_iter().enumerate() {
+            accepting.push(monoio::spawn(accept_loop(worker.clone(), listener, index)));
         }
         for task in accepting {
             task.await;
@@ -645,6 +646,13 @@ impl Worker {
         stats.dirty = true;
     }
 
+    /// Counts a TLS event (handshake, failure, redirect) for the next stats report.
+    pub(crate) fn count_tls(&self, count: impl FnOnce(&mut TlsCounters)) {
+        let mut stats = self.stats.borrow_mut();
+        count(&mut stats.tls);
+        stats.dirty = true;
+    }
+
     /// Sends what was gathered since the last report, if anything, and starts afresh (on the
     /// current snapshot's routes).
     fn send_stats(&self) {
@@ -667,6 +675,7 @@ impl Worker {
             connections_open: self.connections.get() as u64,
             breakers,
             json_filter_skipped: done.json_filter_skipped,
+            tls: done.tls,
         })));
     }
 
@@ -721,6 +730,7 @@ struct Gathered {
     upstream_latency_us: hdrhistogram::Histogram<u64>,
     accepted: u64,
     json_filter_skipped: u64,
+    tls: TlsCounters,
     dirty: bool,
     /// The breaker states last reported, so an unchanged state is not sent again.
     breakers: Vec<BreakerReport>,
@@ -740,6 +750,7 @@ impl Gathered {
             upstream_latency_us: latency_histogram(),
             accepted: 0,
             json_filter_skipped: 0,
+            tls: TlsCounters::default(),
             dirty: false,
             breakers: Vec::new(),
         }
@@ -801,7 +812,8 @@ impl Drain {
     }
 }
 
-async fn accept_loop(worker: Rc<Worker>, listener: TcpListener) {
+/// Accepts on one of this worker's listeners (`index` into the config's listeners).
+async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, index: usize) {
     let slot = worker.drain.register();
     loop {
         let max = worker
@@ -825,7 +837,7 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener) {
                 worker.stats.borrow_mut().accepted += 1;
                 let w = worker.clone();
                 monoio::spawn(async move {
-                    crate::proxy::serve_connection(&w, stream, peer).await;
+                    crate::proxy::serve_connection(&w, stream, peer, index).await;
                     w.connections.set(w.connections.get() - 1);
                 });
             }

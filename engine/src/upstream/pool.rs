@@ -9,23 +9,25 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use monoio::net::TcpStream;
+use crate::stream::Stream;
 
 struct Idle {
-    stream: TcpStream,
+    stream: Stream,
     expires_at: Instant,
 }
 
 /// The idle connections of one worker.
 #[derive(Default)]
 pub struct Pools {
-    by_addr: HashMap<SocketAddr, VecDeque<Idle>>,
+    /// Keyed by address and whether the connection is TLS: an upstream switched to TLS by a
+    /// reload must not be handed its old plain connections.
+    by_addr: HashMap<(SocketAddr, bool), VecDeque<Idle>>,
 }
 
 impl Pools {
     /// The most recently returned idle connection to `addr` that has not expired.
-    pub fn take(&mut self, addr: SocketAddr, now: Instant) -> Option<TcpStream> {
-        let idle = self.by_addr.get_mut(&addr)?;
+    pub fn take(&mut self, addr: SocketAddr, tls: bool, now: Instant) -> Option<Stream> {
+        let idle = self.by_addr.get_mut(&(addr, tls))?;
         while let Some(conn) = idle.pop_back() {
             if conn.expires_at > now {
                 return Some(conn.stream);
@@ -41,14 +43,18 @@ impl Pools {
     pub fn put(
         &mut self,
         addr: SocketAddr,
-        stream: TcpStream,
+        mut stream: Stream,
         idle_max: usize,
         expires_at: Instant,
     ) {
         if idle_max == 0 {
             return;
         }
-        let idle = self.by_addr.entry(addr).or_default();
+        // An idle TLS connection keeps its session, not its buffers.
+        if let Stream::Tls(tls) = &mut stream {
+            tls.release_buffers();
+        }
+        let idle = self.by_addr.entry((addr, stream.is_tls())).or_default();
         if idle.len() >= idle_max {
             idle.pop_front();
         }
