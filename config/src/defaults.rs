@@ -367,5 +367,36 @@ pub(crate) fn json_filter_body_bytes_max() -> usize {
     JSON_FILTER_BODY_BYTES_MAX
 }
 
+pub(crate) fn tls_versions() -> Vec<String> {
+    TLS_VERSIONS.iter().map(|v| (*v).to_owned()).collect()
+}
+pub(crate) fn tls_session_tickets() -> bool {
+    TLS_SESSION_TICKETS
+}
+pub(crate) fn tls_handshake_timeout_ms() -> u64 {
+    TLS_HANDSHAKE_TIMEOUT_MS
+}
+pub(crate) fn redirect_https_status() -> u16 {
+    REDIRECT_HTTPS_STATUS
+}
+
 /// Time allowed for a client's whole TLS handshake, in milliseconds.
 pub const TLS_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+/// The TLS versions a listener offers, as written in `versions`: 1.2 (RFC 5246) and 1.3
+/// (RFC 8446). 1.0 and 1.1 are deprecated (RFC 8996) and never offered.
+pub const TLS_VERSIONS: &[&str] = &["1.2", "1.3"];
+/// Whether a TLS listener resumes sessions with stateless tickets (RFC 8446 §4.6.1): a
+/// returning client skips the key exchange's certificate work.
+pub const TLS_SESSION_TICKETS: bool = true;
+/// Largest certificate chain, private key or CA file read, bytes: 1 MiB. A chain is a few
+/// kilobytes; a system CA bundle about 200 KiB.
+pub const TLS_FILE_BYTES_MAX: u64 = 1024 * 1024;
+/// Status of an HTTP-to-HTTPS redirect: 308 (RFC 9110 §15.4.9) keeps the method and body, so
+/// a POST stays a POST.
+pub const REDIRECT_HTTPS_STATUS: u16 = 308;
+/// The statuses a redirect may use (RFC 9110 §15.4): 301 and 302 let clients turn a POST
+/// into a GET, 307 and 308 do not.
+pub const REDIRECT_HTTPS_STATUSES: &[u16] = &[301, 302, 307, 308];
+/// Most `except_prefixes` of one redirect: the plain listener compares each request's path
+/// with every one of them.
+pub const REDIRECT_EXCEPT_PREFIXES_MAX: usize = 16;

@@ -247,7 +247,8 @@ pub struct ListenerTls {
     /// Index into `certificates` of the one served when the client sends no SNI name or one
     /// that no certificate names: the one marked `default = true`, else the first.
     pub default_certificate: usize,
-    /// Protocol versions offered; never empty. Default both.
+    /// Protocol versions offered; never empty, each once, in ascending order (whatever the
+    /// order written). Default both.
     pub versions: Vec<TlsVersion>,
     /// Stateless session resumption (tickets). Default true.
     pub session_tickets: bool,
@@ -261,14 +262,20 @@ pub struct ListenerTls {
 pub struct Certificate {
     /// As resolved (a relative path joins the config file's directory).
     pub cert_path: PathBuf,
-    /// The chain file's contents: PEM `CERTIFICATE` blocks, leaf first. At least one.
+    /// The chain file's contents: PEM `CERTIFICATE` blocks, leaf first. At least one. Other
+    /// blocks may be present and are to be skipped (a combined file also holds the key).
     pub cert_pem: Vec<u8>,
     pub key_path: PathBuf,
-    /// The key file's contents: one PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    /// The key file's contents: exactly one unencrypted PEM private key (`PRIVATE KEY`
+    /// PKCS#8, `RSA PRIVATE KEY` PKCS#1 or `EC PRIVATE KEY` SEC1). Other blocks may be present
+    /// and are to be skipped (`EC PARAMETERS` from `openssl ecparam -genkey`, or the chain of
+    /// a combined file).
     pub key_pem: Vec<u8>,
     /// SNI names this certificate answers for, lower case: exact (`api.example.com`) or one
-    /// leading wildcard label (`*.example.com`). Empty means "the DNS names the certificate
-    /// itself lists", read when the snapshot is compiled.
+    /// leading wildcard label (`*.example.com`, always followed by at least two labels).
+    /// Valid DNS names, never an IP address; no name is listed by two certificates of one
+    /// listener. Empty means "the DNS names the certificate itself lists", read when the
+    /// snapshot is compiled (validation cannot check those for overlaps).
     pub names: Vec<String>,
 }
 
@@ -297,18 +304,23 @@ pub struct RedirectHttps {
     pub port: u16,
     /// 301, 302, 307 or 308. Default 308 (keeps the method and body).
     pub status: u16,
-    /// Path prefixes served normally instead (e.g. `/.well-known/acme-challenge/`).
+    /// Path prefixes served normally instead (e.g. `/.well-known/acme-challenge/`), matched
+    /// byte for byte against the start of the request path. Each starts with `/`, has no
+    /// whitespace, `?` or `#`, and is listed once; at most
+    /// [`crate::defaults::REDIRECT_EXCEPT_PREFIXES_MAX`].
     pub except_prefixes: Vec<String>,
 }
 
 /// A validated `[upstreams.NAME.tls]`: connections to the upstream's endpoints use TLS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamTls {
-    /// SNI name sent and the name the certificate is verified against. `None`: no SNI is
-    /// sent and the certificate must name the endpoint's IP address.
+    /// SNI name sent and the name the certificate is verified against: a lower-case DNS name
+    /// (no wildcard), or an IP address in its canonical text form (`fd00::2`), for which no
+    /// SNI is sent (RFC 6066 §3) and the certificate must name that address. `None`: no SNI
+    /// is sent and the certificate must name the endpoint's IP address.
     pub server_name: Option<String>,
-    /// Trust anchors: a PEM file of CA certificates (path as resolved, and its contents), or
-    /// `None` for the system's roots.
+    /// Trust anchors: a PEM file of CA certificates (path as resolved, and its contents: at
+    /// least one `CERTIFICATE` block and no private key), or `None` for the system's roots.
     pub ca: Option<(PathBuf, Vec<u8>)>,
 }
 

@@ -163,6 +163,87 @@ pub struct ListenerConfig {
     /// `IP:port` to listen on, e.g. `"0.0.0.0:8080"` or `"[::1]:8080"`; host names are not
     /// resolved. Unique among listeners. Required.
     pub address: String,
+    /// `[listener.tls]` (written after its `[[listener]]`): the listener speaks HTTPS. Default:
+    /// none (plain HTTP).
+    #[serde(default)]
+    pub tls: Option<ListenerTlsConfig>,
+    /// `[listener.redirect_https]` (written after its `[[listener]]`): this plain listener
+    /// answers with a redirect to HTTPS instead of routing. Not together with `tls`. Default:
+    /// none.
+    #[serde(default)]
+    pub redirect_https: Option<RedirectHttpsConfig>,
+}
+
+/// `[listener.tls]`: TLS termination on a listener, with one or more certificates chosen by
+/// the client's SNI name. Certificate and key files are read when the config is loaded (and
+/// reloaded) by the control side, never by a worker; a relative path is resolved against the
+/// config file's directory. Whether a key matches its certificate is checked when the engine
+/// builds its snapshot, so `coregate check` only vouches for the files' PEM shape.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTlsConfig {
+    /// Protocol versions offered: `"1.2"` and/or `"1.3"`, each once, at least one. Default
+    /// [`defaults::TLS_VERSIONS`] (both).
+    #[serde(default = "defaults::tls_versions")]
+    pub versions: Vec<String>,
+    /// Stateless session resumption with tickets (RFC 8446 §4.6.1). Default
+    /// [`defaults::TLS_SESSION_TICKETS`].
+    #[serde(default = "defaults::tls_session_tickets")]
+    pub session_tickets: bool,
+    /// Time allowed for the whole handshake, in milliseconds; a slower client is closed. At
+    /// least 1. Default [`defaults::TLS_HANDSHAKE_TIMEOUT_MS`].
+    #[serde(default = "defaults::tls_handshake_timeout_ms")]
+    pub handshake_timeout_ms: u64,
+    /// `[[listener.tls.certificate]]` (written after its `[listener.tls]`, once per
+    /// certificate): the chains served, chosen by SNI name. At least one.
+    #[serde(default, rename = "certificate")]
+    pub certificates: Vec<CertificateConfig>,
+}
+
+/// `[[listener.tls.certificate]]`: a certificate chain and its private key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    /// PEM file with the chain, leaf first: at least one `CERTIFICATE` block (other blocks
+    /// are ignored, so a combined file works). At most [`defaults::TLS_FILE_BYTES_MAX`]
+    /// bytes. Required.
+    pub cert_file: String,
+    /// PEM file with the private key: exactly one `PRIVATE KEY` (PKCS#8), `RSA PRIVATE KEY`
+    /// (PKCS#1) or `EC PRIVATE KEY` (SEC1) block, unencrypted (the gateway never asks for a
+    /// passphrase). At most [`defaults::TLS_FILE_BYTES_MAX`] bytes. Required.
+    pub key_file: String,
+    /// SNI names this certificate is served for, matched case-insensitively: exact
+    /// (`"api.example.com"`) or a whole leading wildcard label over at least two labels
+    /// (`"*.example.com"`: one label more, not `example.com` itself). DNS names only, each
+    /// once per listener. Default: empty, the DNS names the certificate itself lists.
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// Serve this certificate when the client sends no SNI name, or one no certificate
+    /// answers for. At most one per listener. Default false (then the first certificate is
+    /// the default).
+    #[serde(default)]
+    pub default: bool,
+}
+
+/// `[listener.redirect_https]`: every request on this plain listener is answered with a
+/// redirect to the same host and target over HTTPS, except those whose path starts with one
+/// of `except_prefixes`, which are routed as usual.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectHttpsConfig {
+    /// Port in the `Location` (left out when 443), 1..=65535, not this listener's own port.
+    /// Required.
+    pub port: u16,
+    /// Status of the redirect: 301, 302, 307 or 308 ([`defaults::REDIRECT_HTTPS_STATUSES`]).
+    /// Default [`defaults::REDIRECT_HTTPS_STATUS`].
+    #[serde(default = "defaults::redirect_https_status")]
+    pub status: u16,
+    /// Path prefixes served normally instead, matched byte for byte against the start of the
+    /// request path (e.g. `"/.well-known/acme-challenge/"` for HTTP-01 certificate checks).
+    /// Each starts with `/`, has no whitespace, `?` or `#`, and is listed once; at most
+    /// [`defaults::REDIRECT_EXCEPT_PREFIXES_MAX`]. Default: none.
+    #[serde(default)]
+    pub except_prefixes: Vec<String>,
 }
 
 /// `[upstreams.NAME]`: a group of endpoints that serve the same thing. NAME uses letters,
@@ -207,6 +288,27 @@ pub struct UpstreamConfig {
     /// taken out by health checks).
     #[serde(default)]
     pub breaker: Option<BreakerConfig>,
+    /// `[upstreams.NAME.tls]`: connections to every endpoint of the group use TLS. Default:
+    /// none (plain HTTP).
+    #[serde(default)]
+    pub tls: Option<UpstreamTlsConfig>,
+}
+
+/// `[upstreams.NAME.tls]`: TLS to the upstream's endpoints, with the server's certificate
+/// verified. Files are read like a listener's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsConfig {
+    /// The name sent as SNI and verified against the endpoints' certificate: a DNS name (no
+    /// wildcard) or an IP address (then no SNI is sent, RFC 6066 §3). Default: unset, no SNI,
+    /// and the certificate must name the endpoint's IP address.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// PEM file of the CA certificates trusted for the endpoints: at least one `CERTIFICATE`
+    /// block, no private key. At most [`defaults::TLS_FILE_BYTES_MAX`] bytes. Default: unset,
+    /// the system's roots.
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 /// `[upstreams.NAME.health_check]`: the control side probes each endpoint with

@@ -1,15 +1,16 @@
 //! The plain-text summary `coregate check` prints for a valid config: one line per listener,
 //! route, upstream, authentication scheme and rate limit, under a heading per kind (the last
-//! two only when there are any). Meant for people and `grep`, not for parsing back; nothing
-//! here is on a hot path. Never prints a secret, a key or a key hash: key material appears as
-//! its kind and file, API keys as a count.
+//! two only when there are any), and under a TLS listener one indented line per certificate.
+//! Meant for people and `grep`, not for parsing back; nothing here is on a hot path. Never
+//! prints a secret, a key or a key hash: key material appears as its kind and file, API keys
+//! as a count.
 
 use std::fmt::Write as _;
 
 use crate::{
     AuthRef, Balancer, BreakerSettings, Config, Fallback, HashKey, HostMatch, JsonFilterMode,
-    JwtAuth, JwtKeys, KeySource, PathKind, PathPattern, RateKey, Retry, Rewrite, Segment,
-    TemplatePart, TokenSource, Variable,
+    JwtAuth, JwtKeys, KeySource, Listener, PathKind, PathPattern, RateKey, Retry, Rewrite, Segment,
+    TemplatePart, TlsVersion, TokenSource, UpstreamTls, Variable,
 };
 
 impl Config {
@@ -17,12 +18,17 @@ impl Config {
     ///
     /// ```text
     /// config gateway.toml fnv1a64=5b1c0ad7e3f2a911
-    /// listeners (1):
-    ///   public 0.0.0.0:8080
+    /// listeners (3):
+    ///   https 0.0.0.0:8443 tls versions=1.2,1.3 handshake_timeout_ms=10000 certificates=2
+    ///     certificate[0] default names=api.example.com,*.api.example.com cert_file=/etc/c/api.pem
+    ///     certificate[1] names=(from the certificate) cert_file=/etc/c/static.pem
+    ///   http 0.0.0.0:8080 redirect_https port=8443 status=308 except_prefixes=/.well-known/
+    ///   public 0.0.0.0:8081
     /// routes (1):
     ///   user-by-id host=api.example.com methods=GET,HEAD path=/users/{id} upstream=users
     /// upstreams (1):
     ///   users balancer=round_robin endpoints=10.0.0.1:8080 (weight 1), 10.0.0.2:8080 (weight 3)
+    ///     tls server_name=users.internal ca_file=/etc/c/ca.pem
     /// auth (2):
     ///   users jwt algorithms=ES256 key=jwks_file:keys/jwks.json (1 key) token=bearer
     ///     leeway_seconds=60 claims_to_headers=sub:X-User-Id cache_entries=10000
@@ -32,7 +38,10 @@ impl Config {
     ///   per_ip rate_per_second=10 burst=20 key=client_ip keys_max=100000
     /// ```
     ///
-    /// (the `users` jwt line is one line). An aggregate route follows its `upstream=` (the
+    /// (the `users` jwt line, and the `users` upstream line with its `tls`, are one line each).
+    /// A TLS listener with `session_tickets = false` adds `session_tickets=off`; an upstream
+    /// TLS without `server_name` shows `server_name=(none: endpoint IP)`, without `ca_file`
+    /// `ca=system roots`. An aggregate route follows its `upstream=` (the
     /// first part's, unless written) with `aggregate=profile:users,orders:orders?`, each part's
     /// key and upstream, `?` marking an optional part. A route with `auth` or `rate_limit` ends in
     /// `auth=NAME` and `rate_limit=NAME`, and one with a `[route.fallback]` in
@@ -56,12 +65,7 @@ impl Config {
         );
         let _ = writeln!(out, "listeners ({}):", self.listeners.len());
         for listener in &self.listeners {
-            let address = listener.address.to_string();
-            if listener.name == address {
-                let _ = writeln!(out, "  {address}");
-            } else {
-                let _ = writeln!(out, "  {} {address}", listener.name);
-            }
+            listener_lines(&mut out, listener);
         }
         let _ = writeln!(out, "routes ({}):", self.routes.len());
         for route in &self.routes {
@@ -197,6 +201,9 @@ impl Config {
             if let Some(settings) = &upstream.breaker {
                 let _ = write!(out, " breaker={}", breaker(settings));
             }
+            if let Some(tls) = &upstream.tls {
+                let _ = write!(out, " tls {}", upstream_tls(tls));
+            }
             out.push('\n');
         }
         self.auth_summary(&mut out);
@@ -313,6 +320,78 @@ fn jwt_line(out: &mut String, jwt: &JwtAuth) {
         let _ = write!(out, " claims_to_headers={}", claims.join(","));
     }
     let _ = writeln!(out, " cache_entries={}", jwt.cache_entries);
+}
+
+/// A listener's line and, under a TLS listener, one line per certificate.
+fn listener_lines(out: &mut String, listener: &Listener) {
+    let address = listener.address.to_string();
+    if listener.name == address {
+        let _ = write!(out, "  {address}");
+    } else {
+        let _ = write!(out, "  {} {address}", listener.name);
+    }
+    if let Some(redirect) = &listener.redirect_https {
+        let _ = write!(
+            out,
+            " redirect_https port={} status={}",
+            redirect.port, redirect.status
+        );
+        if !redirect.except_prefixes.is_empty() {
+            let _ = write!(
+                out,
+                " except_prefixes={}",
+                redirect.except_prefixes.join(",")
+            );
+        }
+    }
+    let Some(tls) = &listener.tls else {
+        out.push('\n');
+        return;
+    };
+    let versions: Vec<&str> = tls
+        .versions
+        .iter()
+        .map(|version| match version {
+            TlsVersion::Tls12 => "1.2",
+            TlsVersion::Tls13 => "1.3",
+        })
+        .collect();
+    let _ = write!(
+        out,
+        " tls versions={} handshake_timeout_ms={}",
+        versions.join(","),
+        tls.handshake_timeout_ms
+    );
+    if !tls.session_tickets {
+        out.push_str(" session_tickets=off");
+    }
+    let _ = writeln!(out, " certificates={}", tls.certificates.len());
+    for (j, certificate) in tls.certificates.iter().enumerate() {
+        let default = if j == tls.default_certificate {
+            " default"
+        } else {
+            ""
+        };
+        let names = if certificate.names.is_empty() {
+            "(from the certificate)".to_owned()
+        } else {
+            certificate.names.join(",")
+        };
+        let _ = writeln!(
+            out,
+            "    certificate[{j}]{default} names={names} cert_file={}",
+            certificate.cert_path.display()
+        );
+    }
+}
+
+/// `server_name=api.internal ca_file=/etc/c/ca.pem`.
+fn upstream_tls(tls: &UpstreamTls) -> String {
+    let server_name = tls.server_name.as_deref().unwrap_or("(none: endpoint IP)");
+    match &tls.ca {
+        Some((path, _)) => format!("server_name={server_name} ca_file={}", path.display()),
+        None => format!("server_name={server_name} ca=system roots"),
+    }
 }
 
 /// `5 in a row or 50% of ≥20 in 10000ms, cool-down 1000..60000ms x2, 3 probes, statuses

@@ -10,8 +10,9 @@
 //! route's fallback response in `validate/fallback.rs`; its retries and overall timeout in
 //! `validate/retry.rs`; its path rewrite and header edits, with their templates, in
 //! `validate/transform.rs`; its aggregate parts in `validate/aggregate.rs`; its JSON response
-//! filter in `validate/json_filter.rs`. Runs on the control side only; the first rule broken
-//! is reported.
+//! filter in `validate/json_filter.rs`; a listener's TLS certificates or HTTPS redirect, and
+//! an upstream's TLS, in `validate/tls.rs`. Files named by the config (keys, certificates) are
+//! read here, once per load. Runs on the control side only; the first rule broken is reported.
 
 mod aggregate;
 mod auth;
@@ -21,9 +22,11 @@ mod json_filter;
 mod keys;
 mod ratelimit;
 mod retry;
+mod tls;
 mod transform;
 
 use std::collections::HashMap;
+use std::io::Read as _;
 use std::net::{Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -119,20 +122,20 @@ struct Targets {
 }
 
 fn validate(doc: &Document<'_>, file: ConfigFile, source: Source) -> Result<Config, ConfigError> {
-    check_server(doc, &file.server)?;
-    let listeners = check_listeners(doc, &file)?;
-    let upstreams = file
-        .upstreams
-        .iter()
-        .map(|(name, upstream)| check_upstream(doc, name, upstream))
-        .collect::<Result<Vec<_>, _>>()?;
-    // Key files are named relative to the config file; text without a file (the demo,
-    // `load_str`) resolves them against the current directory.
+    // Key and certificate files are named relative to the config file; text without a file
+    // (the demo, `load_str`) resolves them against the current directory.
     let base_dir = source
         .path
         .as_deref()
         .and_then(Path::parent)
         .unwrap_or(Path::new(""));
+    check_server(doc, &file.server)?;
+    let listeners = check_listeners(doc, &file, base_dir)?;
+    let upstreams = file
+        .upstreams
+        .iter()
+        .map(|(name, upstream)| check_upstream(doc, name, upstream, base_dir))
+        .collect::<Result<Vec<_>, _>>()?;
     let auth = auth::check_auth(doc, &file.auth, base_dir)?;
     let targets = Targets {
         upstreams,
@@ -301,6 +304,58 @@ fn fail<T>(
     Err(doc.error(path, target, message, Some(hint.to_owned())))
 }
 
+/// Reads a file the config names at `at` (`what` says which kind, e.g. "key file"), a
+/// relative path joined to `base_dir`, at most `bytes_max` bytes. Returns the resolved path and
+/// the contents. The error names the resolved path and the OS error, never the contents.
+fn read_named_file(
+    doc: &Document<'_>,
+    at: &FieldPath,
+    base_dir: &Path,
+    written: &str,
+    what: &str,
+    bytes_max: u64,
+) -> Result<(PathBuf, Vec<u8>), ConfigError> {
+    if written.is_empty() {
+        return fail(
+            doc,
+            at,
+            Target::Value,
+            "the path is empty".to_owned(),
+            &format!("write the {what}'s path, absolute or relative to the config file"),
+        );
+    }
+    let path = base_dir.join(written);
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(&path)
+        .and_then(|file| file.take(bytes_max + 1).read_to_end(&mut bytes));
+    if let Err(error) = read {
+        let hint = match error.kind() {
+            std::io::ErrorKind::NotFound if Path::new(written).is_relative() => {
+                "a relative path is resolved against the config file's directory"
+            }
+            std::io::ErrorKind::PermissionDenied => "the gateway's user needs read permission",
+            _ => "check the path",
+        };
+        return fail(
+            doc,
+            at,
+            Target::Value,
+            format!("cannot read {}: {error}", path.display()),
+            hint,
+        );
+    }
+    if bytes.len() as u64 > bytes_max {
+        return fail(
+            doc,
+            at,
+            Target::Value,
+            format!("{} is larger than {bytes_max} bytes", path.display()),
+            &format!("a {what} is far smaller; check that the path names the right file"),
+        );
+    }
+    Ok((path, bytes))
+}
+
 fn check_server(doc: &Document<'_>, server: &ServerConfig) -> Result<(), ConfigError> {
     let at = FieldPath::root().key("server");
     if server.workers > WORKERS_MAX {
@@ -421,7 +476,11 @@ fn check_timeouts(
     }
 }
 
-fn check_listeners(doc: &Document<'_>, file: &ConfigFile) -> Result<Vec<Listener>, ConfigError> {
+fn check_listeners(
+    doc: &Document<'_>,
+    file: &ConfigFile,
+    base_dir: &Path,
+) -> Result<Vec<Listener>, ConfigError> {
     let table = FieldPath::root().key("listener");
     if file.listeners.is_empty() {
         return fail(
@@ -475,11 +534,35 @@ fn check_listeners(doc: &Document<'_>, file: &ConfigFile) -> Result<Vec<Listener
             );
         }
         by_name.insert(name.clone(), i);
+        let tls = match &listener.tls {
+            None => None,
+            Some(tls) => Some(tls::check_listener_tls(doc, &at.key("tls"), tls, base_dir)?),
+        };
+        let redirect_https = match &listener.redirect_https {
+            None => None,
+            Some(_) if tls.is_some() => {
+                return fail(
+                    doc,
+                    &at.key("redirect_https"),
+                    Target::Value,
+                    "a listener with [listener.tls] cannot also have [listener.redirect_https]"
+                        .to_owned(),
+                    "the redirect belongs on the plain HTTP listener: move \
+                     [listener.redirect_https] under a [[listener]] without tls, and point \
+                     its port at this one",
+                );
+            }
+            Some(redirect) => Some(tls::check_redirect_https(
+                doc,
+                &at.key("redirect_https"),
+                redirect,
+            )?),
+        };
         listeners.push(Listener {
             name,
             address,
-            tls: None,
-            redirect_https: None,
+            tls,
+            redirect_https,
         });
     }
     Ok(listeners)
@@ -528,6 +611,7 @@ fn check_upstream(
     doc: &Document<'_>,
     name: &str,
     upstream: &UpstreamConfig,
+    base_dir: &Path,
 ) -> Result<Upstream, ConfigError> {
     let at = FieldPath::root().key("upstreams").key(name);
     check_table_name(doc, &at, "upstream", "[upstreams.NAME]", name)?;
@@ -618,6 +702,15 @@ fn check_upstream(
         None => None,
         Some(config) => Some(breaker::check_breaker(doc, &at.key("breaker"), config)?),
     };
+    let tls = match &upstream.tls {
+        None => None,
+        Some(config) => Some(tls::check_upstream_tls(
+            doc,
+            &at.key("tls"),
+            config,
+            base_dir,
+        )?),
+    };
     Ok(Upstream {
         name: name.to_owned(),
         endpoints,
@@ -629,7 +722,7 @@ fn check_upstream(
         pool_idle_timeout_ms: upstream.pool_idle_timeout_ms,
         health_check,
         breaker,
-        tls: None,
+        tls,
     })
 }
 

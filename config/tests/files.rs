@@ -1,15 +1,32 @@
-//! Loading from files: the annotated example loads (and sets every schema key), and unreadable
-//! or non-UTF-8 files give located errors.
+//! Loading from files: the annotated example loads (and sets every schema key, counting its
+//! commented-out TLS blocks, which load too once enabled), and unreadable or non-UTF-8 files
+//! give located errors.
 
 use std::path::{Path, PathBuf};
 
 use coregate_config::{
     defaults, load_file, AggregatePart, BreakerSettings, HeaderEdits, JsonFilter, JsonFilterMode,
-    JwtKeys, Retry, Rewrite, TemplatePart, Variable,
+    JwtKeys, Retry, Rewrite, TemplatePart, TlsVersion, Variable,
 };
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gateway.toml")
+}
+
+/// The example with its commented-out blocks enabled: a `#` directly followed by config text
+/// (not a space, `#` or `-`) is removed, as the example tells an operator to do. Prose comments
+/// (`# ...`) and the section rules (`# ---`) stay.
+fn example_uncommented() -> String {
+    let text = std::fs::read_to_string(example()).expect("example readable");
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let enabled = line
+            .strip_prefix('#')
+            .filter(|rest| !rest.is_empty() && !rest.starts_with([' ', '#', '-']));
+        out.push_str(enabled.unwrap_or(line));
+        out.push('\n');
+    }
+    out
 }
 
 /// A file in the temp dir, unique to this test process, removed on drop.
@@ -338,9 +355,10 @@ fn the_example_aggregates_a_dashboard() {
 
 #[test]
 fn the_example_sets_every_schema_key() {
-    // Every field the schema declares (`pub NAME: TYPE,`) is written in the example, so the
-    // example stays a complete reference as fields are added.
-    let text = std::fs::read_to_string(example()).expect("example readable");
+    // Every field the schema declares (`pub NAME: TYPE,`) is written in the example (some in
+    // its commented-out blocks, which `the_examples_commented_out_tls_blocks_load` keeps
+    // valid), so the example stays a complete reference as fields are added.
+    let text = example_uncommented();
     let keys: Vec<&str> = include_str!("../src/schema.rs")
         .lines()
         .filter_map(|line| line.trim().strip_prefix("pub "))
@@ -350,6 +368,7 @@ fn the_example_sets_every_schema_key() {
             // Renamed in TOML to read naturally as [[listener]] / [[route]] tables.
             "listeners" => "listener",
             "routes" => "route",
+            "certificates" => "certificate",
             other => other,
         })
         .collect();
@@ -525,4 +544,84 @@ fn a_missing_key_file_names_the_resolved_path_and_its_key() {
         error.hint.as_deref(),
         Some("a relative path is resolved against the config file's directory")
     );
+}
+
+#[test]
+fn the_examples_commented_out_tls_blocks_load() {
+    let dir = TempDir::new("example-tls");
+    let examples = example().with_file_name("");
+    for key in ["jwks.json", "ec-p256-public.pem", "example-hs512.secret"] {
+        std::fs::copy(
+            examples.join("keys").join(key),
+            dir.0.join("keys").join(key),
+        )
+        .expect("copy example key");
+    }
+    // Fake PEM: the config crate reads the blocks' labels, the engine parses the DER.
+    let cert = "-----BEGIN CERTIFICATE-----\nMIIBZmFrZQ==\n-----END CERTIFICATE-----\n";
+    let key = "-----BEGIN PRIVATE KEY-----\nMIGHZmFrZQ==\n-----END PRIVATE KEY-----\n";
+    std::fs::create_dir_all(dir.0.join("certs")).expect("certs dir");
+    for (file, text) in [
+        ("api.pem", cert),
+        ("api.key", key),
+        ("static.pem", cert),
+        ("static.key", key),
+        ("internal-ca.pem", cert),
+    ] {
+        std::fs::write(dir.0.join("certs").join(file), text).expect("write pem");
+    }
+    let path = dir.0.join("gateway.toml");
+    std::fs::write(&path, example_uncommented()).expect("write config");
+    let config = match load_file(&path) {
+        Ok(config) => config,
+        Err(error) => panic!("{error}"),
+    };
+    let names: Vec<&str> = config.listeners.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["public", "[::1]:8081", "https", "http-redirect"]);
+    let tls = config.listeners[2].tls.as_ref().expect("https has tls");
+    assert_eq!(tls.versions, [TlsVersion::Tls12, TlsVersion::Tls13]);
+    assert!(tls.session_tickets);
+    assert_eq!(tls.handshake_timeout_ms, defaults::TLS_HANDSHAKE_TIMEOUT_MS);
+    assert_eq!(tls.certificates.len(), 2);
+    assert_eq!(tls.default_certificate, 0);
+    assert_eq!(tls.certificates[0].cert_path, dir.0.join("certs/api.pem"));
+    assert_eq!(tls.certificates[0].key_pem, key.as_bytes());
+    assert_eq!(
+        tls.certificates[0].names,
+        ["api.example.com", "*.api.example.com"]
+    );
+    assert!(tls.certificates[1].names.is_empty());
+    let redirect = config.listeners[3]
+        .redirect_https
+        .as_ref()
+        .expect("http-redirect redirects");
+    assert_eq!(
+        (redirect.port, redirect.status),
+        (8443, defaults::REDIRECT_HTTPS_STATUS)
+    );
+    assert_eq!(redirect.except_prefixes, ["/.well-known/acme-challenge/"]);
+    let billing = config
+        .upstreams
+        .iter()
+        .find(|u| u.name == "billing")
+        .expect("billing upstream");
+    let upstream_tls = billing.tls.as_ref().expect("billing has tls");
+    assert_eq!(
+        upstream_tls.server_name.as_deref(),
+        Some("billing.internal")
+    );
+    assert_eq!(
+        upstream_tls.ca,
+        Some((
+            dir.0.join("certs/internal-ca.pem"),
+            cert.as_bytes().to_vec()
+        ))
+    );
+    // The commented-out blocks are all there is to TLS in the example.
+    let plain = load_file(&example()).expect("example loads");
+    assert!(plain
+        .listeners
+        .iter()
+        .all(|l| l.tls.is_none() && l.redirect_https.is_none()));
+    assert!(plain.upstreams.iter().all(|u| u.tls.is_none()));
 }

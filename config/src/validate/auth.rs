@@ -9,10 +9,9 @@
 //! control side; no error message ever contains a secret, a key or a key hash.
 
 use std::collections::HashMap;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
-use super::{check_table_name, fail, is_token, keys};
+use super::{check_table_name, fail, is_token, keys, read_named_file};
 use crate::defaults::{
     JWT_CACHE_ENTRIES, JWT_CACHE_ENTRIES_MAX, JWT_CLAIMS_MAX, JWT_HMAC_SECRET_BYTES_MIN,
     JWT_LEEWAY_SECONDS, JWT_LEEWAY_SECONDS_MAX, KEY_FILE_BYTES_MAX,
@@ -471,50 +470,7 @@ fn read_key_file(
     base_dir: &Path,
     written: &str,
 ) -> Result<(PathBuf, Vec<u8>), ConfigError> {
-    if written.is_empty() {
-        return fail(
-            doc,
-            at,
-            Target::Value,
-            "the path is empty".to_owned(),
-            "write the key file's path, absolute or relative to the config file",
-        );
-    }
-    let path = base_dir.join(written);
-    let mut bytes = Vec::new();
-    let read = std::fs::File::open(&path)
-        .and_then(|file| file.take(KEY_FILE_BYTES_MAX + 1).read_to_end(&mut bytes));
-    if let Err(error) = read {
-        let hint = match error.kind() {
-            std::io::ErrorKind::NotFound if Path::new(written).is_relative() => {
-                "a relative path is resolved against the config file's directory".to_owned()
-            }
-            std::io::ErrorKind::PermissionDenied => {
-                "the gateway's user needs read permission".to_owned()
-            }
-            _ => "check the path".to_owned(),
-        };
-        return fail(
-            doc,
-            at,
-            Target::Value,
-            format!("cannot read {}: {error}", path.display()),
-            &hint,
-        );
-    }
-    if bytes.len() as u64 > KEY_FILE_BYTES_MAX {
-        return fail(
-            doc,
-            at,
-            Target::Value,
-            format!(
-                "{} is larger than {KEY_FILE_BYTES_MAX} bytes",
-                path.display()
-            ),
-            "a key file is a few kilobytes; check that the path names the key",
-        );
-    }
-    Ok((path, bytes))
+    read_named_file(doc, at, base_dir, written, "key file", KEY_FILE_BYTES_MAX)
 }
 
 fn key_file_text(
