@@ -124,7 +124,7 @@ impl Control {
     }
 
     pub fn run(mut self) -> Drained {
-        if self.checker.configure(&self.current.config) {
+        if self.checker.configure(&self.current) {
             self.publish_health();
         }
         loop {
@@ -382,7 +382,7 @@ impl Control {
                 .know_routes(current.config.routes.iter().map(|r| r.name.as_str()));
             status.snapshot = current;
         }
-        if self.checker.configure(&self.current.config) {
+        if self.checker.configure(&self.current) {
             self.publish_health();
         } else {
             self.status().health = self.checker.states().clone();

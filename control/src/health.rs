@@ -1,7 +1,8 @@
 //! Active health checks: one probe thread per checked endpoint, thresholds applied on the
 //! control thread, and the set of endpoints that are down published to the workers.
 //!
-//! A probe is a blocking `GET path` over a fresh TCP connection with the check's timeout for
+//! A probe is a blocking `GET path` over a fresh TCP connection (with a TLS handshake first
+//! when the upstream has `tls`, verified as the workers verify) with the check's timeout for
 //! the whole exchange (connect to status line); it never runs on a worker. Endpoints are named
 //! by address: when several upstreams list the same address, the first (by name) that checks
 //! it decides how. An endpoint starts up; `unhealthy_threshold` failures in a row take it
@@ -16,7 +17,9 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use coregate_config::{Config, HealthCheck};
+use coregate_config::{HealthCheck, UpstreamTls};
+use coregate_engine::tls::ClientTls;
+use coregate_engine::Snapshot;
 
 /// Longest status line read from a probed endpoint.
 const STATUS_LINE_BYTES_MAX: usize = 1024;
@@ -45,7 +48,15 @@ pub struct EndpointHealth {
 struct Probe {
     id: u64,
     check: HealthCheck,
+    /// The upstream's TLS settings, to tell whether a reload changed them.
+    tls: Option<UpstreamTls>,
     stop: Arc<AtomicBool>,
+}
+
+/// What one endpoint's probe needs from the snapshot.
+struct Wanted {
+    check: HealthCheck,
+    tls: Option<(UpstreamTls, Arc<ClientTls>)>,
 }
 
 /// The running checks and their state.
@@ -79,42 +90,49 @@ impl Checker {
     /// Starts, keeps or stops probe threads so that exactly the endpoints `config` checks are
     /// probed. Returns whether the set of down endpoints changed (an endpoint no longer
     /// checked counts as up).
-    pub fn configure(&mut self, config: &Config) -> bool {
-        let mut wanted: HashMap<SocketAddr, HealthCheck> = HashMap::new();
-        for upstream in &config.upstreams {
+    pub fn configure(&mut self, snapshot: &Snapshot) -> bool {
+        let mut wanted: HashMap<SocketAddr, Wanted> = HashMap::new();
+        for (upstream, client) in snapshot.config.upstreams.iter().zip(&snapshot.upstream_tls) {
             if let Some(check) = &upstream.health_check {
+                let tls = upstream.tls.clone().zip(client.clone());
                 for endpoint in &upstream.endpoints {
-                    wanted
-                        .entry(endpoint.address)
-                        .or_insert_with(|| check.clone());
+                    wanted.entry(endpoint.address).or_insert_with(|| Wanted {
+                        check: check.clone(),
+                        tls: tls.clone(),
+                    });
                 }
             }
         }
         let before = self.down();
         self.probes.retain(|address, probe| {
-            let keep = wanted.get(address) == Some(&probe.check);
+            let keep = wanted.get(address).is_some_and(|w| {
+                w.check == probe.check && w.tls.as_ref().map(|(t, _)| t) == probe.tls.as_ref()
+            });
             if !keep {
                 probe.stop.store(true, Ordering::Release);
             }
             keep
         });
         self.state.retain(|address, _| wanted.contains_key(address));
-        for (address, check) in wanted {
+        for (address, w) in wanted {
             if self.probes.contains_key(&address) {
                 continue;
             }
             self.next_id += 1;
+            let (tls, client) = w.tls.unzip();
             let probe = Probe {
                 id: self.next_id,
-                check: check.clone(),
+                check: w.check.clone(),
+                tls,
                 stop: Arc::new(AtomicBool::new(false)),
             };
             let stop = probe.stop.clone();
             let tx = self.results_tx.clone();
             let id = probe.id;
+            let check = w.check;
             let spawned = std::thread::Builder::new()
                 .name(format!("coregate-health-{address}"))
-                .spawn(move || probe_loop(id, address, check, stop, tx));
+                .spawn(move || probe_loop(id, address, check, client, stop, tx));
             if let Err(e) = spawned {
                 eprintln!("health: cannot start the probe of {address}: {e}");
                 continue;
@@ -197,13 +215,14 @@ fn probe_loop(
     id: u64,
     address: SocketAddr,
     check: HealthCheck,
+    tls: Option<Arc<ClientTls>>,
     stop: Arc<AtomicBool>,
     tx: Sender<ProbeResult>,
 ) {
     let interval = Duration::from_millis(check.interval_ms);
     while !stop.load(Ordering::Acquire) {
         let started = Instant::now();
-        let outcome = probe(address, &check);
+        let outcome = probe(address, &check, tls.as_deref());
         if tx
             .send(ProbeResult {
                 probe: id,
@@ -225,8 +244,53 @@ fn probe_loop(
     }
 }
 
-/// One probe: connect, send `GET path`, read the status line, all within `timeout_ms`.
-pub fn probe(address: SocketAddr, check: &HealthCheck) -> Result<(), String> {
+/// The probe's connection: plain, or TLS over it.
+enum ProbeStream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl ProbeStream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            ProbeStream::Plain(tcp) => tcp,
+            ProbeStream::Tls(tls) => &tls.sock,
+        }
+    }
+}
+
+impl Read for ProbeStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            ProbeStream::Plain(tcp) => tcp.read(buf),
+            ProbeStream::Tls(tls) => tls.read(buf),
+        }
+    }
+}
+
+impl Write for ProbeStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            ProbeStream::Plain(tcp) => tcp.write(buf),
+            ProbeStream::Tls(tls) => tls.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            ProbeStream::Plain(tcp) => tcp.flush(),
+            ProbeStream::Tls(tls) => tls.flush(),
+        }
+    }
+}
+
+/// One probe: connect (and handshake, with `tls`), send `GET path`, read the status line, all
+/// within `timeout_ms`.
+pub fn probe(
+    address: SocketAddr,
+    check: &HealthCheck,
+    tls: Option<&ClientTls>,
+) -> Result<(), String> {
     let timeout = Duration::from_millis(check.timeout_ms);
     let deadline = Instant::now() + timeout;
     let left = || {
@@ -237,11 +301,23 @@ pub fn probe(address: SocketAddr, check: &HealthCheck) -> Result<(), String> {
             Ok(left)
         }
     };
-    let mut stream =
-        TcpStream::connect_timeout(&address, timeout).map_err(|e| format!("connect: {e}"))?;
-    let _ = stream.set_nodelay(true);
+    let tcp = TcpStream::connect_timeout(&address, timeout).map_err(|e| format!("connect: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let mut stream = match tls {
+        None => ProbeStream::Plain(tcp),
+        Some(tls) => {
+            let session = tls.session(address.ip()).map_err(|e| format!("TLS: {e}"))?;
+            ProbeStream::Tls(Box::new(rustls::StreamOwned::new(session, tcp)))
+        }
+    };
     stream
+        .tcp()
         .set_write_timeout(Some(left()?))
+        .map_err(|e| e.to_string())?;
+    // The handshake runs within the first write and read, under the same timeouts.
+    stream
+        .tcp()
+        .set_read_timeout(Some(left()?))
         .map_err(|e| e.to_string())?;
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {address}\r\nUser-Agent: coregate-health-check\r\n\
@@ -261,6 +337,7 @@ pub fn probe(address: SocketAddr, check: &HealthCheck) -> Result<(), String> {
             return Err("status line too long".to_owned());
         }
         stream
+            .tcp()
             .set_read_timeout(Some(left()?))
             .map_err(|e| e.to_string())?;
         match stream.read(&mut chunk) {
@@ -324,8 +401,8 @@ mod tests {
             answer_once(&listener, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
             answer_once(&listener, b"HTTP/1.1 503 Unavailable\r\n\r\n");
         });
-        assert_eq!(probe(addr, &check(200)), Ok(()));
-        let err = probe(addr, &check(200)).unwrap_err();
+        assert_eq!(probe(addr, &check(200), None), Ok(()));
+        let err = probe(addr, &check(200), None).unwrap_err();
         assert!(err.contains("status 503"), "{err}");
         server.join().unwrap();
     }
@@ -336,7 +413,7 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
-        let err = probe(addr, &check(200)).unwrap_err();
+        let err = probe(addr, &check(200), None).unwrap_err();
         assert!(err.starts_with("connect"), "{err}");
     }
 
@@ -349,6 +426,7 @@ mod tests {
             Probe {
                 id: 7,
                 check: check(200),
+                tls: None,
                 stop: Arc::new(AtomicBool::new(true)),
             },
         );

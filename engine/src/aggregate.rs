@@ -152,7 +152,7 @@ async fn call(
     let Ok((mut up, _)) = upstream_connection(
         worker,
         addr,
-        view.snapshot.upstream_tls[upstream].as_ref(),
+        view.snapshot.upstream_tls[upstream].as_deref(),
         connect,
     )
     .await

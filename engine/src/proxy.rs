@@ -399,7 +399,7 @@ async fn exchange(
     }
 
     let up_index = route.upstream;
-    let up_tls = view.snapshot.upstream_tls[up_index].as_ref();
+    let up_tls = view.snapshot.upstream_tls[up_index].as_deref();
     let upstream = &snap.config.upstreams[up_index];
     let hash = balance_hash(&upstream.balancer, &conn.head, &conn.buf, conn.peer.ip());
     let stale_key = (route.fallback.stale && conn.head.method == Method::Get).then(|| {

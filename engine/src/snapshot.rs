@@ -35,7 +35,8 @@ pub struct Snapshot {
     /// Per listener (same index as `config.listeners`): its TLS, when it terminates TLS.
     pub tls: Vec<Option<ServerTls>>,
     /// Per upstream (same index as `config.upstreams`): TLS to its endpoints, when on.
-    pub upstream_tls: Vec<Option<ClientTls>>,
+    /// Shared with the control side's health probes.
+    pub upstream_tls: Vec<Option<Arc<ClientTls>>>,
 }
 
 impl Snapshot {
@@ -76,7 +77,7 @@ impl Snapshot {
             .iter()
             .map(|u| match &u.tls {
                 Some(tls) => ClientTls::compile(tls)
-                    .map(Some)
+                    .map(|tls| Some(Arc::new(tls)))
                     .map_err(|e| format!("upstreams.{}.tls: {e}", u.name)),
                 None => Ok(None),
             })

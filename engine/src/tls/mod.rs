@@ -279,14 +279,19 @@ impl ClientTls {
         })
     }
 
-    /// Runs the client side of a handshake to an endpoint; the caller bounds the time.
-    pub async fn connect(&self, tcp: TcpStream, ip: IpAddr) -> Result<TlsStream, HandshakeError> {
+    /// A client session for the endpoint at `ip` (for a blocking client such as a health
+    /// probe, or for [`ClientTls::connect`]).
+    pub fn session(&self, ip: IpAddr) -> Result<rustls::ClientConnection, rustls::Error> {
         let name = match &self.server_name {
             Some(name) => name.clone(),
             None => ServerName::IpAddress(ip.into()),
         };
-        let session = rustls::ClientConnection::new(self.config.clone(), name)
-            .map_err(HandshakeError::Protocol)?;
+        rustls::ClientConnection::new(self.config.clone(), name)
+    }
+
+    /// Runs the client side of a handshake to an endpoint; the caller bounds the time.
+    pub async fn connect(&self, tcp: TcpStream, ip: IpAddr) -> Result<TlsStream, HandshakeError> {
+        let session = self.session(ip).map_err(HandshakeError::Protocol)?;
         TlsStream::handshake(tcp, session.into()).await
     }
 }
