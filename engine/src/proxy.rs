@@ -2075,3 +2075,21 @@ struct Timeouts {
     /// Longest wait for the client, reading a body or writing a response.
     client: Duration,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::strip_port;
+
+    #[test]
+    fn a_redirect_keeps_the_host_without_its_port() {
+        for (host, bare) in [
+            (&b"api.test:8080"[..], &b"api.test"[..]),
+            (b"api.test", b"api.test"),
+            (b"[::1]:8080", b"[::1]"),
+            (b"[::1]", b"[::1]"),
+            (b"127.0.0.1:80", b"127.0.0.1"),
+        ] {
+            assert_eq!(strip_port(host), bare, "{}", String::from_utf8_lossy(host));
+        }
+    }
+}

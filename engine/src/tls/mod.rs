@@ -295,3 +295,6 @@ impl ClientTls {
         TlsStream::handshake(tcp, session.into()).await
     }
 }
+
+#[cfg(test)]
+mod tests;
