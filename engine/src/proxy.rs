@@ -1325,6 +1325,9 @@ async fn await_request(worker: &Worker, client: &mut Stream, conn: &mut Conn) ->
             if tls.has_buffered() {
                 return true;
             }
+            // Nothing pending: the connection's plaintext buffer and the session's ciphertext
+            // buffers go back while it waits (the next read head takes a pooled one).
+            worker.give_buffer(std::mem::take(&mut conn.buf));
             tls.release_buffers();
             let small = Vec::with_capacity(IDLE_READ_BYTES);
             let (woke, bytes) =
