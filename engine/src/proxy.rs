@@ -490,6 +490,7 @@ async fn exchange(
     };
     let mut pool = PoolReturn {
         addr,
+        tls_identity: up_tls.map_or(0, ClientTls::identity),
         idle_max: upstream.pool_idle_max,
         idle_timeout: Duration::from_millis(upstream.pool_idle_timeout_ms),
     };
@@ -953,6 +954,8 @@ async fn relay_filtered<C: AsyncWriteRent, U: AsyncReadRent>(
 /// Where a finished upstream connection goes back to.
 pub(crate) struct PoolReturn {
     addr: SocketAddr,
+    /// The upstream's TLS identity, 0 when plain (see [`ClientTls::identity`]).
+    tls_identity: u128,
     idle_max: usize,
     idle_timeout: Duration,
 }
@@ -963,7 +966,7 @@ impl PoolReturn {
         worker
             .pools
             .borrow_mut()
-            .put(self.addr, up, self.idle_max, expires_at);
+            .put(self.addr, self.tls_identity, up, self.idle_max, expires_at);
     }
 }
 
@@ -1826,10 +1829,11 @@ pub(crate) async fn upstream_connection(
     tls: Option<&ClientTls>,
     connect_timeout: Duration,
 ) -> Result<(Stream, bool), Failure> {
-    if let Some(stream) = worker
-        .pools
-        .borrow_mut()
-        .take(addr, tls.is_some(), Instant::now())
+    if let Some(stream) =
+        worker
+            .pools
+            .borrow_mut()
+            .take(addr, tls.map_or(0, ClientTls::identity), Instant::now())
     {
         return Ok((stream, true));
     }

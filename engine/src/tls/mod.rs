@@ -227,11 +227,34 @@ fn certified_key(cert: &Certificate) -> Result<(CertifiedKey, Vec<String>), Stri
     Ok((certified, names))
 }
 
+/// The digest behind [`ClientTls::identity`]: SHA-256 over the server name and the CA file's
+/// bytes, each length-prefixed, truncated to 128 bits and kept off 0.
+fn identity(tls: &UpstreamTls) -> u128 {
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut part = |bytes: Option<&[u8]>| match bytes {
+        Some(bytes) => {
+            digest.update(&[1]);
+            digest.update(&(bytes.len() as u64).to_le_bytes());
+            digest.update(bytes);
+        }
+        None => digest.update(&[0]),
+    };
+    part(tls.server_name.as_deref().map(str::as_bytes));
+    part(tls.ca.as_ref().map(|(_, pem)| pem.as_slice()));
+    let sum = digest.finish();
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&sum.as_ref()[..16]);
+    u128::from_le_bytes(first).max(1)
+}
+
 /// An upstream's compiled TLS: what a worker uses to connect to its endpoints.
 pub struct ClientTls {
     config: Arc<rustls::ClientConfig>,
     /// `None`: no SNI; the certificate is verified against the endpoint's IP address.
     server_name: Option<ServerName<'static>>,
+    /// What a connection was verified against (server name and trust anchors), digested: a
+    /// pooled connection is reused only under the same identity (see [`ClientTls::identity`]).
+    identity: u128,
 }
 
 impl ClientTls {
@@ -276,7 +299,16 @@ impl ClientTls {
         Ok(ClientTls {
             config: Arc::new(config),
             server_name,
+            identity: identity(tls),
         })
+    }
+
+    /// Never 0 (which the pools use for plain connections). Two upstreams get the same
+    /// identity exactly when they verify the same way (same server name, same CA bytes, or
+    /// both the system's roots), so a connection verified for one is good for the other, and
+    /// one that was not is never handed over, across upstreams or reloads.
+    pub fn identity(&self) -> u128 {
+        self.identity
     }
 
     /// A client session for the endpoint at `ip` (for a blocking client such as a health

@@ -19,15 +19,18 @@ struct Idle {
 /// The idle connections of one worker.
 #[derive(Default)]
 pub struct Pools {
-    /// Keyed by address and whether the connection is TLS: an upstream switched to TLS by a
-    /// reload must not be handed its old plain connections.
-    by_addr: HashMap<(SocketAddr, bool), VecDeque<Idle>>,
+    /// Keyed by address and TLS identity (0 for plain; else [`ClientTls::identity`]): a
+    /// connection verified for one upstream's CA and server name is never handed to another
+    /// that verifies differently, nor a plain one to an upstream switched to TLS.
+    ///
+    /// [`ClientTls::identity`]: crate::tls::ClientTls::identity
+    by_addr: HashMap<(SocketAddr, u128), VecDeque<Idle>>,
 }
 
 impl Pools {
     /// The most recently returned idle connection to `addr` that has not expired.
-    pub fn take(&mut self, addr: SocketAddr, tls: bool, now: Instant) -> Option<Stream> {
-        let idle = self.by_addr.get_mut(&(addr, tls))?;
+    pub fn take(&mut self, addr: SocketAddr, identity: u128, now: Instant) -> Option<Stream> {
+        let idle = self.by_addr.get_mut(&(addr, identity))?;
         while let Some(conn) = idle.pop_back() {
             if conn.expires_at > now {
                 return Some(conn.stream);
@@ -43,6 +46,7 @@ impl Pools {
     pub fn put(
         &mut self,
         addr: SocketAddr,
+        identity: u128,
         mut stream: Stream,
         idle_max: usize,
         expires_at: Instant,
@@ -54,7 +58,8 @@ impl Pools {
         if let Stream::Tls(tls) = &mut stream {
             tls.release_buffers();
         }
-        let idle = self.by_addr.entry((addr, stream.is_tls())).or_default();
+        debug_assert_eq!(identity == 0, !stream.is_tls());
+        let idle = self.by_addr.entry((addr, identity)).or_default();
         if idle.len() >= idle_max {
             idle.pop_front();
         }
