@@ -6,13 +6,21 @@
 use std::time::Duration;
 
 use crate::compare::{CompareConfig, Kind, Scenario};
-use crate::load::{RunConfig, Target};
-use crate::origin::{Mode, OriginConfig};
+use crate::load::{ConnectionMode, RunConfig, Target};
+use crate::origin::{Mode, OriginConfig, OriginTls};
 
 pub const USAGE: &str = "\
 usage:
-  loadtest run URL [options]      load http://IP:port/path over HTTP/1.1 keep-alive
+  loadtest run URL [options]      load http://IP:port/path or https://… over HTTP/1.1
     -c N                  connections (default 10)
+    --conn MODE           keep-alive: one connect (and TLS handshake) per connection, then
+                          request after request (default); new: a new connection per
+                          request (Connection: close), https with a full handshake each time;
+                          resume: as new, https resuming the session of an earlier one
+                          (TLS 1.3 ticket or 1.2 session)
+    --ca FILE             https: PEM trust anchors the server's certificate must chain to
+                          (required for https)
+    --sni NAME            https: server name sent and verified (default the URL's host)
     -d DURATION           measured time: 10, 10s, 500ms, 2m (default 10s)
     --warmup DURATION     load sent first and not counted (default 0)
     -t N                  threads, each its own io_uring runtime (default 1)
@@ -31,6 +39,8 @@ usage:
     --body-bytes N        fixed: response body size (default 13)
     --delay-ms N          wait before each response (default 100 for slow, else 0)
     --failure-rate F      flaky: share of failed requests (default 0.5)
+    --tls-cert FILE       serve HTTPS with this PEM certificate chain (with --tls-key)
+    --tls-key FILE        its PEM private key
     --threads N           server threads (default 1)
     --cores LIST          pin threads to cores, round-robin
   loadtest compare [options]      coregate, nginx and HAProxy (those found), one worker each,
@@ -38,18 +48,21 @@ usage:
     --coregate PATH       the coregate binary (default: beside loadtest, else on PATH)
     --targets LIST        of origin,coregate,nginx,haproxy (default all; origin always runs)
     --scenarios LIST      small (13-byte body), 16k (16 KiB body) (default small,16k);
+                          https (TLS terminated by each proxy, certificates made for the
+                          run: keep-alive, new full handshakes, resumed handshakes);
                           coregate only: policies (plain vs JWT HS256/ES256 + rate limit),
                           access-log (plain vs access log on)
     -d, --duration D      measured time of each run (default 10s)
     --warmup D            warm-up before each run (default 2s)
-    -c, --connections N   keep-alive connections (default 64)
+    -c, --connections N   connections of each run, kept alive or (https) one per request
+                          (default 64)
     --rate R              open-loop rate (default: half the lowest proxy closed-loop rate)
     --proxy-core LIST     cores of the proxies (default 0)
     --other-cores LIST    cores of the origin and the load generator (default 1)
     --rounds N            rounds of closed- and open-loop runs, targets interleaved,
                           medians reported (default 1)
-    --idle-connections N  idle keep-alive connections for the memory figure, 0 skips
-                          (default 4000)
+    --idle-connections N  idle keep-alive connections for the memory figure, taken with the
+                          first plain-HTTP scenario; 0 skips (default 4000)
     --json                print one JSON object instead of Markdown tables
     --json-file FILE      also write the JSON object to FILE
   loadtest help";
@@ -112,8 +125,17 @@ fn parse_run(args: &mut Args) -> Result<Command, String> {
             "--body-bytes" => cfg.body_bytes = number(&name, &value)?,
             "--rate" => cfg.rate = Some(positive(&name, &value)?),
             "--timeout-ms" => cfg.timeout = Duration::from_millis(number(&name, &value)?),
+            "--conn" => cfg.conn = ConnectionMode::parse(&value)?,
+            "--ca" => cfg.ca = Some(value.into()),
+            "--sni" => cfg.sni = Some(value),
             _ => return Err(format!("unknown option {name} for run")),
         }
+    }
+    if cfg.target.tls && cfg.ca.is_none() {
+        return Err("https needs --ca FILE, the trust anchors of the server".to_owned());
+    }
+    if !cfg.target.tls && (cfg.ca.is_some() || cfg.sni.is_some()) {
+        return Err("--ca and --sni are for https URLs only".to_owned());
     }
     if cfg.connections == 0 || cfg.threads == 0 {
         return Err("-c and -t must be at least 1".to_owned());
@@ -138,6 +160,7 @@ fn parse_origin(args: &mut Args) -> Result<Command, String> {
         None => Mode::Fixed,
     };
     let mut cfg = OriginConfig::new("origin", mode);
+    let (mut cert_file, mut key_file) = (None, None);
     for (name, value) in options {
         match name.as_str() {
             "--mode" => {}
@@ -160,9 +183,19 @@ fn parse_origin(args: &mut Args) -> Result<Command, String> {
             }
             "--threads" => cfg.threads = number(&name, &value)?,
             "--cores" => cfg.cores = cores(&value)?,
+            "--tls-cert" => cert_file = Some(value.into()),
+            "--tls-key" => key_file = Some(value.into()),
             _ => return Err(format!("unknown option {name} for origin")),
         }
     }
+    cfg.tls = match (cert_file, key_file) {
+        (Some(cert_file), Some(key_file)) => Some(OriginTls {
+            cert_file,
+            key_file,
+        }),
+        (None, None) => None,
+        _ => return Err("--tls-cert and --tls-key go together".to_owned()),
+    };
     if cfg.threads == 0 {
         return Err("--threads must be at least 1".to_owned());
     }
@@ -397,6 +430,100 @@ mod tests {
     }
 
     #[test]
+    fn https_run_options() {
+        let Command::Run { cfg, .. } = parse_words(
+            "run https://127.0.0.1:8443/x --ca /tmp/ca.pem --sni api.test --conn resume -c 2",
+        )
+        .unwrap() else {
+            panic!("not a run");
+        };
+        assert!(cfg.target.tls);
+        assert_eq!(cfg.target.addr, "127.0.0.1:8443".parse().unwrap());
+        assert_eq!(cfg.target.host, "127.0.0.1");
+        assert_eq!(cfg.ca, Some("/tmp/ca.pem".into()));
+        assert_eq!(cfg.sni.as_deref(), Some("api.test"));
+        assert_eq!(cfg.conn, ConnectionMode::Resume);
+        // A new connection per request says so.
+        assert_eq!(
+            cfg.request(),
+            b"GET /x HTTP/1.1\r\nHost: 127.0.0.1:8443\r\nConnection: close\r\n\r\n".to_vec()
+        );
+
+        let Command::Run { cfg, .. } =
+            parse_words("run https://[::1]/ --ca=ca.pem --conn=new -H Connection:keep-alive")
+                .unwrap()
+        else {
+            panic!("not a run");
+        };
+        assert_eq!(cfg.target.addr, "[::1]:443".parse().unwrap());
+        assert_eq!(cfg.target.host, "::1");
+        assert_eq!(cfg.sni, None);
+        assert_eq!(cfg.conn, ConnectionMode::New);
+        // A Connection field given with -H wins over the one --conn adds.
+        let request = String::from_utf8(cfg.request()).unwrap();
+        assert!(
+            request.ends_with("\r\nConnection: keep-alive\r\n\r\n"),
+            "{request}"
+        );
+        assert!(!request.contains("close"), "{request}");
+
+        // Plain http takes the connection modes too, and keep-alive is the default.
+        let Command::Run { cfg, .. } = parse_words("run http://127.0.0.1:1/ --conn new").unwrap()
+        else {
+            panic!("not a run");
+        };
+        assert!(!cfg.target.tls);
+        assert_eq!(cfg.conn, ConnectionMode::New);
+        let Command::Run { cfg, .. } = parse_words("run http://127.0.0.1:1/").unwrap() else {
+            panic!("not a run");
+        };
+        assert_eq!(cfg.conn, ConnectionMode::KeepAlive);
+        assert!(!String::from_utf8(cfg.request())
+            .unwrap()
+            .contains("Connection"));
+
+        for (words, why) in [
+            ("run https://127.0.0.1:1/", "--ca"),
+            ("run http://127.0.0.1:1/ --ca ca.pem", "https"),
+            ("run http://127.0.0.1:1/ --sni a.test", "https"),
+            (
+                "run https://127.0.0.1:1/ --ca ca.pem --conn sometimes",
+                "keep-alive, new or resume",
+            ),
+            ("run https://127.0.0.1:1/ --ca", "needs a value"),
+        ] {
+            let error = parse_words(words).unwrap_err();
+            assert!(error.contains(why), "{words}: {error}");
+        }
+    }
+
+    #[test]
+    fn origin_tls_options() {
+        let Command::Origin(cfg) =
+            parse_words("origin --tls-cert /c/server.pem --tls-key=/c/server.key --mode echo")
+                .unwrap()
+        else {
+            panic!("not an origin");
+        };
+        assert_eq!(
+            cfg.tls,
+            Some(OriginTls {
+                cert_file: "/c/server.pem".into(),
+                key_file: "/c/server.key".into(),
+            })
+        );
+        assert_eq!(cfg.mode, Mode::Echo);
+        let Command::Origin(cfg) = parse_words("origin").unwrap() else {
+            panic!("not an origin");
+        };
+        assert_eq!(cfg.tls, None);
+        for words in ["origin --tls-cert c.pem", "origin --tls-key k.pem"] {
+            let error = parse_words(words).unwrap_err();
+            assert!(error.contains("go together"), "{words}: {error}");
+        }
+    }
+
+    #[test]
     fn origin_options() {
         let Command::Origin(cfg) = parse_words(
             "origin --listen 127.0.0.1:9000 --mode slow --name api --threads 2 --cores 1",
@@ -454,6 +581,13 @@ mod tests {
             panic!("not a compare");
         };
         assert_eq!(cfg.scenarios, vec![Scenario::Policies, Scenario::AccessLog]);
+        let Command::Compare { cfg, .. } =
+            parse_words("compare --scenarios https --targets origin,nginx,haproxy").unwrap()
+        else {
+            panic!("not a compare");
+        };
+        assert_eq!(cfg.scenarios, vec![Scenario::Https]);
+        assert_eq!(cfg.targets, vec![Kind::Origin, Kind::Nginx, Kind::Haproxy]);
         for words in [
             "compare --targets envoy",
             "compare --scenarios huge",
@@ -499,5 +633,17 @@ mod tests {
         let target = Target::parse("http://127.0.0.1?q").unwrap();
         assert_eq!(target.addr.port(), 80);
         assert_eq!(target.path, "/?q");
+        assert!(!target.tls);
+        assert_eq!(target.url(), "http://127.0.0.1/?q");
+        let target = Target::parse("https://localhost/a").unwrap();
+        assert!(target.tls);
+        assert_eq!(target.addr.port(), 443);
+        assert_eq!(target.host, "localhost");
+        assert_eq!(target.url(), "https://localhost/a");
+        let target = Target::parse("https://127.0.0.1:8443").unwrap();
+        assert_eq!((target.addr.port(), target.path.as_str()), (8443, "/"));
+        assert!(Target::parse("ftp://127.0.0.1/")
+            .unwrap_err()
+            .contains("https://"));
     }
 }

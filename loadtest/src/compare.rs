@@ -11,8 +11,8 @@
 //! - open-loop runs at one fixed rate for all targets (`rate`, or half of the lowest
 //!   closed-loop throughput among the proxies), with latency taken from the scheduled send
 //!   time (coordinated omission corrected, see [`crate::load`]): p50, p99 and p99.9;
-//! - once, before any load, the resident memory an idle keep-alive connection costs each
-//!   proxy ([`idle`]).
+//! - once, before the load of the first plain-HTTP scenario, the resident memory an idle
+//!   keep-alive connection costs each proxy ([`idle`]).
 //!
 //! The load generator and the origin share the other cores. Rounds of closed-loop runs visit
 //! the targets in turn (starting one further each round), so that a neighbour's noise on a
@@ -20,10 +20,18 @@
 //! give medians over rounds: of throughput, of CPU per request, and the open-loop run of
 //! median p99.
 //!
-//! Scenarios `small` and `16k` run every proxy found. Scenarios `policies` and `access-log`
-//! run coregate only, plain beside variants of itself with a feature on (a JWT verifier and a
-//! rate limit; the access log: see [`policies`]), so that their ratios give the feature's CPU
-//! cost per request.
+//! Scenario `https` has each proxy terminate TLS (TLS 1.2 and 1.3, session tickets and a
+//! session cache on, an ECDSA P-256 certificate for `localhost` from a CA made for the run)
+//! in front of the same plain-HTTP origin, and the origin alone serve HTTPS itself. Besides
+//! the keep-alive runs above it makes closed-loop runs with a new connection per request:
+//! one with full handshakes (`--conn new`) and one resuming sessions (`--conn resume`), each
+//! with the CPU per request of the target and the busy share of the load generator's cores,
+//! which a full handshake loads more than the server (see [`crate::tls`]).
+//!
+//! Scenarios `small`, `16k` and `https` run every proxy found. Scenarios `policies` and
+//! `access-log` run coregate only, plain beside variants of itself with a feature on (a JWT
+//! verifier and a rate limit; the access log: see [`policies`]), so that their ratios give the
+//! feature's CPU cost per request.
 //!
 //! Every process started here lives in its own process group and is killed with it when its
 //! guard drops, on success, error or panic (see [`process`]). All traffic stays on 127.0.0.1.
@@ -43,16 +51,17 @@ use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::load::{self, Latency, RunConfig, Target};
-use crate::origin::{Mode, Origin, OriginConfig};
-use process::{cpu_ns, own_threads_cpu_ns, process_tree};
+use crate::load::{self, ConnectionMode, Latency, RunConfig, Target};
+use crate::origin::{Mode, Origin, OriginConfig, OriginTls};
+use crate::tls::{CertificateFiles, TestCertificates};
+use process::{cpu_ns, own_threads_cpu_ns, process_tree, TempDir};
 use proxies::Proxy;
 
 /// Measured time of each run by default.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 /// Warm-up before each run by default: connections open, pools fill, caches warm.
 pub const DEFAULT_WARMUP: Duration = Duration::from_secs(2);
-/// Keep-alive connections of the load by default.
+/// Connections of the load by default (kept alive, or open at once in the new-connection runs).
 pub const DEFAULT_CONNECTIONS: usize = 64;
 /// Idle connections of the memory measurement by default.
 pub const DEFAULT_IDLE_CONNECTIONS: usize = 4000;
@@ -61,6 +70,11 @@ pub const DEFAULT_RATE_SHARE: f64 = 0.5;
 /// The load generator's delay between the call and the start of its connections
 /// (`load::START_DELAY`), used to line the CPU window up with the measured window.
 const LOAD_START_DELAY: Duration = Duration::from_millis(50);
+/// The names the https scenario's server certificate is for; the load sends the first as
+/// SNI, as a browser would.
+const HTTPS_NAMES: [&str; 2] = ["localhost", "127.0.0.1"];
+/// Prefix of the names of the load generator's threads, whose CPU is read as the load's.
+const LOAD_THREAD_PREFIX: &str = "loadtest-";
 
 /// Origin response bodies compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,14 +88,18 @@ pub enum Scenario {
     Policies,
     /// coregate only, small bodies: plain and with its access log on.
     AccessLog,
+    /// Small bodies over HTTPS, TLS terminated by the proxy: keep-alive, new full handshakes
+    /// and resumed handshakes.
+    Https,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 5] = [
         Scenario::Small,
         Scenario::Body16k,
         Scenario::Policies,
         Scenario::AccessLog,
+        Scenario::Https,
     ];
 
     pub fn name(self) -> &'static str {
@@ -90,6 +108,7 @@ impl Scenario {
             Scenario::Body16k => "16k",
             Scenario::Policies => "policies",
             Scenario::AccessLog => "access-log",
+            Scenario::Https => "https",
         }
     }
 
@@ -104,10 +123,17 @@ impl Scenario {
     /// when found): every proxy for small and 16k, coregate and its variants otherwise.
     pub fn proxies(self) -> &'static [Kind] {
         match self {
-            Scenario::Small | Scenario::Body16k => &[Kind::Coregate, Kind::Nginx, Kind::Haproxy],
+            Scenario::Small | Scenario::Body16k | Scenario::Https => {
+                &[Kind::Coregate, Kind::Nginx, Kind::Haproxy]
+            }
             Scenario::Policies => &[Kind::Coregate, Kind::CoregatePolicies, Kind::CoregateEs256],
             Scenario::AccessLog => &[Kind::Coregate, Kind::CoregateAccessLog],
         }
+    }
+
+    /// Whether the clients speak TLS to the targets.
+    pub fn tls(self) -> bool {
+        self == Scenario::Https
     }
 
     /// Whether it measures coregate against itself rather than against nginx and HAProxy.
@@ -120,7 +146,10 @@ impl Scenario {
             .into_iter()
             .find(|scenario| scenario.name() == name)
             .ok_or_else(|| {
-                format!("unknown scenario {name:?} (expected small, 16k, policies or access-log)")
+                format!(
+                    "unknown scenario {name:?} (expected small, 16k, https, policies or \
+                     access-log)"
+                )
             })
     }
 }
@@ -137,7 +166,8 @@ pub struct CompareConfig {
     pub duration: Duration,
     /// Warm-up before each run. Default [`DEFAULT_WARMUP`].
     pub warmup: Duration,
-    /// Keep-alive connections of the load. Default [`DEFAULT_CONNECTIONS`].
+    /// Connections of the load: kept alive, or (scenario https) open at once when each request
+    /// gets a new one. Default [`DEFAULT_CONNECTIONS`].
     pub connections: usize,
     /// The open-loop rate (requests per second); None takes [`DEFAULT_RATE_SHARE`] of the
     /// lowest closed-loop proxy throughput of the scenario.
@@ -185,6 +215,14 @@ pub struct Measurement {
     pub cpu_ns: u64,
     /// Length of the window over which `cpu_ns` was taken.
     pub window_ns: u64,
+    /// CPU time of the load generator's threads over the same window.
+    pub load_cpu_ns: u64,
+    /// The load generator's threads (one per core).
+    pub load_threads: usize,
+    /// Connections opened for counted requests, and their TLS handshakes, full and resumed.
+    pub connections: u64,
+    pub handshakes_full: u64,
+    pub handshakes_resumed: u64,
 }
 
 impl Measurement {
@@ -201,6 +239,21 @@ impl Measurement {
     pub fn core_share(&self) -> f64 {
         self.cpu_ns as f64 / self.window_ns.max(1) as f64
     }
+
+    /// Share of its cores the load generator used over the window: near 1.0 means the
+    /// generator, not the target, bounded the closed loop.
+    pub fn load_core_share(&self) -> f64 {
+        self.load_cpu_ns as f64 / (self.window_ns.max(1) as f64 * self.load_threads.max(1) as f64)
+    }
+
+    /// Share of the handshakes that resumed a session.
+    pub fn resumed_share(&self) -> f64 {
+        let handshakes = self.handshakes_full + self.handshakes_resumed;
+        if handshakes == 0 {
+            return f64::NAN;
+        }
+        self.handshakes_resumed as f64 / handshakes as f64
+    }
 }
 
 /// All runs against one target in one scenario.
@@ -211,14 +264,33 @@ pub struct TargetResult {
     pub closed: Vec<Measurement>,
     /// Open-loop runs at the scenario's rate, one per round.
     pub open: Vec<Measurement>,
+    /// Scenario https: closed-loop runs with a new connection and a full handshake per
+    /// request, one per round.
+    pub new: Vec<Measurement>,
+    /// Scenario https: closed-loop runs with a new connection per request resuming a session,
+    /// one per round.
+    pub resumed: Vec<Measurement>,
 }
 
 impl TargetResult {
+    fn new(kind: Kind) -> Self {
+        TargetResult {
+            kind,
+            closed: Vec::new(),
+            open: Vec::new(),
+            new: Vec::new(),
+            resumed: Vec::new(),
+        }
+    }
+
     /// The closed-loop run of median throughput (the lower middle one for an even count).
     pub fn closed_median(&self) -> Option<&Measurement> {
-        let mut runs: Vec<&Measurement> = self.closed.iter().collect();
-        runs.sort_by(|a, b| a.throughput_rps.total_cmp(&b.throughput_rps));
-        runs.get(runs.len().saturating_sub(1) / 2).copied()
+        throughput_median(&self.closed)
+    }
+
+    /// The run of `runs` of median throughput (the lower middle one for an even count).
+    pub fn median(runs: &[Measurement]) -> Option<&Measurement> {
+        throughput_median(runs)
     }
 
     /// The open-loop run of median p99 latency (the lower middle one for an even count).
@@ -230,14 +302,21 @@ impl TargetResult {
 
     /// The median of the closed-loop CPU microseconds per request.
     pub fn closed_cpu_us_median(&self) -> Option<f64> {
-        let mut values: Vec<f64> = self
-            .closed
-            .iter()
-            .map(Measurement::cpu_us_per_request)
-            .collect();
-        values.sort_by(f64::total_cmp);
-        values.get(values.len().saturating_sub(1) / 2).copied()
+        cpu_us_median(&self.closed)
     }
+}
+
+fn throughput_median(runs: &[Measurement]) -> Option<&Measurement> {
+    let mut runs: Vec<&Measurement> = runs.iter().collect();
+    runs.sort_by(|a, b| a.throughput_rps.total_cmp(&b.throughput_rps));
+    runs.get(runs.len().saturating_sub(1) / 2).copied()
+}
+
+/// The median of the CPU microseconds per request of `runs`.
+pub fn cpu_us_median(runs: &[Measurement]) -> Option<f64> {
+    let mut values: Vec<f64> = runs.iter().map(Measurement::cpu_us_per_request).collect();
+    values.sort_by(f64::total_cmp);
+    values.get(values.len().saturating_sub(1) / 2).copied()
 }
 
 /// One scenario's results.
@@ -256,6 +335,8 @@ struct RunTarget {
     cpu: CpuSource,
     /// Header fields every request carries.
     headers: Vec<(String, String)>,
+    /// It speaks HTTPS, with a certificate that chains to this CA file.
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy)]
@@ -310,6 +391,8 @@ pub fn run(cfg: &CompareConfig, mut log: impl FnMut(&str)) -> io::Result<Compare
         }
     }
 
+    // The idle-memory measurement speaks plain HTTP: it runs with the first scenario that does.
+    let mut idle_pending = cfg.idle_connections > 0;
     for (index, &scenario) in cfg.scenarios.iter().enumerate() {
         // The proxies of this scenario: the coregate variants run the coregate binary.
         let scenario_programs: Vec<(Kind, PathBuf)> = scenario
@@ -343,23 +426,55 @@ pub fn run(cfg: &CompareConfig, mut log: impl FnMut(&str)) -> io::Result<Compare
         origin_cfg.body_bytes = scenario.body_bytes();
         origin_cfg.threads = cfg.other_cores.len();
         origin_cfg.cores = cfg.other_cores.clone();
-        let origin = Origin::start(origin_cfg)?;
+        let origin = Origin::start(origin_cfg.clone())?;
+
+        // Scenario https: a CA and a server certificate made for this run, and the origin
+        // alone serving HTTPS with them (the proxies stay in front of the plain origin).
+        // Declared before the proxies, so dropped after them.
+        let https = if scenario.tls() {
+            let dir = TempDir::new("https")?;
+            let files = TestCertificates::generate(&HTTPS_NAMES)?.write(dir.path())?;
+            origin_cfg.tls = Some(OriginTls {
+                cert_file: files.cert_file.clone(),
+                key_file: files.key_file.clone(),
+            });
+            let tls_origin = Origin::start(origin_cfg)?;
+            Some((tls_origin, files, dir))
+        } else {
+            None
+        };
+        let certificates: Option<&CertificateFiles> = https.as_ref().map(|(_, files, _)| files);
 
         // Declared after the origin, so dropped before it.
         let mut running: Vec<Proxy> = Vec::new();
         for (kind, program) in &scenario_programs {
-            match proxies::start(*kind, program, origin.addr(), &cfg.proxy_cores) {
+            match proxies::start(
+                *kind,
+                program,
+                origin.addr(),
+                &cfg.proxy_cores,
+                certificates,
+            ) {
                 Ok(proxy) => running.push(proxy),
                 Err(e) => {
-                    log(&format!("{}: not measured: {e}", kind.name()));
+                    log(&format!(
+                        "{} (scenario {}): not measured: {e}",
+                        kind.name(),
+                        scenario.name()
+                    ));
                     if index == 0 {
                         report.skipped.push((*kind, e.to_string()));
+                    } else if !report.skipped.iter().any(|(skipped, _)| skipped == kind) {
+                        report
+                            .skipped
+                            .push((*kind, format!("scenario {}: {e}", scenario.name())));
                     }
                 }
             }
         }
 
-        if index == 0 && cfg.idle_connections > 0 {
+        if idle_pending && !scenario.tls() {
+            idle_pending = false;
             for proxy in running.iter().filter(|p| !p.kind.is_coregate_variant()) {
                 match idle::measure(proxy.child.pid(), proxy.addr, cfg.idle_connections) {
                     Ok(memory) => {
@@ -381,46 +496,74 @@ pub fn run(cfg: &CompareConfig, mut log: impl FnMut(&str)) -> io::Result<Compare
             }
         }
 
+        let ca_file = certificates.map(|files| files.ca_file.clone());
         let mut targets = vec![RunTarget {
             kind: Kind::Origin,
-            addr: origin.addr(),
+            addr: match &https {
+                Some((tls_origin, _, _)) => tls_origin.addr(),
+                None => origin.addr(),
+            },
             cpu: CpuSource::OriginThreads,
             headers: Vec::new(),
+            ca_file: ca_file.clone(),
         }];
         targets.extend(running.iter().map(|proxy| RunTarget {
             kind: proxy.kind,
             addr: proxy.addr,
             cpu: CpuSource::Tree(proxy.child.pid()),
             headers: proxy.headers.clone(),
+            ca_file: ca_file.clone(),
         }));
         let mut results: Vec<TargetResult> = targets
             .iter()
-            .map(|target| TargetResult {
-                kind: target.kind,
-                closed: Vec::new(),
-                open: Vec::new(),
-            })
+            .map(|target| TargetResult::new(target.kind))
             .collect();
 
-        for round in 0..cfg.rounds {
-            for step in 0..targets.len() {
-                let i = (round + step) % targets.len();
-                let m = measure(cfg, &targets[i], None)?;
-                log(&format!(
-                    "{} {} closed round {}/{}: {:.0} req/s, {:.2} us CPU/req, {:.0}% of a core, \
-                     {} errors",
-                    scenario.name(),
-                    targets[i].kind.name(),
-                    round + 1,
-                    cfg.rounds,
-                    m.throughput_rps,
-                    m.cpu_us_per_request(),
-                    m.core_share() * 100.0,
-                    m.errors
-                ));
-                results[i].closed.push(m);
-                check_alive(&mut running)?;
-                empty_access_logs(&running, &mut log);
+        // Closed loops: keep-alive, then (https) new full handshakes and resumed ones.
+        let mut closed_runs = vec![ConnectionMode::KeepAlive];
+        if scenario.tls() {
+            closed_runs.extend([ConnectionMode::New, ConnectionMode::Resume]);
+        }
+        for conn in closed_runs {
+            for round in 0..cfg.rounds {
+                for step in 0..targets.len() {
+                    let i = (round + step) % targets.len();
+                    let m = measure(cfg, &targets[i], None, conn)?;
+                    let handshakes = if conn == ConnectionMode::KeepAlive {
+                        String::new()
+                    } else {
+                        format!(
+                            ", {} connections ({} full, {} resumed handshakes)",
+                            m.connections, m.handshakes_full, m.handshakes_resumed,
+                        )
+                    };
+                    log(&format!(
+                        "{} {} closed{} round {}/{}: {:.0} req/s, {:.2} us CPU/req, {:.0}% of a \
+                         core, load {:.0}% of its cores{handshakes}, {} errors",
+                        scenario.name(),
+                        targets[i].kind.name(),
+                        match conn {
+                            ConnectionMode::KeepAlive => "",
+                            ConnectionMode::New => " new-handshake",
+                            ConnectionMode::Resume => " resumed-handshake",
+                        },
+                        round + 1,
+                        cfg.rounds,
+                        m.throughput_rps,
+                        m.cpu_us_per_request(),
+                        m.core_share() * 100.0,
+                        m.load_core_share() * 100.0,
+                        m.errors
+                    ));
+                    let runs = match conn {
+                        ConnectionMode::KeepAlive => &mut results[i].closed,
+                        ConnectionMode::New => &mut results[i].new,
+                        ConnectionMode::Resume => &mut results[i].resumed,
+                    };
+                    runs.push(m);
+                    check_alive(&mut running)?;
+                    empty_access_logs(&running, &mut log);
+                }
             }
         }
 
@@ -440,7 +583,7 @@ pub fn run(cfg: &CompareConfig, mut log: impl FnMut(&str)) -> io::Result<Compare
         for round in 0..cfg.rounds {
             for step in 0..targets.len() {
                 let i = (round + step) % targets.len();
-                let m = measure(cfg, &targets[i], Some(rate))?;
+                let m = measure(cfg, &targets[i], Some(rate), ConnectionMode::KeepAlive)?;
                 log(&format!(
                     "{} {} open at {rate:.0} req/s round {}/{}: p50 {} us, p99 {} us, \
                      p99.9 {} us, {:.2} us CPU/req, {} errors",
@@ -464,8 +607,9 @@ pub fn run(cfg: &CompareConfig, mut log: impl FnMut(&str)) -> io::Result<Compare
             rate,
             targets: results,
         });
-        // The proxies stop here, then the origin.
+        // The proxies stop here, then the origins and the certificates.
         drop(running);
+        drop(https);
         drop(origin);
     }
     Ok(report)
@@ -521,13 +665,22 @@ fn empty_access_logs(running: &[Proxy], log: &mut impl FnMut(&str)) {
     }
 }
 
-/// One closed-loop (`rate` None) or open-loop run against `target`, with the target's CPU
-/// time read at the start and at the end of the measured window.
-fn measure(cfg: &CompareConfig, target: &RunTarget, rate: Option<f64>) -> io::Result<Measurement> {
+/// One closed-loop (`rate` None) or open-loop run against `target`, with connections used
+/// as `conn` says, and the CPU time of the target and of the load generator read at the start
+/// and at the end of the measured window.
+fn measure(
+    cfg: &CompareConfig,
+    target: &RunTarget,
+    rate: Option<f64>,
+    conn: ConnectionMode,
+) -> io::Result<Measurement> {
+    let tls = target.ca_file.is_some();
     let mut run_cfg = RunConfig::new(Target {
         addr: target.addr,
         authority: target.addr.to_string(),
         path: "/".to_owned(),
+        tls,
+        host: target.addr.ip().to_string(),
     });
     run_cfg.connections = cfg.connections;
     run_cfg.duration = cfg.duration;
@@ -536,6 +689,11 @@ fn measure(cfg: &CompareConfig, target: &RunTarget, rate: Option<f64>) -> io::Re
     run_cfg.cores = cfg.other_cores.clone();
     run_cfg.rate = rate;
     run_cfg.headers = target.headers.clone();
+    run_cfg.conn = conn;
+    run_cfg.ca = target.ca_file.clone();
+    if tls {
+        run_cfg.sni = Some(HTTPS_NAMES[0].to_owned());
+    }
 
     let read_cpu = target.cpu.reader();
     let window_start = Instant::now() + LOAD_START_DELAY + cfg.warmup;
@@ -545,13 +703,19 @@ fn measure(cfg: &CompareConfig, target: &RunTarget, rate: Option<f64>) -> io::Re
         .spawn(move || {
             std::thread::sleep(window_start.saturating_duration_since(Instant::now()));
             let (from, cpu_from) = (Instant::now(), read_cpu());
+            let load_from = own_threads_cpu_ns(LOAD_THREAD_PREFIX);
             std::thread::sleep((from + duration).saturating_duration_since(Instant::now()));
             let cpu_to = read_cpu();
+            let load_to = own_threads_cpu_ns(LOAD_THREAD_PREFIX);
             let window = from.elapsed();
-            (cpu_to.saturating_sub(cpu_from), window)
+            (
+                cpu_to.saturating_sub(cpu_from),
+                load_to.saturating_sub(load_from),
+                window,
+            )
         })?;
     let report = load::run(&run_cfg, |_| {})?;
-    let (cpu_ns, window) = sampler
+    let (cpu_ns, load_cpu_ns, window) = sampler
         .join()
         .map_err(|_| io::Error::other("the CPU sampler panicked"))?;
     let non_2xx: u64 = report
@@ -567,6 +731,11 @@ fn measure(cfg: &CompareConfig, target: &RunTarget, rate: Option<f64>) -> io::Re
         latency: report.latency,
         cpu_ns,
         window_ns: u64::try_from(window.as_nanos()).unwrap_or(u64::MAX),
+        load_cpu_ns,
+        load_threads: report.threads,
+        connections: report.connections_opened,
+        handshakes_full: report.handshakes_full,
+        handshakes_resumed: report.handshakes_resumed,
     })
 }
 
@@ -589,6 +758,11 @@ mod tests {
             },
             cpu_ns,
             window_ns: 10_000_000_000,
+            load_cpu_ns: 5_000_000_000,
+            load_threads: 1,
+            connections: 10,
+            handshakes_full: 1,
+            handshakes_resumed: 3,
         }
     }
 
@@ -597,6 +771,8 @@ mod tests {
         let m = measurement(1000.0, 5_000_000_000);
         assert_eq!(m.cpu_us_per_request(), 500.0);
         assert_eq!(m.core_share(), 0.5);
+        assert_eq!(m.load_core_share(), 0.5);
+        assert_eq!(m.resumed_share(), 0.75);
         let result = TargetResult {
             kind: Kind::Coregate,
             closed: vec![
@@ -605,7 +781,15 @@ mod tests {
                 measurement(200.0, 2_000_000),
             ],
             open: vec![measurement(10.0, 1), measurement(20.0, 2)],
+            new: vec![measurement(50.0, 5_000_000), measurement(70.0, 3_500_000)],
+            resumed: Vec::new(),
         };
+        assert_eq!(
+            TargetResult::median(&result.new).unwrap().throughput_rps,
+            50.0
+        );
+        assert_eq!(cpu_us_median(&result.new), Some(5.0));
+        assert_eq!(TargetResult::median(&result.resumed), None);
         assert_eq!(result.open_median().unwrap().throughput_rps, 10.0);
         assert_eq!(result.closed_median().unwrap().throughput_rps, 200.0);
         assert_eq!(result.closed_cpu_us_median(), Some(1.0));
@@ -617,6 +801,13 @@ mod tests {
         assert_eq!(Scenario::Body16k.body_bytes(), 16384);
         assert_eq!(Scenario::parse("policies"), Ok(Scenario::Policies));
         assert_eq!(Scenario::parse("access-log"), Ok(Scenario::AccessLog));
+        assert_eq!(Scenario::parse("https"), Ok(Scenario::Https));
+        assert!(Scenario::Https.tls() && !Scenario::Https.coregate_only());
+        assert_eq!(Scenario::Https.body_bytes(), 13);
+        assert_eq!(
+            Scenario::Https.proxies(),
+            &[Kind::Coregate, Kind::Nginx, Kind::Haproxy]
+        );
         assert_eq!(Scenario::Policies.body_bytes(), 13);
         assert!(Scenario::Policies.coregate_only() && !Scenario::Small.coregate_only());
         assert_eq!(

@@ -3,7 +3,8 @@
 //! [`origin`] serves the gateway's tests, its `demo` command and benchmarks; [`load`] is the
 //! load generator behind `loadtest run`; [`compare`] runs coregate against nginx and HAProxy
 //! behind `loadtest compare`; [`chunked`] is the streaming chunked-body decoder both
-//! share; [`cli`] and [`signal`] serve the `loadtest` binary, which is glue over them. Nothing
+//! share, and [`tls`] the TLS both speak (rustls with ring, certificates made at run time);
+//! [`cli`] and [`signal`] serve the `loadtest` binary, which is glue over them. Nothing
 //! here is on the gateway's data path, so shared atomic counters are allowed; speed still
 //! matters, since the origin is the floor of every benchmark and the generator must not be the
 //! bottleneck of one.
@@ -15,3 +16,4 @@ pub mod load;
 pub mod origin;
 pub mod runtime;
 pub mod signal;
+pub mod tls;

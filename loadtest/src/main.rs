@@ -64,7 +64,11 @@ fn origin(cfg: OriginConfig) -> std::io::Result<()> {
     let signals = TerminationSignals::block()?;
     let (name, mode) = (cfg.name.clone(), cfg.mode);
     let origin = Origin::start(cfg)?;
-    println!("origin {name} ({mode:?}) listening on {}", origin.addr());
+    let tls = if origin.is_tls() { ", TLS" } else { "" };
+    println!(
+        "origin {name} ({mode:?}{tls}) listening on {}",
+        origin.addr()
+    );
     std::io::stdout().flush()?;
     let signal = signals.wait()?;
     origin.stop();

@@ -1,7 +1,8 @@
-//! `loadtest compare` end to end in a tiny configuration against coregate only: the Markdown
+//! `loadtest compare` end to end in tiny configurations: against coregate only (the Markdown
 //! table has a coregate row with requests per second above zero, and no proxy outlives the
-//! run. Needs the coregate binary: COREGATE_BIN, else ../target/debug/coregate; without
-//! either the test prints a note and passes.
+//! run), and the https scenario against the origin alone (and coregate). Needs the coregate
+//! binary: COREGATE_BIN, else ../target/debug/coregate; without either the coregate tests
+//! print a note and pass, and the https one measures the origin alone.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -168,4 +169,89 @@ fn compare_runs_the_coregate_only_scenarios() {
         stderr.contains("access log: "),
         "the log was written: {stderr}"
     );
+}
+
+/// The cell values of every table row whose first cell is `name`.
+fn rows<'a>(markdown: &'a str, name: &str) -> Vec<Vec<&'a str>> {
+    markdown
+        .lines()
+        .map(|line| {
+            line.trim()
+                .trim_matches('|')
+                .split('|')
+                .map(str::trim)
+                .collect::<Vec<_>>()
+        })
+        .filter(|cells| cells.first() == Some(&name))
+        .collect()
+}
+
+/// Scenario https with the origin alone serving HTTPS (and coregate terminating TLS when its
+/// binary is there): certificates made for the run, keep-alive, new and resumed handshakes,
+/// no errors. Needs neither nginx nor HAProxy.
+#[test]
+fn compare_runs_the_https_scenario() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (proxy_core, other_cores) = if cores >= 2 { ("0", "1") } else { ("0", "0") };
+    let mut command = Command::new(BINARY);
+    command.arg("compare");
+    match coregate_binary() {
+        Some(coregate) => command
+            .arg("--coregate")
+            .arg(coregate)
+            .args(["--targets", "origin,coregate"]),
+        None => command.args(["--targets", "origin"]),
+    };
+    let output = command
+        .args([
+            "--scenarios",
+            "https",
+            "--duration",
+            "300ms",
+            "--warmup",
+            "100ms",
+            "--connections",
+            "4",
+            "--idle-connections",
+            "0",
+            "--proxy-core",
+            proxy_core,
+            "--other-cores",
+            other_cores,
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("#### Scenario https"), "{stdout}");
+
+    let origin = rows(&stdout, "origin alone¹");
+    // The keep-alive row, then the full and resumed handshake rows.
+    assert_eq!(origin.len(), 3, "{stdout}");
+    let rps = |cell: &str| cell.parse::<f64>().unwrap_or_else(|_| panic!("{stdout}"));
+    assert!(rps(origin[0][1]) > 0.0, "{stdout}");
+    for cells in &origin {
+        assert_eq!(cells.last(), Some(&"0"), "no errors: {stdout}");
+    }
+    assert_eq!(origin[1][1], "full", "{stdout}");
+    assert!(rps(origin[1][2]) > 0.0, "{stdout}");
+    assert_eq!(origin[1][6], "0 %", "nothing resumed: {stdout}");
+    assert_eq!(origin[2][1], "resumed", "{stdout}");
+    assert!(rps(origin[2][2]) > 0.0, "{stdout}");
+    assert_ne!(origin[2][6], "0 %", "sessions resumed: {stdout}");
+    // A coregate that terminates TLS is measured like the origin; one that does not is
+    // reported as not measured.
+    let coregate = rows(&stdout, "coregate");
+    if coregate.is_empty() {
+        assert!(
+            stderr.contains("not measured") || !stderr.contains("coregate"),
+            "{stderr}"
+        );
+    } else {
+        assert_eq!(coregate.len(), 3, "{stdout}");
+        for cells in &coregate {
+            assert_eq!(cells.last(), Some(&"0"), "no errors: {stdout}");
+        }
+    }
 }

@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::thread;
 use std::time::Duration;
 
-use coregate_loadtest::load::{self, Report, RunConfig, Target};
+use coregate_loadtest::load::{self, ConnectionMode, Report, RunConfig, Target};
 use coregate_loadtest::origin::{Mode, Origin, OriginConfig};
 
 fn origin(mode: Mode, tweak: impl FnOnce(&mut OriginConfig)) -> Origin {
@@ -40,6 +40,7 @@ fn closed_loop_keeps_connections_alive() {
     assert!(report.latency.p50_us > 0 && report.latency.max_us >= report.latency.p99_us);
     assert!(report.bytes_read >= report.responses * 13);
     assert_eq!(origin.connections_accepted(), 4);
+    assert_eq!(report.connections_opened, 4);
     assert!(origin.requests() >= report.responses);
 
     let json = report.json();
@@ -130,6 +131,29 @@ fn chunked_close_delimited_and_bodyless_responses_are_read() {
         } else {
             assert_eq!(accepted, 4, "{query}");
         }
+    }
+}
+
+#[test]
+fn new_connection_per_request_over_plain_http() {
+    for mode in [ConnectionMode::New, ConnectionMode::Resume] {
+        let origin = origin(Mode::Fixed, |_| {});
+        let mut cfg = config(&format!("http://{}/", origin.addr()), 300);
+        cfg.conn = mode;
+        let report = run(&cfg);
+        assert!(report.responses > 0, "{}", report.text());
+        assert_eq!(report.errors.total(), 0, "{}", report.text());
+        // One connection per request; a request cut short by the end of the run may have
+        // opened one too.
+        let opened = report.connections_opened;
+        assert!(
+            (report.responses..=report.responses + 4).contains(&opened),
+            "{}",
+            report.text()
+        );
+        assert!(origin.connections_accepted() >= opened);
+        assert_eq!((report.handshakes_full, report.handshakes_resumed), (0, 0));
+        assert_eq!(report.json()["conn"], mode.name());
     }
 }
 

@@ -7,7 +7,10 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
-use super::{CompareConfig, IdleMemory, Kind, Measurement, Scenario, ScenarioResult, TargetResult};
+use super::{
+    cpu_us_median, CompareConfig, IdleMemory, Kind, Measurement, Scenario, ScenarioResult,
+    TargetResult,
+};
 
 /// Everything a comparison measured, with what it ran on.
 #[derive(Debug, Clone)]
@@ -188,6 +191,15 @@ fn scenario_markdown(out: &mut String, scenario: &ScenarioResult, rounds: usize)
                  included).\n"
             );
         }
+        Scenario::Https => {
+            let _ = writeln!(
+                out,
+                "Each proxy terminates TLS (TLS 1.2 and 1.3, an ECDSA P-256 certificate, session \
+                 tickets and a session cache on) in front of the plain-HTTP origin; the origin \
+                 alone serves HTTPS itself (rustls). This table: keep-alive connections, one \
+                 handshake each; the next: a new connection per request.\n"
+            );
+        }
         Scenario::Small | Scenario::Body16k => {}
     }
     let _ = writeln!(
@@ -239,15 +251,101 @@ fn scenario_markdown(out: &mut String, scenario: &ScenarioResult, rounds: usize)
         "\n¹ The origin's own threads, on the load generator's cores; for the proxies, every \
          thread of every process of the proxy."
     );
+    if scenario.scenario.tls() {
+        handshake_markdown(out, scenario, rounds);
+    }
     for peer in [Kind::Nginx, Kind::Haproxy] {
         let Some(line) = ratio_line(scenario, peer) else {
             continue;
         };
         let _ = writeln!(out, "\n{line}");
+        if let Some(line) = handshake_ratio_line(scenario, peer) {
+            let _ = writeln!(out, "\n{line}");
+        }
     }
     for line in variant_lines(scenario) {
         let _ = writeln!(out, "\n{line}");
     }
+}
+
+/// The https scenario's runs with a new connection per request: a row per target and kind
+/// of handshake.
+fn handshake_markdown(out: &mut String, scenario: &ScenarioResult, rounds: usize) {
+    let _ = writeln!(
+        out,
+        "\n#### Scenario https: a new connection per request, closed loop\n\n\
+         `full`: a full handshake every time (the client keeps no session); `resumed`: each \
+         connection resumes a session of an earlier one (TLS 1.3 ticket or TLS 1.2 session). \
+         *load busy* is the share of its cores the load generator used: near 100 % the \
+         generator, not the target, bounded the throughput (its CPU per request stays \
+         comparable).\n"
+    );
+    let _ = writeln!(
+        out,
+        "| target | handshakes | req/s (closed) | CPU µs/req | core busy | load busy | resumed \
+         | errors |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|");
+    for target in &scenario.targets {
+        for (label, runs) in [("full", &target.new), ("resumed", &target.resumed)] {
+            let Some(m) = TargetResult::median(runs) else {
+                continue;
+            };
+            let name = if target.kind == Kind::Origin {
+                "origin alone¹".to_owned()
+            } else {
+                target.kind.name().to_owned()
+            };
+            let throughput = if rounds > 1 {
+                let (low, high) = range(runs);
+                format!("{:.0} ({low:.0}–{high:.0})", m.throughput_rps)
+            } else {
+                format!("{:.0}", m.throughput_rps)
+            };
+            let errors: u64 = runs.iter().map(|m| m.errors).sum();
+            let _ = writeln!(
+                out,
+                "| {name} | {label} | {throughput} | {:.2} | {:.0} % | {:.0} % | {:.0} % | \
+                 {errors} |",
+                cpu_us_median(runs).unwrap_or(f64::NAN),
+                m.core_share() * 100.0,
+                m.load_core_share() * 100.0,
+                m.resumed_share() * 100.0,
+            );
+        }
+    }
+}
+
+/// coregate against `peer` with a new connection per request: CPU per request and
+/// throughput, full and resumed handshakes.
+fn handshake_ratio_line(scenario: &ScenarioResult, peer: Kind) -> Option<String> {
+    let find = |kind| scenario.targets.iter().find(|t| t.kind == kind);
+    let ours = find(Kind::Coregate)?;
+    let theirs = find(peer)?;
+    let mut parts = Vec::new();
+    for (label, a, b) in [
+        ("full handshakes", &ours.new, &theirs.new),
+        ("resumed handshakes", &ours.resumed, &theirs.resumed),
+    ] {
+        let (Some(cpu_a), Some(cpu_b)) = (cpu_us_median(a), cpu_us_median(b)) else {
+            continue;
+        };
+        let (Some(ma), Some(mb)) = (TargetResult::median(a), TargetResult::median(b)) else {
+            continue;
+        };
+        parts.push(format!(
+            "{label}: CPU per request {:.2}×, throughput {:.2}×",
+            cpu_a / cpu_b,
+            ma.throughput_rps / mb.throughput_rps
+        ));
+    }
+    (!parts.is_empty()).then(|| {
+        format!(
+            "coregate / {}, new connection per request: {}",
+            peer.name(),
+            parts.join("; ")
+        )
+    })
 }
 
 /// Each coregate variant against plain coregate: ratios, and the CPU difference in µs.
@@ -283,12 +381,14 @@ fn cpu_difference_us(variant: &TargetResult, plain: &TargetResult) -> Option<f64
 }
 
 fn throughput_range(target: &TargetResult) -> (f64, f64) {
-    target
-        .closed
-        .iter()
-        .fold((f64::INFINITY, 0.0), |(low, high), m| {
-            (low.min(m.throughput_rps), high.max(m.throughput_rps))
-        })
+    range(&target.closed)
+}
+
+/// The lowest and highest throughput of `runs`.
+fn range(runs: &[Measurement]) -> (f64, f64) {
+    runs.iter().fold((f64::INFINITY, 0.0), |(low, high), m| {
+        (low.min(m.throughput_rps), high.max(m.throughput_rps))
+    })
 }
 
 /// coregate against `peer`: CPU per request, throughput and tail latency as ratios.
@@ -343,6 +443,10 @@ fn measurement_json(m: &Measurement) -> Value {
         "window_ns": m.window_ns,
         "cpu_us_per_request": m.cpu_us_per_request(),
         "core_share": m.core_share(),
+        "load_cpu_ns": m.load_cpu_ns,
+        "load_core_share": m.load_core_share(),
+        "connections_opened": m.connections,
+        "handshakes": { "full": m.handshakes_full, "resumed": m.handshakes_resumed },
         "latency_us": {
             "p50": m.latency.p50_us,
             "p90": m.latency.p90_us,
@@ -379,7 +483,13 @@ fn scenario_json(scenario: &ScenarioResult) -> Value {
     }
     if let Some(ours) = find(Kind::Coregate) {
         for peer in [Kind::Nginx, Kind::Haproxy] {
-            if let Some(r) = find(peer).and_then(|theirs| ratios(ours, theirs)) {
+            let Some(theirs) = find(peer) else {
+                continue;
+            };
+            if let Some(r) = ratios(ours, theirs) {
+                let cpu_ratio = |a: &[Measurement], b: &[Measurement]| {
+                    Some(cpu_us_median(a)? / cpu_us_median(b)?)
+                };
                 ratios_json.insert(
                     format!("coregate_vs_{}", peer.name()),
                     json!({
@@ -387,6 +497,8 @@ fn scenario_json(scenario: &ScenarioResult) -> Value {
                         "throughput": r.throughput,
                         "p99": r.p99,
                         "p99_9": r.p999,
+                        "new_cpu_per_request": cpu_ratio(&ours.new, &theirs.new),
+                        "resumed_cpu_per_request": cpu_ratio(&ours.resumed, &theirs.resumed),
                     }),
                 );
             }
@@ -402,6 +514,13 @@ fn scenario_json(scenario: &ScenarioResult) -> Value {
             "closed_median_cpu_us_per_request": t.closed_cpu_us_median(),
             "closed": t.closed.iter().map(measurement_json).collect::<Vec<_>>(),
             "open": t.open.iter().map(measurement_json).collect::<Vec<_>>(),
+            "new_median_throughput_rps": TargetResult::median(&t.new).map(|m| m.throughput_rps),
+            "new_median_cpu_us_per_request": cpu_us_median(&t.new),
+            "resumed_median_throughput_rps":
+                TargetResult::median(&t.resumed).map(|m| m.throughput_rps),
+            "resumed_median_cpu_us_per_request": cpu_us_median(&t.resumed),
+            "new": t.new.iter().map(measurement_json).collect::<Vec<_>>(),
+            "resumed": t.resumed.iter().map(measurement_json).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "ratios": ratios_json,
     })

@@ -1,9 +1,10 @@
-//! One load-generator connection: writes a prebuilt request and reads the response, with
-//! Content-Length, chunked or close-delimited framing (RFC 9112 §6.3), skipping interim 1xx
-//! responses.
+//! One load-generator connection, over plain TCP or TLS: writes a prebuilt request and reads
+//! the response, with Content-Length, chunked or close-delimited framing (RFC 9112 §6.3),
+//! skipping interim 1xx responses.
 //!
 //! Owns one reused read buffer; the request is a shared `Bytes` written with one write, and
-//! response bodies are counted and dropped, never kept. Nothing is allocated per request.
+//! response bodies are counted and dropped, never kept. Nothing is allocated per request on a
+//! kept-alive connection; a new connection costs its buffers (and, with TLS, its session).
 
 use std::io;
 use std::mem;
@@ -13,6 +14,7 @@ use bytes::Bytes;
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
+use monoio_rustls::ClientTlsStream;
 
 use super::stats::ErrorKind;
 use crate::chunked::ChunkedDecoder;
@@ -40,8 +42,22 @@ enum Framing {
     Close,
 }
 
+/// The byte stream under a connection.
+enum Stream {
+    Plain(TcpStream),
+    /// Boxed: the TLS session and its buffers are far larger than a socket.
+    Tls(Box<ClientTlsStream<TcpStream>>),
+}
+
+/// Opens a TCP connection for requests: Nagle off, since requests are single writes.
+pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect_addr(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
 pub struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
     /// Start of the unconsumed bytes in `buf`.
     start: usize,
@@ -50,16 +66,23 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub async fn open(addr: SocketAddr) -> io::Result<Connection> {
-        let stream = TcpStream::connect_addr(addr).await?;
-        // Requests are single writes; Nagle would only delay them.
-        stream.set_nodelay(true)?;
-        Ok(Connection {
+    /// A connection over plain TCP.
+    pub fn plain(stream: TcpStream) -> Connection {
+        Connection::new(Stream::Plain(stream))
+    }
+
+    /// A connection over TLS, its handshake done.
+    pub fn tls(stream: ClientTlsStream<TcpStream>) -> Connection {
+        Connection::new(Stream::Tls(Box::new(stream)))
+    }
+
+    fn new(stream: Stream) -> Connection {
+        Connection {
             stream,
             buf: Vec::with_capacity(READ_BUF_BYTES),
             start: 0,
             bytes_read: 0,
-        })
+        }
     }
 
     /// Bytes read from the server since the last call.
@@ -74,7 +97,10 @@ impl Connection {
         request: Bytes,
         head_request: bool,
     ) -> Result<Response, ErrorKind> {
-        let (written, _) = self.stream.write_all(request).await;
+        let (written, _) = match &mut self.stream {
+            Stream::Plain(stream) => stream.write_all(request).await,
+            Stream::Tls(stream) => stream.write_all(request).await,
+        };
         written.map_err(|_| ErrorKind::Write)?;
         loop {
             let head = self.read_head().await?;
@@ -227,7 +253,10 @@ impl Connection {
         let buf = mem::take(&mut self.buf);
         let filled = buf.len();
         debug_assert!(filled < buf.capacity(), "fill needs free space");
-        let (result, buf) = self.stream.read(buf.slice_mut(filled..)).await;
+        let (result, buf) = match &mut self.stream {
+            Stream::Plain(stream) => stream.read(buf.slice_mut(filled..)).await,
+            Stream::Tls(stream) => stream.read(buf.slice_mut(filled..)).await,
+        };
         self.buf = buf.into_inner();
         let read = result.map_err(|_| ErrorKind::Read)?;
         self.bytes_read += read as u64;

@@ -1,8 +1,15 @@
-//! The load generator behind `loadtest run`: HTTP/1.1 over plain TCP, keep-alive, closed or
-//! open loop, from `threads` OS threads each running its own monoio runtime.
+//! The load generator behind `loadtest run`: HTTP/1.1 over plain TCP or TLS, closed or open
+//! loop, from `threads` OS threads each running its own monoio runtime.
 //!
+//! - Connections ([`ConnectionMode`]): kept alive (one connect and handshake each, then
+//!   request after request), or a new one per request (`Connection: close` sent, the
+//!   connection dropped after the response): with https, either a full handshake every time
+//!   (no session kept) or a resumption of the session of an earlier connection (a TLS 1.3
+//!   ticket or a TLS 1.2 session). Each thread has its own TLS client and session cache; see
+//!   [`crate::tls`] for what a handshake costs the generator.
 //! - Closed loop: each connection sends its next request as soon as the previous response
-//!   has ended. Latency runs from the write of the request to the end of the response.
+//!   has ended. Latency runs from the write of the request to the end of the response (from
+//!   the start of the connect, with a new connection per request).
 //! - Open loop (`rate`): each connection sends on a fixed schedule, `connections / rate`
 //!   seconds apart, the connections' schedules interleaved. Latency runs from the *scheduled*
 //!   send time, as wrk2 measures, so a server that stalls is charged for the requests that
@@ -24,6 +31,9 @@
 //! pinned to core 1, a one-thread Fixed origin pinned to core 0, 50 keep-alive connections,
 //! alternating 5 s runs): 5.4-5.9 µs of CPU per request against wrk's 6.3-7.3 µs, and 1.1 to
 //! 1.3 times wrk's throughput.
+//!
+//! Failed requests are counted by [`ErrorKind`], a failed or timed-out TLS handshake as its
+//! own kind; connections opened and handshakes (full or resumed) are counted beside them.
 
 mod client;
 mod report;
@@ -36,6 +46,7 @@ use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::Range;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -44,6 +55,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::runtime::{self, Driver};
+use crate::tls::{ClientSessions, ClientSetup, Handshake, TlsClient};
 use client::Connection;
 
 /// Default connections.
@@ -54,15 +66,15 @@ pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time given to the threads to build their runtimes before the run starts together.
 const START_DELAY: Duration = Duration::from_millis(50);
-/// Pause before reconnecting after a failed connect in the closed loop, so that a refused
-/// port is not hammered in a tight loop.
+/// Pause before reconnecting after a failed connect or handshake in the closed loop, so that
+/// a refused port or a misconfigured server is not hammered in a tight loop.
 const CONNECT_RETRY_BACKOFF: Duration = Duration::from_millis(10);
 /// Interval of the progress callback.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 /// How often a thread copies its counts to its [`ThreadProgress`].
 const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Where requests go: an `http://host:port/path` URL resolved once at start.
+/// Where requests go: an `http://` or `https://host:port/path` URL resolved once at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub addr: SocketAddr,
@@ -70,15 +82,25 @@ pub struct Target {
     pub authority: String,
     /// The path and query, sent as the request target.
     pub path: String,
+    /// An https URL: requests go over TLS.
+    pub tls: bool,
+    /// The URL's host without port or brackets: the default TLS server name.
+    pub host: String,
 }
 
 impl Target {
-    /// Parses `http://host[:port][/path]`; the host may be an IP address, `[v6]`, or a name
-    /// that resolves (once, here).
+    /// Parses `http[s]://host[:port][/path]`; the host may be an IP address, `[v6]`, or a
+    /// name that resolves (once, here). The port defaults to 80, or 443 for https.
     pub fn parse(url: &str) -> Result<Target, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("{url}: only http:// URLs are supported"))?;
+        let (rest, tls) = if let Some(rest) = url.strip_prefix("http://") {
+            (rest, false)
+        } else if let Some(rest) = url.strip_prefix("https://") {
+            (rest, true)
+        } else {
+            return Err(format!(
+                "{url}: only http:// and https:// URLs are supported"
+            ));
+        };
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -91,14 +113,17 @@ impl Target {
         } else {
             path.to_owned()
         };
-        let has_port = match authority.rfind(':') {
-            Some(colon) => !authority[colon..].contains(']'),
-            None => false,
+        let port_colon = match authority.rfind(':') {
+            Some(colon) if !authority[colon..].contains(']') => Some(colon),
+            _ => None,
         };
-        let with_port = if has_port {
-            authority.to_owned()
-        } else {
-            format!("{authority}:80")
+        let host = match port_colon {
+            Some(colon) => &authority[..colon],
+            None => authority,
+        };
+        let with_port = match port_colon {
+            Some(_) => authority.to_owned(),
+            None => format!("{authority}:{}", if tls { 443 } else { 80 }),
         };
         let addr = with_port
             .to_socket_addrs()
@@ -109,6 +134,53 @@ impl Target {
             addr,
             authority: authority.to_owned(),
             path,
+            tls,
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+        })
+    }
+
+    /// The URL again, from its parts.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}{}", self.authority, self.path)
+    }
+}
+
+/// How requests use connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionMode {
+    /// One connection (and one handshake) per connection slot, kept alive for request after
+    /// request.
+    KeepAlive,
+    /// A new connection per request, with a full TLS handshake: no session is kept.
+    New,
+    /// A new connection per request, resuming the TLS session of an earlier one (for plain
+    /// http, the same as `New`).
+    Resume,
+}
+
+impl ConnectionMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnectionMode::KeepAlive => "keep-alive",
+            ConnectionMode::New => "new",
+            ConnectionMode::Resume => "resume",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<ConnectionMode, String> {
+        [
+            ConnectionMode::KeepAlive,
+            ConnectionMode::New,
+            ConnectionMode::Resume,
+        ]
+        .into_iter()
+        .find(|mode| mode.name() == name)
+        .ok_or_else(|| {
+            format!("unknown connection mode {name:?} (expected keep-alive, new or resume)")
         })
     }
 }
@@ -137,6 +209,12 @@ pub struct RunConfig {
     /// A request without a complete response this long after it was sent is a timeout.
     /// Default [`DEFAULT_TIMEOUT`].
     pub timeout: Duration,
+    /// Keep-alive (the default) or a new connection per request.
+    pub conn: ConnectionMode,
+    /// https: the PEM file of the trust anchors the server's certificate must chain to.
+    pub ca: Option<PathBuf>,
+    /// https: the server name sent (SNI) and verified; default the URL's host.
+    pub sni: Option<String>,
 }
 
 impl RunConfig {
@@ -154,6 +232,9 @@ impl RunConfig {
             body_bytes: 0,
             rate: None,
             timeout: DEFAULT_TIMEOUT,
+            conn: ConnectionMode::KeepAlive,
+            ca: None,
+            sni: None,
         }
     }
 
@@ -169,6 +250,15 @@ impl RunConfig {
         }
         for (name, value) in &self.headers {
             request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        // RFC 9112 §9.6: a client that will not send another request on the connection says
+        // so, and the server closes it after the response.
+        let has_connection = self
+            .headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("connection"));
+        if self.conn != ConnectionMode::KeepAlive && !has_connection {
+            request.push_str("Connection: close\r\n");
         }
         // RFC 9110 §8.6: a POST or PUT without a body still says so.
         let sends_length =
@@ -210,6 +300,10 @@ struct ThreadProgress {
 /// What every thread of a run shares, fixed at start.
 struct Plan {
     addr: SocketAddr,
+    /// https: what each thread builds its TLS client from.
+    tls: Option<ClientSetup>,
+    /// Drop the connection after every response.
+    new_connections: bool,
     request: Bytes,
     head_request: bool,
     /// The start of the run: connections open, warm-up begins.
@@ -237,11 +331,27 @@ pub fn run(cfg: &RunConfig, mut on_progress: impl FnMut(&Progress)) -> io::Resul
             return Err(invalid("the rate must be a positive number"));
         }
     }
+    let tls = if cfg.target.tls {
+        let ca = cfg
+            .ca
+            .as_deref()
+            .ok_or_else(|| invalid("https needs the trust anchors of the server (--ca FILE)"))?;
+        let server_name = cfg.sni.as_deref().unwrap_or(&cfg.target.host);
+        let sessions = match cfg.conn {
+            ConnectionMode::New => ClientSessions::Forget,
+            ConnectionMode::KeepAlive | ConnectionMode::Resume => ClientSessions::Resume,
+        };
+        Some(ClientSetup::new(ca, server_name, sessions)?)
+    } else {
+        None
+    };
     let threads = cfg.threads.clamp(1, cfg.connections);
     let start = Instant::now() + START_DELAY;
     let measure_from = start + cfg.warmup;
     let plan = Arc::new(Plan {
         addr: cfg.target.addr,
+        tls,
+        new_connections: cfg.conn != ConnectionMode::KeepAlive,
         request: Bytes::from(cfg.request()),
         head_request: cfg.method == "HEAD",
         start,
@@ -319,8 +429,12 @@ fn run_thread(
         core_affinity::set_for_current(core_affinity::CoreId { id });
     }
     let (mut runtime, driver) = runtime::build()?;
+    let tls = match &plan.tls {
+        Some(setup) => Some(setup.client(connections.len())?),
+        None => None,
+    };
     runtime.block_on(async move {
-        let local = Rc::new(Local::default());
+        let local = Rc::new(Local::new(tls));
         monoio::time::sleep_until(monoio::time::Instant::from_std(plan.start)).await;
         let tasks: Vec<_> = connections
             .map(|connection| {
@@ -359,15 +473,38 @@ fn run_thread(
 }
 
 /// What the connections of one thread share.
-#[derive(Default)]
 struct Local {
     stats: RefCell<Stats>,
     /// Responses and errors so far, warm-up included, for progress lines.
     responses: Cell<u64>,
     errors: Cell<u64>,
+    /// https: this thread's TLS client.
+    tls: Option<TlsClient>,
 }
 
 impl Local {
+    fn new(tls: Option<TlsClient>) -> Self {
+        Local {
+            stats: RefCell::default(),
+            responses: Cell::new(0),
+            errors: Cell::new(0),
+            tls,
+        }
+    }
+
+    fn connected(&self, counted: bool, handshake: Option<Handshake>) {
+        if !counted {
+            return;
+        }
+        let mut stats = self.stats.borrow_mut();
+        stats.connections += 1;
+        match handshake {
+            Some(Handshake::Full) => stats.handshakes_full += 1,
+            Some(Handshake::Resumed) => stats.handshakes_resumed += 1,
+            None => {}
+        }
+    }
+
     fn response(&self, counted: bool, status: u16, latency: Duration) {
         self.responses.set(self.responses.get() + 1);
         if counted {
@@ -391,10 +528,22 @@ impl Local {
     }
 }
 
+/// What a request was doing when it timed out.
+#[derive(Clone, Copy)]
+enum Phase {
+    Connect,
+    Handshake,
+    Exchange,
+}
+
 /// Sends one request on `connection`, opening it first when there is none, and gives up at
-/// `deadline`. Returns the response and when the request was written (after any connect),
-/// or None when the end of the run cut the request short. The connection is dropped after
-/// an error or a response that closes it. `counted`: the bytes read go into the report.
+/// `deadline`. Returns the response and when the request began: when it was written (after
+/// any reconnect) on kept-alive connections, when its connect began when each request gets a
+/// new connection, whose connect and handshake are then part of its latency. None when the
+/// end of the run cut the request short. The connection is
+/// dropped after an error, after a response that closes it, and after every response when
+/// each request gets a new connection. `counted`: the bytes read and the connection opened
+/// go into the report.
 async fn exchange(
     plan: &Plan,
     local: &Local,
@@ -402,19 +551,34 @@ async fn exchange(
     deadline: Instant,
     counted: bool,
 ) -> Option<Result<(client::Response, Instant), ErrorKind>> {
-    let connecting = Cell::new(false);
+    let phase = Cell::new(Phase::Exchange);
     let attempt = async {
+        let began = Instant::now();
         if connection.is_none() {
-            connecting.set(true);
-            let opened = Connection::open(plan.addr)
+            phase.set(Phase::Connect);
+            let tcp = client::connect(plan.addr)
                 .await
                 .map_err(|_| ErrorKind::Connect)?;
-            connecting.set(false);
+            let (opened, handshake) = match &local.tls {
+                Some(tls) => {
+                    phase.set(Phase::Handshake);
+                    let (stream, handshake) =
+                        tls.connect(tcp).await.map_err(|_| ErrorKind::Handshake)?;
+                    (Connection::tls(stream), Some(handshake))
+                }
+                None => (Connection::plain(tcp), None),
+            };
+            phase.set(Phase::Exchange);
+            local.connected(counted, handshake);
             *connection = Some(opened);
         }
         match connection {
             Some(open) => {
-                let sent = Instant::now();
+                let sent = if plan.new_connections {
+                    began
+                } else {
+                    Instant::now()
+                };
                 let result = open.exchange(plan.request.clone(), plan.head_request).await;
                 local.bytes_read(counted, open);
                 result.map(|response| (response, sent))
@@ -426,10 +590,14 @@ async fn exchange(
     let result = match monoio::time::timeout_at(deadline_monoio, attempt).await {
         Ok(result) => result,
         Err(_) if deadline >= plan.end => return None,
-        Err(_) if connecting.get() => Err(ErrorKind::Connect),
-        Err(_) => Err(ErrorKind::Timeout),
+        Err(_) => Err(match phase.get() {
+            Phase::Connect => ErrorKind::Connect,
+            Phase::Handshake => ErrorKind::Handshake,
+            Phase::Exchange => ErrorKind::Timeout,
+        }),
     };
-    if !matches!(result, Ok((response, _)) if response.keep_alive) {
+    let keep = matches!(result, Ok((response, _)) if response.keep_alive);
+    if !keep || plan.new_connections {
         // Also after a timeout, whose cancelled read took the connection's buffer with it.
         *connection = None;
     }
@@ -453,7 +621,7 @@ async fn closed_loop(plan: &Plan, local: &Local) {
             Ok((response, sent)) => local.response(counted, response.status, sent.elapsed()),
             Err(kind) => {
                 local.error(counted, kind);
-                if kind == ErrorKind::Connect {
+                if matches!(kind, ErrorKind::Connect | ErrorKind::Handshake) {
                     monoio::time::sleep(CONNECT_RETRY_BACKOFF).await;
                 }
             }

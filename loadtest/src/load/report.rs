@@ -6,7 +6,7 @@ use std::fmt::Write;
 use serde_json::{json, Map, Value};
 
 use super::stats::{ErrorCounts, ErrorKind, Stats};
-use super::RunConfig;
+use super::{ConnectionMode, RunConfig};
 use crate::runtime::Driver;
 
 /// Latency percentiles of the counted responses (microseconds).
@@ -33,11 +33,20 @@ pub struct Report {
     pub warmup_s: f64,
     /// Open loop: the requested rate (requests per second); None for a closed loop.
     pub rate: Option<f64>,
+    /// Keep-alive or a new connection per request.
+    pub conn: ConnectionMode,
+    /// The URL is https.
+    pub tls: bool,
     /// Responses counted (after the warm-up, complete before the end).
     pub responses: u64,
     /// Counted responses per second of measured time.
     pub throughput_rps: f64,
     pub bytes_read: u64,
+    /// Connections opened for counted requests.
+    pub connections_opened: u64,
+    /// TLS handshakes of those connections: full (certificate sent) and resumed.
+    pub handshakes_full: u64,
+    pub handshakes_resumed: u64,
     pub errors: ErrorCounts,
     /// Responses by status, ascending; status 0 stands for codes of 600 and up.
     pub statuses: Vec<(u16, u64)>,
@@ -50,7 +59,7 @@ impl Report {
         let duration_s = cfg.duration.as_secs_f64();
         let responses = stats.responses();
         Report {
-            url: format!("http://{}{}", cfg.target.authority, cfg.target.path),
+            url: cfg.target.url(),
             method: cfg.method.clone(),
             connections: cfg.connections,
             threads,
@@ -58,9 +67,14 @@ impl Report {
             duration_s,
             warmup_s: cfg.warmup.as_secs_f64(),
             rate: cfg.rate,
+            conn: cfg.conn,
+            tls: cfg.target.tls,
             responses,
             throughput_rps: responses as f64 / duration_s,
             bytes_read: stats.bytes_read,
+            connections_opened: stats.connections,
+            handshakes_full: stats.handshakes_full,
+            handshakes_resumed: stats.handshakes_resumed,
             errors: stats.errors,
             statuses: stats.statuses(),
             latency: Latency {
@@ -90,9 +104,16 @@ impl Report {
             None => "closed loop".to_owned(),
         };
         // Writes into a String cannot fail.
+        let reuse = match self.conn {
+            ConnectionMode::KeepAlive => "kept alive",
+            ConnectionMode::New if self.tls => "new per request, full handshakes",
+            ConnectionMode::Resume if self.tls => "new per request, sessions resumed",
+            ConnectionMode::New | ConnectionMode::Resume => "new per request",
+        };
         let _ = writeln!(
             out,
-            "{} {} for {:.1}s (warm-up {:.1}s), {loop_kind}, {} connections on {} threads ({})",
+            "{} {} for {:.1}s (warm-up {:.1}s), {loop_kind}, {} connections ({reuse}) on {} \
+             threads ({})",
             self.method,
             self.url,
             self.duration_s,
@@ -120,6 +141,15 @@ impl Report {
             .map(|(status, count)| format!("{status}: {count}"))
             .collect();
         let _ = writeln!(out, "  status     {}", statuses.join(", "));
+        let _ = write!(out, "  connected  {}", self.connections_opened);
+        if self.tls {
+            let _ = write!(
+                out,
+                " (TLS handshakes: {} full, {} resumed)",
+                self.handshakes_full, self.handshakes_resumed
+            );
+        }
+        out.push('\n');
         let errors: Vec<String> = ErrorKind::ALL
             .iter()
             .map(|&kind| format!("{} {}", kind.name(), self.errors.get(kind)))
@@ -146,6 +176,7 @@ impl Report {
             "method": self.method,
             "mode": self.mode(),
             "rate": self.rate,
+            "conn": self.conn.name(),
             "connections": self.connections,
             "threads": self.threads,
             "driver": self.driver.to_string(),
@@ -154,6 +185,12 @@ impl Report {
             "requests": self.responses,
             "throughput_rps": self.throughput_rps,
             "bytes_read": self.bytes_read,
+            "connections_opened": self.connections_opened,
+            "tls_handshakes": if self.tls {
+                json!({ "full": self.handshakes_full, "resumed": self.handshakes_resumed })
+            } else {
+                Value::Null
+            },
             "latency_us": {
                 "p50": l.p50_us,
                 "p90": l.p90_us,

@@ -18,6 +18,9 @@ const STATUS_SLOTS: usize = 600;
 pub enum ErrorKind {
     /// The TCP connection could not be opened.
     Connect,
+    /// The TLS handshake failed or timed out: an alert, a certificate that did not verify,
+    /// or the server closing before it ended.
+    Handshake,
     /// Reading the response failed or the connection closed before it was complete.
     Read,
     /// Writing the request failed.
@@ -29,8 +32,9 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 5] = [
+    pub const ALL: [ErrorKind; 6] = [
         ErrorKind::Connect,
+        ErrorKind::Handshake,
         ErrorKind::Read,
         ErrorKind::Write,
         ErrorKind::Timeout,
@@ -40,6 +44,7 @@ impl ErrorKind {
     pub fn name(self) -> &'static str {
         match self {
             ErrorKind::Connect => "connect",
+            ErrorKind::Handshake => "handshake",
             ErrorKind::Read => "read",
             ErrorKind::Write => "write",
             ErrorKind::Timeout => "timeout",
@@ -52,6 +57,7 @@ impl ErrorKind {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ErrorCounts {
     pub connect: u64,
+    pub handshake: u64,
     pub read: u64,
     pub write: u64,
     pub timeout: u64,
@@ -62,6 +68,7 @@ impl ErrorCounts {
     pub fn get(&self, kind: ErrorKind) -> u64 {
         match kind {
             ErrorKind::Connect => self.connect,
+            ErrorKind::Handshake => self.handshake,
             ErrorKind::Read => self.read,
             ErrorKind::Write => self.write,
             ErrorKind::Timeout => self.timeout,
@@ -72,6 +79,7 @@ impl ErrorCounts {
     fn slot(&mut self, kind: ErrorKind) -> &mut u64 {
         match kind {
             ErrorKind::Connect => &mut self.connect,
+            ErrorKind::Handshake => &mut self.handshake,
             ErrorKind::Read => &mut self.read,
             ErrorKind::Write => &mut self.write,
             ErrorKind::Timeout => &mut self.timeout,
@@ -92,6 +100,13 @@ pub struct Stats {
     pub errors: ErrorCounts,
     /// Bytes read from the server for counted requests, heads included.
     pub bytes_read: u64,
+    /// Connections opened (TCP connect and, for https, the handshake done) for counted
+    /// requests.
+    pub connections: u64,
+    /// TLS handshakes of those connections in which the server sent its certificate.
+    pub handshakes_full: u64,
+    /// TLS handshakes of those connections that resumed an earlier session.
+    pub handshakes_resumed: u64,
 }
 
 impl Default for Stats {
@@ -102,6 +117,9 @@ impl Default for Stats {
             statuses: vec![0; STATUS_SLOTS],
             errors: ErrorCounts::default(),
             bytes_read: 0,
+            connections: 0,
+            handshakes_full: 0,
+            handshakes_resumed: 0,
         }
     }
 }
@@ -145,6 +163,9 @@ impl Stats {
             *self.errors.slot(kind) += other.errors.get(kind);
         }
         self.bytes_read += other.bytes_read;
+        self.connections += other.connections;
+        self.handshakes_full += other.handshakes_full;
+        self.handshakes_resumed += other.handshakes_resumed;
     }
 }
 
@@ -163,14 +184,23 @@ mod tests {
         b.record_response(999, LATENCY_US_MAX * 2);
         b.record_error(ErrorKind::Timeout);
         b.record_error(ErrorKind::Connect);
+        b.record_error(ErrorKind::Handshake);
         b.bytes_read = 10;
+        b.connections = 3;
+        b.handshakes_full = 1;
+        b.handshakes_resumed = 2;
         a.merge(&b);
         assert_eq!(a.responses(), 4);
         assert_eq!(a.statuses(), vec![(0, 1), (200, 2), (503, 1)]);
         assert_eq!(a.errors.timeout, 2);
         assert_eq!(a.errors.connect, 1);
-        assert_eq!(a.errors.total(), 3);
+        assert_eq!(a.errors.handshake, 1);
+        assert_eq!(a.errors.total(), 4);
         assert_eq!(a.bytes_read, 10);
+        assert_eq!(
+            (a.connections, a.handshakes_full, a.handshakes_resumed),
+            (3, 1, 2)
+        );
         assert_eq!(a.latency_us.min(), 1);
         assert!(a.latency_us.max() >= LATENCY_US_MAX);
     }

@@ -1,6 +1,6 @@
-//! One connection of the fixture origin: reads request heads, streams request bodies through
-//! the read buffer, and answers each request in order (pipelined requests are answered one
-//! after the other, keep-alive per RFC 9112 §9.3).
+//! One connection of the fixture origin, over plain TCP or TLS: reads request heads, streams
+//! request bodies through the read buffer, and answers each request in order (pipelined
+//! requests are answered one after the other, keep-alive per RFC 9112 §9.3).
 //!
 //! Owns three reused buffers from the thread's pool and nothing else; it never holds a whole
 //! request body, and writes a response with one write unless its body is larger than
@@ -17,6 +17,7 @@ use bytes::Bytes;
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
+use monoio_rustls::TlsAcceptor;
 
 use super::thread::ThreadState;
 use super::{demo, describe, Mode};
@@ -167,16 +168,43 @@ enum Piece {
     End,
 }
 
-struct Conn {
-    stream: TcpStream,
+struct Conn<S> {
+    stream: S,
     state: Rc<ThreadState>,
     bufs: Buffers,
     /// Start of the unconsumed bytes in `bufs.read`.
     start: usize,
 }
 
+/// Completes the TLS handshake of an accepted connection, then serves it as [`serve`] does.
+/// A failed handshake is counted and ends the connection.
+pub(super) async fn serve_tls(
+    stream: TcpStream,
+    id: u64,
+    state: Rc<ThreadState>,
+    acceptor: TlsAcceptor,
+) {
+    let counts = &state.shared.tls_counts;
+    match acceptor.accept(stream).await {
+        Ok(tls) => {
+            counts.handshakes.fetch_add(1, Ordering::Relaxed);
+            serve(tls, id, state).await;
+        }
+        Err(_) => {
+            counts.failures.fetch_add(1, Ordering::Relaxed);
+            // The socket closed as the handshake failed, within this same poll: no stop
+            // could run in between and shut down a reused descriptor.
+            state.deregister(id);
+        }
+    }
+}
+
 /// Serves one accepted connection until it closes, then returns its buffers to the pool.
-pub(super) async fn serve(stream: TcpStream, id: u64, state: Rc<ThreadState>) {
+pub(super) async fn serve<S: AsyncReadRent + AsyncWriteRent>(
+    stream: S,
+    id: u64,
+    state: Rc<ThreadState>,
+) {
     let bufs = state.take_buffers();
     let mut conn = Conn {
         stream,
@@ -198,7 +226,7 @@ pub(super) async fn serve(stream: TcpStream, id: u64, state: Rc<ThreadState>) {
     state.put_buffers(bufs);
 }
 
-impl Conn {
+impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
     async fn run(&mut self) -> io::Result<()> {
         loop {
             let after = match self.read_head().await? {

@@ -7,6 +7,11 @@
 //! Content-Length or chunked, stream through a fixed per-connection buffer and are never held
 //! whole: a 10 MiB upload costs the 16 KiB read buffer, echoed or not.
 //!
+//! With [`OriginConfig::tls`] it serves HTTPS instead (rustls, TLS 1.2 and 1.3, session
+//! tickets on; see [`crate::tls`]), in every mode, and counts its handshakes: full and resumed
+//! ones apart, so that a test can tell whether a client (the gateway's upstream side, say)
+//! resumes its sessions.
+//!
 //! Being the floor in benchmarks, it reuses per-thread buffers and writes each response with
 //! one write (Fixed mode writes a response prebuilt at start). The counters are shared atomics
 //! bumped per event: fine for a fixture, not a pattern for the gateway. Never panics on network
@@ -21,10 +26,15 @@ pub use conn::{HEADERS_MAX, HEAD_BYTES_MAX, READ_BUF_BYTES};
 
 use std::io;
 use std::net::{Ipv4Addr, Shutdown, SocketAddr};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
+
+use rustls::ServerConfig;
+
+use crate::tls::{self, ServerCounts};
 
 /// Body size of Fixed responses by default: the length of "Hello, world!".
 pub const DEFAULT_BODY_BYTES: usize = 13;
@@ -98,6 +108,17 @@ pub struct OriginConfig {
     pub threads: usize,
     /// Cores to pin the threads to, round-robin; empty (the default) pins nothing.
     pub cores: Vec<usize>,
+    /// Serve HTTPS with this certificate and key; None (the default) serves plain HTTP.
+    pub tls: Option<OriginTls>,
+}
+
+/// The PEM files of an origin that serves HTTPS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginTls {
+    /// The certificate chain, the server's own certificate first.
+    pub cert_file: PathBuf,
+    /// Its private key (PKCS#8, SEC1 or PKCS#1).
+    pub key_file: PathBuf,
 }
 
 impl OriginConfig {
@@ -120,6 +141,7 @@ impl OriginConfig {
             },
             threads: 1,
             cores: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -135,6 +157,9 @@ struct Shared {
     connections_accepted: AtomicU64,
     requests: AtomicU64,
     body_bytes_received: AtomicU64,
+    /// The TLS server config every thread accepts with, when serving HTTPS.
+    tls: Option<Arc<ServerConfig>>,
+    tls_counts: Arc<ServerCounts>,
 }
 
 /// A running origin. Stops on [`Origin::stop`] or when dropped.
@@ -156,6 +181,15 @@ impl Origin {
                 format!("failure_rate {} is outside 0..=1", cfg.failure_rate),
             ));
         }
+        let tls_counts = Arc::new(ServerCounts::default());
+        let tls = match &cfg.tls {
+            Some(files) => Some(tls::server_config(
+                &files.cert_file,
+                &files.key_file,
+                tls_counts.clone(),
+            )?),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             name: cfg.name,
             mode: cfg.mode,
@@ -166,6 +200,8 @@ impl Origin {
             connections_accepted: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             body_bytes_received: AtomicU64::new(0),
+            tls,
+            tls_counts,
         });
         let mut origin = Origin {
             addr: cfg.listen,
@@ -202,6 +238,34 @@ impl Origin {
     /// TCP connections accepted so far.
     pub fn connections_accepted(&self) -> u64 {
         self.shared.connections_accepted.load(Ordering::Relaxed)
+    }
+
+    /// Whether it serves HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.shared.tls.is_some()
+    }
+
+    /// TLS handshakes completed so far, full and resumed.
+    pub fn tls_handshakes(&self) -> u64 {
+        self.shared.tls_counts.handshakes.load(Ordering::Relaxed)
+    }
+
+    /// Full TLS handshakes so far: those in which the origin signed with its key. A full
+    /// handshake that the client then broke off is counted here but not in
+    /// [`Origin::tls_handshakes`].
+    pub fn tls_full_handshakes(&self) -> u64 {
+        self.shared.tls_counts.signatures.load(Ordering::Relaxed)
+    }
+
+    /// TLS handshakes so far that resumed an earlier session (a ticket).
+    pub fn tls_resumed_handshakes(&self) -> u64 {
+        self.tls_handshakes()
+            .saturating_sub(self.tls_full_handshakes())
+    }
+
+    /// TLS handshakes that failed so far.
+    pub fn tls_handshake_failures(&self) -> u64 {
+        self.shared.tls_counts.failures.load(Ordering::Relaxed)
     }
 
     /// Complete request heads received so far.
@@ -243,6 +307,7 @@ impl std::fmt::Debug for Origin {
             .field("name", &self.shared.name)
             .field("addr", &self.addr)
             .field("mode", &self.shared.mode)
+            .field("tls", &self.is_tls())
             .field("threads", &self.threads.len())
             .finish()
     }

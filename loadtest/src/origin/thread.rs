@@ -1,9 +1,11 @@
 //! One origin thread: its monoio runtime, its SO_REUSEPORT listener, the accept loop, and the
 //! state its connections share (buffer pool, prebuilt Fixed responses, the Flaky generator,
-//! the registry of open connections used to close them at stop).
+//! the TLS acceptor of an HTTPS origin, the registry of open connections used to close them
+//! at stop).
 //!
-//! Everything here is thread-local (`Rc`, `Cell`, `RefCell`); only the counters and the stop
-//! flag in [`Shared`] cross threads.
+//! Everything here is thread-local (`Rc`, `Cell`, `RefCell`); only the counters, the stop
+//! flag and the TLS server config (whose ticket key every thread must share, so that a client
+//! resumes on whichever thread it lands) in [`Shared`] cross threads.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -18,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use monoio::net::TcpListener;
+use monoio_rustls::TlsAcceptor;
 
 use super::conn::{self, Buffers};
 use super::{Mode, Shared};
@@ -113,7 +116,13 @@ async fn accept_loop(listener: &TcpListener, state: &Rc<ThreadState>) {
                 let _ = stream.set_nodelay(true);
                 // Registered before the task first runs, so a stop right now still closes it.
                 let id = state.register(stream.as_raw_fd());
-                monoio::spawn(conn::serve(stream, id, state.clone()));
+                match &state.acceptor {
+                    Some(acceptor) => {
+                        let acceptor = acceptor.clone();
+                        monoio::spawn(conn::serve_tls(stream, id, state.clone(), acceptor))
+                    }
+                    None => monoio::spawn(conn::serve(stream, id, state.clone())),
+                };
             }
             Err(_) => monoio::time::sleep(ACCEPT_ERROR_BACKOFF).await,
         }
@@ -161,6 +170,8 @@ pub(super) struct ThreadState {
     pub shared: Arc<Shared>,
     /// Prebuilt responses, in Fixed mode only.
     pub fixed: Option<FixedResponses>,
+    /// Completes the handshakes of an origin that serves HTTPS.
+    acceptor: Option<TlsAcceptor>,
     rng: Cell<u64>,
     pool: RefCell<Vec<Buffers>>,
     live: RefCell<HashMap<u64, RawFd>>,
@@ -171,9 +182,11 @@ impl ThreadState {
     fn new(index: usize, shared: Arc<Shared>) -> Self {
         let fixed = (shared.mode == Mode::Fixed)
             .then(|| FixedResponses::new(&shared.name, shared.body_bytes));
+        let acceptor = shared.tls.clone().map(TlsAcceptor::from);
         ThreadState {
             shared,
             fixed,
+            acceptor,
             rng: Cell::new(FLAKY_SEED ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
             pool: RefCell::new(Vec::new()),
             live: RefCell::new(HashMap::new()),
