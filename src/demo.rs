@@ -1,14 +1,52 @@
 //! `coregate demo`: the gateway on an embedded config, in front of demo services started in
 //! this process on loopback (the loadtest crate's fixture origin in its demo mode), so that
-//! `curl` works right after the build. Prints what to try.
+//! `curl` works right after the build. Also serves HTTPS, with a CA and a certificate for
+//! `localhost` made at start (the loadtest crate's test certificates) and written beside the
+//! demo's config file. Prints what to try.
 
 use std::process::ExitCode;
 
 use coregate_engine::policy::jwt::base64url_encode;
 use coregate_loadtest::origin::{Mode, Origin, OriginConfig};
+use coregate_loadtest::tls::TestCertificates;
 
 /// Where the demo gateway listens unless `--listen` says otherwise.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Where the demo gateway serves HTTPS unless `--https` says otherwise.
+const DEFAULT_HTTPS: &str = "127.0.0.1:8443";
+
+/// `coregate demo [--listen ADDR] [--https ADDR] [--admin ADDR]`.
+pub struct Options {
+    listen: String,
+    https: String,
+    /// `None`: the config's default admin address, which only warns when taken.
+    admin: Option<String>,
+}
+
+impl Options {
+    /// Parses the arguments after `demo`.
+    pub fn parse(args: &[&str]) -> Result<Options, String> {
+        let mut options = Options {
+            listen: DEFAULT_LISTEN.to_owned(),
+            https: DEFAULT_HTTPS.to_owned(),
+            admin: None,
+        };
+        let mut args = args.iter();
+        while let Some(&flag) = args.next() {
+            let value = args
+                .next()
+                .map(|v| (*v).to_owned())
+                .ok_or_else(|| format!("demo: {flag} needs an address"))?;
+            match flag {
+                "--listen" => options.listen = value,
+                "--https" => options.https = value,
+                "--admin" => options.admin = Some(value),
+                _ => return Err(format!("demo: unknown option {flag}")),
+            }
+        }
+        Ok(options)
+    }
+}
 
 /// The HS256 secret of the demo's JWT route. A demo value: anyone reading this can mint
 /// tokens for it.
@@ -18,8 +56,8 @@ const DEMO_API_KEY: &str = "demo-partner-key";
 /// How long the sample token printed at start stays valid.
 const DEMO_TOKEN_SECONDS: u64 = 24 * 3600;
 
-/// The demo config; `{listen}`, `{users}`, `{orders}`, `{products}`, `{secret}` and
-/// `{key_sha256}` are filled in at start.
+/// The demo config; `{listen}`, `{https}`, `{users}`, `{orders}`, `{products}`, `{secret}`
+/// and `{key_sha256}` are filled in at start.
 const DEMO_CONFIG: &str = r#"
 # The embedded demo configuration (coregate demo).
 [server]
@@ -28,6 +66,15 @@ workers = 0
 [[listener]]
 name = "demo"
 address = "{listen}"
+
+# HTTPS with the certificate made at start; its CA is printed (curl --cacert).
+[[listener]]
+name = "demo-https"
+address = "{https}"
+[listener.tls]
+[[listener.tls.certificate]]
+cert_file = "server.pem"
+key_file = "server.key"
 
 [upstreams.users]
 endpoints = [{ address = "{users}" }]
@@ -152,7 +199,8 @@ upstream = "products"
 rate_limit = "demo-slow"
 "#;
 
-pub fn run(listen: &str, admin: Option<&str>) -> ExitCode {
+pub fn run(options: &Options) -> ExitCode {
+    let listen = options.listen.as_str();
     let signals = match crate::block_signals() {
         Ok(s) => s,
         Err(code) => return code,
@@ -169,26 +217,42 @@ pub fn run(listen: &str, admin: Option<&str>) -> ExitCode {
     }
     let mut text = DEMO_CONFIG
         .replace("{listen}", listen)
+        .replace("{https}", &options.https)
         .replace("{users}", &origins[0].addr().to_string())
         .replace("{orders}", &origins[1].addr().to_string())
         .replace("{products}", &origins[2].addr().to_string())
         .replace("{secret}", DEMO_JWT_SECRET)
         .replace("{key_sha256}", &sha256_hex(DEMO_API_KEY));
     // Without --admin the default address is used, which only warns when taken.
-    if let Some(admin) = admin {
+    if let Some(admin) = &options.admin {
         text.push_str(&format!("\n[admin]\naddress = \"{admin}\"\n"));
     }
-    // The config goes to a file so that editing it (or SIGHUP) reloads it, as in production.
-    let file =
-        DemoFile(std::env::temp_dir().join(format!("coregate-demo-{}.toml", std::process::id())));
-    if let Err(e) = std::fs::write(&file.0, &text) {
+    // The config goes to a file so that editing it (or SIGHUP) reloads it, as in production;
+    // the certificates go beside it, where the config names them.
+    let dir = DemoDir(std::env::temp_dir().join(format!("coregate-demo-{}", std::process::id())));
+    let made = std::fs::create_dir_all(&dir.0).and_then(|()| {
+        let names = ["localhost", "127.0.0.1", "::1"];
+        TestCertificates::generate(&names)?.write(&dir.0)
+    });
+    let certificates = match made {
+        Ok(files) => files,
+        Err(e) => {
+            eprintln!(
+                "error: cannot make the demo certificates in {}: {e}",
+                dir.0.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let file = dir.0.join("coregate-demo.toml");
+    if let Err(e) = std::fs::write(&file, &text) {
         eprintln!(
             "error: cannot write the demo config {}: {e}",
-            file.0.display()
+            file.display()
         );
         return ExitCode::FAILURE;
     }
-    let config = match coregate_config::load_file(&file.0) {
+    let config = match coregate_config::load_file(&file) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: demo config: {e}");
@@ -215,6 +279,10 @@ pub fn run(listen: &str, admin: Option<&str>) -> ExitCode {
     ] {
         println!("  curl -i http://{listen}{path}");
     }
+    let ca = certificates.ca_file.display();
+    let https_port = options.https.rsplit(':').next().unwrap_or("8443");
+    println!("demo CA certificate: {ca}");
+    println!("  curl -i --cacert {ca} https://localhost:{https_port}/users/1   # HTTPS, terminated by coregate");
     println!(
         "  curl -i -X POST http://{listen}/orders    # 405: the orders route allows GET and HEAD"
     );
@@ -244,7 +312,7 @@ pub fn run(listen: &str, admin: Option<&str>) -> ExitCode {
     let pid = std::process::id();
     println!(
         "reload: edit {} (it is reloaded when it changes) or `kill -HUP {pid}`",
-        file.0.display()
+        file.display()
     );
     println!("stop: Ctrl-C or `kill -TERM {pid}` (drains in-flight requests, exits 0)");
     let code = crate::finish(gateway, signals);
@@ -275,11 +343,11 @@ fn demo_token(sub: &str) -> String {
     format!("{signing_input}.{}", base64url_encode(tag.as_ref()))
 }
 
-/// The demo's config file, removed when the demo ends.
-struct DemoFile(std::path::PathBuf);
+/// The demo's folder (config and certificates), removed when the demo ends.
+struct DemoDir(std::path::PathBuf);
 
-impl Drop for DemoFile {
+impl Drop for DemoDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

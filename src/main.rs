@@ -19,10 +19,12 @@ coregate — thread-per-core io_uring API gateway
 
 usage:
   coregate run -c FILE        run the gateway with the config FILE
-  coregate check -c FILE      validate FILE, print a summary; exit 0 if valid, 1 if not
-  coregate demo [--listen ADDR] [--admin ADDR]
+  coregate check -c FILE      validate FILE (and the key and certificate files it names),
+                              print a summary; exit 0 if valid, 1 if not
+  coregate demo [--listen ADDR] [--https ADDR] [--admin ADDR]
                               run the built-in demo: the gateway (default 127.0.0.1:8080,
-                              admin 127.0.0.1:9901) plus demo services on loopback
+                              HTTPS 127.0.0.1:8443 with a certificate made at start, admin
+                              127.0.0.1:9901) plus demo services on loopback
 
 signals (run, demo):
   SIGHUP                      reload the config file (a change of the file also reloads)
@@ -37,11 +39,13 @@ fn main() -> ExitCode {
     match args.as_slice() {
         ["run", "-c" | "--config", file] | ["run", file] => run(PathBuf::from(file)),
         ["check", "-c" | "--config", file] | ["check", file] => check(PathBuf::from(file)),
-        ["demo"] => demo::run(demo::DEFAULT_LISTEN, None),
-        ["demo", "--listen", addr] => demo::run(addr, None),
-        ["demo", "--admin", admin] => demo::run(demo::DEFAULT_LISTEN, Some(admin)),
-        ["demo", "--listen", addr, "--admin", admin]
-        | ["demo", "--admin", admin, "--listen", addr] => demo::run(addr, Some(admin)),
+        ["demo", rest @ ..] => match demo::Options::parse(rest) {
+            Ok(options) => demo::run(&options),
+            Err(e) => {
+                eprintln!("error: {e}\n\n{USAGE}");
+                ExitCode::from(2)
+            }
+        },
         ["version" | "--version" | "-V"] => {
             println!("coregate {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -67,6 +71,15 @@ fn load(file: &std::path::Path) -> Result<Config, ExitCode> {
 fn check(file: PathBuf) -> ExitCode {
     match load(&file) {
         Ok(config) => {
+            // Compiling judges what validation cannot: that each key matches its certificate,
+            // that chains and JWT keys parse.
+            let config = match coregate_engine::Snapshot::compile(config, 1, None) {
+                Ok(snapshot) => snapshot.config,
+                Err(e) => {
+                    eprintln!("error: {}: {e}", file.display());
+                    return ExitCode::FAILURE;
+                }
+            };
             println!("{}: ok", config.source.display_name);
             print!("{}", config.summary());
             ExitCode::SUCCESS

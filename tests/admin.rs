@@ -239,12 +239,14 @@ fn the_access_log_gets_one_json_line_per_request() {
 
 #[test]
 fn the_demo_serves_the_admin_listener_and_says_how_to_reload() {
-    let (addr, admin) = (free_addr(), free_addr());
+    let (addr, https, admin) = (free_addr(), free_addr(), free_addr());
     let mut cmd = std::process::Command::new(BIN);
     cmd.args([
         "demo",
         "--listen",
         &addr.to_string(),
+        "--https",
+        &https.to_string(),
         "--admin",
         &admin.to_string(),
     ]);

@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 pub use coregate_loadtest::origin::{Mode, Origin, OriginConfig};
 
+pub mod tls;
+
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_coregate");
 /// How long the gateway may take to print its `listening on` line.
@@ -160,13 +162,14 @@ pub fn start_gateway(config: &str) -> Gateway {
     panic!("gateway did not start: {last_error}");
 }
 
-/// Runs `coregate demo --listen ADDR` on a free address.
+/// Runs `coregate demo --listen ADDR --https ADDR` on free addresses.
 pub fn start_demo() -> Gateway {
     let mut last_error = String::new();
     for _ in 0..3 {
-        let addr = free_addr();
+        let (addr, https) = (free_addr(), free_addr());
         let mut cmd = Command::new(BIN);
         cmd.arg("demo").arg("--listen").arg(addr.to_string());
+        cmd.arg("--https").arg(https.to_string());
         match spawn_until_listening(cmd, addr) {
             Ok(gw) => return gw,
             Err(e) => last_error = e,
@@ -178,7 +181,8 @@ pub fn start_demo() -> Gateway {
     panic!("demo did not start: {last_error}");
 }
 
-/// Spawns `cmd` with piped stdout/stderr and waits for `listening on http://ADDR`.
+/// Spawns `cmd` with piped stdout/stderr and waits for `listening on http://ADDR` (or
+/// `https://ADDR`, for a listener that terminates TLS).
 pub fn spawn_until_listening(mut cmd: Command, addr: SocketAddr) -> Result<Gateway, String> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -223,6 +227,7 @@ pub fn spawn_until_listening(mut cmd: Command, addr: SocketAddr) -> Result<Gatew
         _config: None,
     };
     let wanted = format!("listening on http://{addr}");
+    let wanted_tls = format!("listening on https://{addr}");
     let deadline = Instant::now() + START_DEADLINE;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -234,7 +239,9 @@ pub fn spawn_until_listening(mut cmd: Command, addr: SocketAddr) -> Result<Gatew
             ));
         }
         match rx.recv_timeout(left.min(Duration::from_millis(200))) {
-            Ok(line) if line.starts_with(&wanted) => return Ok(gw),
+            Ok(line) if line.starts_with(&wanted) || line.starts_with(&wanted_tls) => {
+                return Ok(gw)
+            }
             Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 // stdout closed: the process ended. Give stderr's reader a moment.
