@@ -45,7 +45,8 @@ use crate::upstream::balancer::hash_key;
 use crate::worker::{View, Worker, BUFFER_BYTES};
 
 /// How long a keep-alive connection waits for its next request with a buffer attached before
-/// it parks without one (see [`await_request`]).
+/// it parks without one (see [`idle_wait`]); measured by the worker's coarse timer, so
+/// 100–150 ms.
 const IDLE_PARK_MS: u64 = 100;
 /// Buffer a keep-alive connection waits for its next request with.
 const IDLE_READ_BYTES: usize = 2 * 1024;
@@ -129,7 +130,9 @@ pub(crate) async fn serve_connection(
     let view = worker.view();
     let mut client = match &view.snapshot.tls[listener] {
         None => Stream::Plain(tcp),
-        Some(tls) => match tls.accept(tcp).await {
+        // Boxed: a handshake's state is large, and inline it would size every connection's
+        // task, plain ones included, for as long as the connection lives.
+        Some(tls) => match Box::pin(tls.accept(tcp)).await {
             Ok(stream) => {
                 let resumed =
                     stream.session().handshake_kind() == Some(rustls::HandshakeKind::Resumed);
@@ -1378,12 +1381,12 @@ async fn idle_wait(
     canceller: &mut Canceller,
     wait: &IdleWait,
 ) -> (Woke, Vec<u8>) {
+    let started = Instant::now();
     let (res, buf) = {
         let mut read = std::pin::pin!(tcp.cancelable_read(buf, canceller.handle()));
         let early = monoio::select! {
             done = &mut read => Some(done),
-            _ = monoio::time::sleep(wait.park_after) => None,
-            _ = worker.drain.wait(wait.slot) => None,
+            _ = worker.drain.wait_until(wait.slot, started + wait.park_after) => None,
         };
         match early {
             Some(done) => done,
@@ -1407,8 +1410,7 @@ async fn idle_wait(
     worker.give_buffer(buf);
     let ready = monoio::select! {
         ready = tcp.readable(false) => ready.is_ok(),
-        _ = monoio::time::sleep(wait.idle - wait.park_after) => false,
-        _ = worker.drain.wait(wait.slot) => false,
+        _ = worker.drain.wait_until(wait.slot, started + wait.idle) => false,
     };
     let woke = if ready { Woke::Ready } else { Woke::Closed };
     (woke, Vec::new())
