@@ -3,7 +3,11 @@
 //! read, names lower-cased); each broken one is rejected at the offending key or value with a
 //! hint. PEM files here are fakes: the config crate reads block labels, never DER.
 
+mod common;
+
 use std::path::{Path, PathBuf};
+
+use common::failed_at;
 
 use coregate_config::{
     defaults, load_file, load_str, Certificate, Config, ConfigError, Listener, ListenerTls,
@@ -71,28 +75,8 @@ impl Dir {
     /// `field`, with a hint.
     #[track_caller]
     fn fails_at(&self, text: &str, needle: &str, nth: usize, field: &str) -> ConfigError {
-        let error = match self.load(text) {
-            Ok(_) => panic!("accepted:\n{text}"),
-            Err(error) => error,
-        };
-        let offset = text
-            .match_indices(needle)
-            .nth(nth)
-            .unwrap_or_else(|| panic!("{needle:?} #{nth} not in test text"))
-            .0;
-        let before = &text[..offset];
-        let line = 1 + before.matches('\n').count();
-        let column = 1 + before[before.rfind('\n').map_or(0, |nl| nl + 1)..]
-            .chars()
-            .count();
-        assert_eq!(
-            (error.line, error.column, error.field.as_str()),
-            (line, column, field),
-            "wrong place for: {error}\n--- text:\n{text}"
-        );
-        assert!(error.hint.is_some(), "no hint: {error}");
-        assert_eq!(error.file, self.config_path().display().to_string());
-        error
+        let file = self.config_path().display().to_string();
+        failed_at(self.load(text), text, &file, needle, nth, field)
     }
 }
 

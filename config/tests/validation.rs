@@ -1,6 +1,9 @@
 //! Every load-time rule, through the public API: each broken config must be rejected with the
 //! line, column and field of the offending key or value, and a hint.
 
+mod common;
+
+use common::failed_at;
 use coregate_config::{
     defaults, load_str, AggregatePart, BreakerSettings, ConfigError, Fallback, HeaderEdits,
     JsonFilter, JsonFilterMode, Retry, Rewrite, Route, StaticResponse, TemplatePart, Variable,
@@ -35,16 +38,6 @@ fn route(lines: &str) -> String {
     format!("{LISTENER}{UPSTREAM}[[route]]\n{lines}\n{upstream}")
 }
 
-/// 1-based line and column of byte `offset`.
-fn position(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset];
-    let line = 1 + before.matches('\n').count();
-    let column = 1 + before[before.rfind('\n').map_or(0, |nl| nl + 1)..]
-        .chars()
-        .count();
-    (line, column)
-}
-
 /// Loads `text`, which must fail at the start of `needle` with `field`, and a hint.
 #[track_caller]
 fn fails_at(text: &str, needle: &str, field: &str) -> ConfigError {
@@ -54,24 +47,7 @@ fn fails_at(text: &str, needle: &str, field: &str) -> ConfigError {
 /// As [`fails_at`], at the `nth` (from 0) occurrence of `needle`.
 #[track_caller]
 fn fails_at_nth(text: &str, needle: &str, nth: usize, field: &str) -> ConfigError {
-    let error = match load_str(text, "t.toml") {
-        Ok(_) => panic!("accepted:\n{text}"),
-        Err(error) => error,
-    };
-    let offset = text
-        .match_indices(needle)
-        .nth(nth)
-        .unwrap_or_else(|| panic!("{needle:?} #{nth} not in test text"))
-        .0;
-    let (line, column) = position(text, offset);
-    assert_eq!(
-        (error.line, error.column, error.field.as_str()),
-        (line, column, field),
-        "wrong place for: {error}\n--- text:\n{text}"
-    );
-    assert!(error.hint.is_some(), "no hint: {error}");
-    assert_eq!(error.file, "t.toml");
-    error
+    failed_at(load_str(text, "t.toml"), text, "t.toml", needle, nth, field)
 }
 
 /// Loads `text`, which must fail about `field` with no place in the text (line 0).

@@ -162,112 +162,78 @@ impl Metrics {
             "",
             &self.upstream_latency_us,
         );
-        header(
+        let counter = |out: &mut String, name: &str, help: &str, value: u64| {
+            series(out, name, "counter", help, "", &[("", value)]);
+        };
+        counter(
             &mut out,
             "coregate_connections_accepted_total",
-            "counter",
             "Client connections accepted.",
+            self.connections_accepted,
         );
-        let _ = writeln!(
-            out,
-            "coregate_connections_accepted_total {}",
-            self.connections_accepted
-        );
-        header(
+        counter(
             &mut out,
             "coregate_json_filter_skipped_total",
-            "counter",
             "Responses of JSON-filtered routes passed unchanged (too large, not JSON or not length-framed).",
+            self.json_filter_skipped,
         );
-        let _ = writeln!(
-            out,
-            "coregate_json_filter_skipped_total {}",
-            self.json_filter_skipped
-        );
-        header(
+        let tls = &self.tls;
+        series(
             &mut out,
             "coregate_tls_handshakes_total",
             "counter",
             "Client TLS handshakes by result: ok (full), resumed, failed (refused or broken off) or timeout.",
+            "result",
+            &[
+                ("ok", tls.handshakes - tls.resumed),
+                ("resumed", tls.resumed),
+                ("failed", tls.failures),
+                ("timeout", tls.timeouts),
+            ],
         );
-        let tls = &self.tls;
-        for (result, n) in [
-            ("ok", tls.handshakes - tls.resumed),
-            ("resumed", tls.resumed),
-            ("failed", tls.failures),
-            ("timeout", tls.timeouts),
-        ] {
-            let _ = writeln!(
-                out,
-                "coregate_tls_handshakes_total{{result=\"{result}\"}} {n}"
-            );
-        }
-        header(
+        counter(
             &mut out,
             "coregate_https_redirects_total",
-            "counter",
             "Plain HTTP requests answered with a redirect to HTTPS.",
+            tls.redirects,
         );
-        let _ = writeln!(out, "coregate_https_redirects_total {}", tls.redirects);
-        header(
+        counter(
             &mut out,
             "coregate_upstream_tls_failures_total",
-            "counter",
             "TLS handshakes to upstream endpoints that failed.",
+            tls.upstream_failures,
         );
-        let _ = writeln!(
-            out,
-            "coregate_upstream_tls_failures_total {}",
-            tls.upstream_failures
-        );
-        header(
+        series(
             &mut out,
             "coregate_connections_open",
             "gauge",
             "Client connections open, as last reported by each worker.",
+            "",
+            &[("", self.connections_open.iter().sum::<u64>())],
         );
-        let _ = writeln!(
-            out,
-            "coregate_connections_open {}",
-            self.connections_open.iter().sum::<u64>()
-        );
-        header(
+        series(
             &mut out,
             "coregate_config_reloads_total",
             "counter",
             "Config reloads by result: ok, invalid (rejected file) or needs_restart.",
+            "result",
+            &[
+                ("ok", self.reloads_ok),
+                ("invalid", self.reloads_invalid),
+                ("needs_restart", self.reloads_needs_restart),
+            ],
         );
-        for (result, n) in [
-            ("ok", self.reloads_ok),
-            ("invalid", self.reloads_invalid),
-            ("needs_restart", self.reloads_needs_restart),
-        ] {
-            let _ = writeln!(
-                out,
-                "coregate_config_reloads_total{{result=\"{result}\"}} {n}"
-            );
-        }
-        header(
+        counter(
             &mut out,
             "coregate_access_log_bytes_total",
-            "counter",
             "Bytes appended to the access log.",
+            self.access_log_bytes,
         );
-        let _ = writeln!(
-            out,
-            "coregate_access_log_bytes_total {}",
-            self.access_log_bytes
-        );
-        header(
+        counter(
             &mut out,
             "coregate_access_log_errors_total",
-            "counter",
             "Failed writes to the access log (the batch is dropped).",
-        );
-        let _ = writeln!(
-            out,
-            "coregate_access_log_errors_total {}",
-            self.access_log_errors
+            self.access_log_errors,
         );
         out.push_str(extra);
         out
@@ -278,6 +244,26 @@ impl Metrics {
 pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A metric with its `# HELP` and `# TYPE` lines and one sample per `(label value, value)`;
+/// `label` empty: one unlabelled sample.
+fn series(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    label: &str,
+    values: &[(&str, u64)],
+) {
+    header(out, name, kind, help);
+    for (value_of_label, value) in values {
+        if label.is_empty() {
+            let _ = writeln!(out, "{name} {value}");
+        } else {
+            let _ = writeln!(out, "{name}{{{label}=\"{value_of_label}\"}} {value}");
+        }
+    }
 }
 
 /// A summary: the quantiles, `_sum` and `_count`.

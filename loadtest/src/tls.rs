@@ -515,6 +515,60 @@ impl Signer for CountingSigner {
     }
 }
 
+/// A certificate authority made at run time (ECDSA P-256), for tests, the demo and
+/// `loadtest compare`: it issues server certificates.
+pub struct TestCa {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    /// Its self-signed certificate: the trust anchor (`--ca`, `--cacert`, `ca_file`).
+    pub pem: String,
+}
+
+impl TestCa {
+    pub fn new(common_name: &str) -> io::Result<TestCa> {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let key = KeyPair::generate().map_err(generation_failed)?;
+        let mut params = CertificateParams::new(Vec::new()).map_err(generation_failed)?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let pem = params.self_signed(&key).map_err(generation_failed)?.pem();
+        Ok(TestCa {
+            issuer: Issuer::new(params, key),
+            pem,
+        })
+    }
+
+    /// A server certificate for `names` (DNS names, `*.` wildcards or IP addresses such as
+    /// `"127.0.0.1"`, each a subject alternative name; the first is also the common name)
+    /// with a fresh key: `(cert_pem, key_pem)`, the key PKCS#8.
+    pub fn issue(&self, names: &[&str]) -> io::Result<(String, String)> {
+        use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose};
+        let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
+        let mut params = CertificateParams::new(names.clone()).map_err(generation_failed)?;
+        if let Some(first) = names.first() {
+            params
+                .distinguished_name
+                .push(DnType::CommonName, first.as_str());
+        }
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let key = KeyPair::generate().map_err(generation_failed)?;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(generation_failed)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+}
+
+fn generation_failed(e: rcgen::Error) -> io::Error {
+    io::Error::other(format!("certificate generation: {e}"))
+}
+
 /// A CA and a server certificate it signed, ECDSA P-256, in PEM, made at run time.
 #[derive(Debug, Clone)]
 pub struct TestCertificates {
@@ -542,35 +596,12 @@ impl TestCertificates {
     /// A fresh CA and a server certificate for `names`: DNS names, or IP addresses
     /// (`"127.0.0.1"`), each a subject alternative name.
     pub fn generate(names: &[&str]) -> io::Result<TestCertificates> {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-        use rcgen::{ExtendedKeyUsagePurpose, KeyUsagePurpose};
-        let failed = |e: rcgen::Error| io::Error::other(format!("certificate generation: {e}"));
-
-        let ca_key = KeyPair::generate().map_err(failed)?;
-        let mut ca_params = CertificateParams::new(Vec::new()).map_err(failed)?;
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "coregate loadtest CA");
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca_cert = ca_params.self_signed(&ca_key).map_err(failed)?;
-        let issuer = Issuer::new(ca_params, ca_key);
-
-        let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
-        let mut params = CertificateParams::new(names.clone()).map_err(failed)?;
-        if let Some(first) = names.first() {
-            params
-                .distinguished_name
-                .push(DnType::CommonName, first.as_str());
-        }
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let key = KeyPair::generate().map_err(failed)?;
-        let cert = params.signed_by(&key, &issuer).map_err(failed)?;
+        let ca = TestCa::new("coregate loadtest CA")?;
+        let (cert_pem, key_pem) = ca.issue(names)?;
         Ok(TestCertificates {
-            ca_pem: ca_cert.pem(),
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
+            ca_pem: ca.pem,
+            cert_pem,
+            key_pem,
         })
     }
 

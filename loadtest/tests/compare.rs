@@ -17,18 +17,35 @@ fn coregate_binary() -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
-/// The cell values of the table row whose first cell is `name`.
+/// The cell values of the first table row whose first cell is `name`.
 fn row<'a>(markdown: &'a str, name: &str) -> Option<Vec<&'a str>> {
-    markdown
-        .lines()
-        .map(|line| {
-            line.trim()
-                .trim_matches('|')
-                .split('|')
-                .map(str::trim)
-                .collect::<Vec<_>>()
-        })
-        .find(|cells| cells.first() == Some(&name))
+    rows(markdown, name).into_iter().next()
+}
+
+/// Runs `command` (a `compare` with its targets) on `scenarios` in the tiniest configuration
+/// (300 ms runs, 4 connections, no idle figure), pinned as the machine allows; its stdout,
+/// after asserting it succeeded, and stderr.
+fn tiny_run(mut command: Command, scenarios: &str) -> (String, String) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (proxy_core, other_cores) = if cores >= 2 { ("0", "1") } else { ("0", "0") };
+    let output = command
+        .args(["--scenarios", scenarios])
+        .args([
+            "--duration",
+            "300ms",
+            "--warmup",
+            "100ms",
+            "--connections",
+            "4",
+        ])
+        .args(["--idle-connections", "0"])
+        .args(["--proxy-core", proxy_core, "--other-cores", other_cores])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    (stdout, stderr)
 }
 
 #[test]
@@ -112,34 +129,12 @@ fn compare_runs_the_coregate_only_scenarios() {
         println!("note: skipped: set COREGATE_BIN or build ../target/debug/coregate");
         return;
     };
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (proxy_core, other_cores) = if cores >= 2 { ("0", "1") } else { ("0", "0") };
-    let output = Command::new(BINARY)
+    let mut command = Command::new(BINARY);
+    command
         .args(["compare", "--coregate"])
         .arg(&coregate)
-        .args([
-            "--targets",
-            "coregate,nginx",
-            "--scenarios",
-            "policies,access-log",
-            "--duration",
-            "300ms",
-            "--warmup",
-            "100ms",
-            "--connections",
-            "4",
-            "--idle-connections",
-            "0",
-            "--proxy-core",
-            proxy_core,
-            "--other-cores",
-            other_cores,
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
+        .args(["--targets", "coregate,nginx"]);
+    let (stdout, stderr) = tiny_run(command, "policies,access-log");
 
     assert!(stdout.contains("#### Scenario policies"), "{stdout}");
     assert!(stdout.contains("#### Scenario access-log"), "{stdout}");
@@ -191,8 +186,6 @@ fn rows<'a>(markdown: &'a str, name: &str) -> Vec<Vec<&'a str>> {
 /// no errors. Needs neither nginx nor HAProxy.
 #[test]
 fn compare_runs_the_https_scenario() {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (proxy_core, other_cores) = if cores >= 2 { ("0", "1") } else { ("0", "0") };
     let mut command = Command::new(BINARY);
     command.arg("compare");
     match coregate_binary() {
@@ -202,28 +195,7 @@ fn compare_runs_the_https_scenario() {
             .args(["--targets", "origin,coregate"]),
         None => command.args(["--targets", "origin"]),
     };
-    let output = command
-        .args([
-            "--scenarios",
-            "https",
-            "--duration",
-            "300ms",
-            "--warmup",
-            "100ms",
-            "--connections",
-            "4",
-            "--idle-connections",
-            "0",
-            "--proxy-core",
-            proxy_core,
-            "--other-cores",
-            other_cores,
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let (stdout, stderr) = tiny_run(command, "https");
     assert!(stdout.contains("#### Scenario https"), "{stdout}");
 
     let origin = rows(&stdout, "origin alone¹");

@@ -380,6 +380,24 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     stream
 }
 
+/// Takes one complete response off the front of `buf` (what a connection has read so far;
+/// `eof`: and then the stream ended), if there is one. An error for a malformed response or a
+/// stream that ended mid-response.
+pub fn take_response(buf: &mut Vec<u8>, head: bool, eof: bool) -> Result<Option<Response>, String> {
+    match parse_response(buf, head, eof) {
+        Ok(Some((resp, used))) => {
+            buf.drain(..used);
+            Ok(Some(resp))
+        }
+        Ok(None) if eof => Err(format!(
+            "connection closed before a complete response; got {:?}",
+            show(buf)
+        )),
+        Ok(None) => Ok(None),
+        Err(e) => Err(format!("bad response: {e}; bytes {:?}", show(buf))),
+    }
+}
+
 /// One client connection that reads responses one at a time.
 pub struct Client {
     pub stream: TcpStream,
@@ -417,19 +435,8 @@ impl Client {
     pub fn try_read_response(&mut self, head: bool) -> Result<Response, String> {
         let mut deadline = Instant::now() + READ_TIMEOUT;
         loop {
-            match parse_response(&self.buf, head, self.eof) {
-                Ok(Some((resp, used))) => {
-                    self.buf.drain(..used);
-                    return Ok(resp);
-                }
-                Ok(None) if self.eof => {
-                    return Err(format!(
-                        "connection closed before a complete response; got {:?}",
-                        show(&self.buf)
-                    ))
-                }
-                Ok(None) => {}
-                Err(e) => return Err(format!("bad response: {e}; bytes {:?}", show(&self.buf))),
+            if let Some(resp) = take_response(&mut self.buf, head, self.eof)? {
+                return Ok(resp);
             }
             if Instant::now() >= deadline {
                 return Err(format!(

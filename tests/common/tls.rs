@@ -18,10 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
+use coregate_loadtest::tls::TestCa;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::pki_types::pem::PemObject;
@@ -31,48 +28,29 @@ use rustls::{
     RootCertStore, SignatureScheme, StreamOwned, SupportedProtocolVersion,
 };
 
-use super::{connect, parse_response, show, Response, READ_TIMEOUT};
+use super::{connect, show, take_response, Response, READ_TIMEOUT};
 
 // ---------------------------------------------------------------------------------------------
 // Certificates
 
-/// A certificate authority made for one test.
+/// A certificate authority made for one test: the harness's [`TestCa`], which the demo and
+/// `loadtest compare` use too.
 pub struct Ca {
-    issuer: Issuer<'static, KeyPair>,
+    ca: TestCa,
     /// Its self-signed certificate: the trust anchor (`--cacert`, `ca_file`).
     pub pem: String,
 }
 
 impl Ca {
     pub fn new(common_name: &str) -> Ca {
-        let key = KeyPair::generate().expect("CA key");
-        let mut params = CertificateParams::new(Vec::new()).expect("CA params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let pem = params.self_signed(&key).expect("self-sign the CA").pem();
-        Ca {
-            issuer: Issuer::new(params, key),
-            pem,
-        }
+        let ca = TestCa::new(common_name).expect("make a test CA");
+        let pem = ca.pem.clone();
+        Ca { ca, pem }
     }
 
-    /// A server certificate for `names` (DNS names, `*.` wildcards or IP addresses, each a
-    /// subject alternative name; the first is also the common name) with a fresh key:
-    /// `(cert_pem, key_pem)`, the key PKCS#8.
+    /// A server certificate for `names` (see [`TestCa::issue`]): `(cert_pem, key_pem)`.
     pub fn issue(&self, names: &[&str]) -> (String, String) {
-        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-        let mut params = CertificateParams::new(names.clone()).expect("leaf params");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, names[0].as_str());
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let key = KeyPair::generate().expect("leaf key");
-        let cert = params.signed_by(&key, &self.issuer).expect("sign the leaf");
-        (cert.pem(), key.serialize_pem())
+        self.ca.issue(names).expect("issue a test certificate")
     }
 }
 
@@ -400,19 +378,8 @@ impl TlsConn {
     pub fn try_read_response(&mut self) -> Result<Response, String> {
         let mut deadline = Instant::now() + READ_TIMEOUT;
         loop {
-            match parse_response(&self.buf, false, self.eof) {
-                Ok(Some((resp, used))) => {
-                    self.buf.drain(..used);
-                    return Ok(resp);
-                }
-                Ok(None) if self.eof => {
-                    return Err(format!(
-                        "connection closed before a complete response; got {:?}",
-                        show(&self.buf)
-                    ))
-                }
-                Ok(None) => {}
-                Err(e) => return Err(format!("bad response: {e}; bytes {:?}", show(&self.buf))),
+            if let Some(resp) = take_response(&mut self.buf, false, self.eof)? {
+                return Ok(resp);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
