@@ -910,3 +910,31 @@ fn check_rejects_a_key_that_does_not_match_its_certificate_and_names_the_key_fil
         "the message should name {other_path} and say it does not match: {stderr}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Parking
+
+/// A TLS connection quiet past the park window (its session's buffers dropped, its serving
+/// task ended) is served again, and keeps its session: no second handshake.
+#[test]
+fn a_parked_tls_connection_is_served_again_with_its_session() {
+    let o = origin("o", Mode::Json);
+    let site = Site::new("park", &["a.test"]);
+    let config = https_config(1, "", &site.listener_tls(""), &catch_all(o.addr()));
+    let (gw, admin) = start_gateway_with_admin(&config);
+    let mut c = TlsClient::new(&site.ca.pem)
+        .connect(gw.addr, "a.test")
+        .unwrap_or_else(|e| panic!("{e}"));
+    for i in 0..3 {
+        let resp = c.request(&get(&format!("/park/{i}"), "a.test"));
+        assert_eq!(resp.status, 200, "round {i}");
+        assert!(String::from_utf8_lossy(&resp.body).contains(&format!("/park/{i}")));
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let handshakes = || metric(admin, "coregate_tls_handshakes_total{result=\"ok\"}");
+    assert!(
+        eventually(METRIC_WAIT, || handshakes() == Some(1.0)),
+        "handshakes: {:?}",
+        handshakes()
+    );
+}

@@ -45,8 +45,8 @@ use crate::upstream::balancer::hash_key;
 use crate::worker::{View, Worker, BUFFER_BYTES};
 
 /// How long a keep-alive connection waits for its next request with a buffer attached before
-/// it parks without one (see [`idle_wait`]); measured by the worker's coarse timer, so
-/// 100–150 ms.
+/// it parks without one (see [`await_request`] and [`park`]); measured by the worker's coarse
+/// timer, so 100–150 ms.
 const IDLE_PARK_MS: u64 = 100;
 /// Buffer a keep-alive connection waits for its next request with.
 const IDLE_READ_BYTES: usize = 2 * 1024;
@@ -88,17 +88,7 @@ pub(crate) struct Conn {
     head: RequestHead,
     /// Scratch for the rewritten path.
     path: Vec<u8>,
-    pub peer: SocketAddr,
-    /// Index of the listener that accepted it, in the snapshot's `config.listeners`
-    /// (listeners cannot change without a restart, so the index holds across reloads).
-    listener: usize,
-    /// `"https"` on a connection that terminated TLS, else `"http"`: X-Forwarded-Proto.
-    proto: &'static str,
-    /// The listener redirects plain HTTP to HTTPS (`[listener.redirect_https]`), as of the
-    /// snapshot the connection started with; the settings are read per request.
-    redirect: bool,
-    /// This connection's slot in the worker's drain signal.
-    drain_slot: usize,
+    pub id: ConnId,
     /// Cancels the between-requests read when the connection parks.
     canceller: Canceller,
     /// Lines added to the forwarded head: identity headers from the authentication step
@@ -119,19 +109,30 @@ enum Next {
     Duplex(Box<DuplexJob>),
 }
 
-/// Serves one accepted client connection until it closes or fails: first the TLS handshake
-/// when `listener` terminates TLS, then request after request.
-pub(crate) async fn serve_connection(
-    worker: &Rc<Worker>,
-    tcp: TcpStream,
-    peer: SocketAddr,
+/// Who a connection is, apart from what it is doing: all it carries while parked.
+pub(crate) struct ConnId {
+    pub peer: SocketAddr,
+    /// Index of the listener that accepted it, in the snapshot's `config.listeners`
+    /// (listeners cannot change without a restart, so the index holds across reloads).
     listener: usize,
-) {
+    /// `"https"` on a connection that terminated TLS, else `"http"`: X-Forwarded-Proto.
+    proto: &'static str,
+    /// The listener redirects plain HTTP to HTTPS (`[listener.redirect_https]`), as of the
+    /// snapshot the connection started with; the settings are read per request.
+    redirect: bool,
+    /// This connection's slot in the worker's drain signal (and coarse timer).
+    drain_slot: usize,
+}
+
+/// Serves one accepted client connection: first the TLS handshake when `listener` terminates
+/// TLS, then request after request (see [`run`]). The connection counts in
+/// `worker.connections` until it closes, whichever task closes it.
+pub(crate) async fn serve(worker: Rc<Worker>, tcp: TcpStream, peer: SocketAddr, listener: usize) {
     let view = worker.view();
-    let mut client = match &view.snapshot.tls[listener] {
+    let client = match &view.snapshot.tls[listener] {
         None => Stream::Plain(tcp),
-        // Boxed: a handshake's state is large, and inline it would size every connection's
-        // task, plain ones included, for as long as the connection lives.
+        // Boxed: a handshake's state is large, and inline it would size this task for as
+        // long as the connection lives here.
         Some(tls) => match Box::pin(tls.accept(tcp)).await {
             Ok(stream) => {
                 let resumed =
@@ -147,36 +148,79 @@ pub(crate) async fn serve_connection(
                     AcceptError::Timeout => tls.timeouts += 1,
                     AcceptError::Handshake(_) => tls.failures += 1,
                 });
+                worker.connection_closed();
                 return;
             }
         },
     };
-    let redirect = view.snapshot.config.listeners[listener]
-        .redirect_https
-        .is_some();
+    let id = ConnId {
+        peer,
+        listener,
+        proto: if client.is_tls() { "https" } else { "http" },
+        redirect: view.snapshot.config.listeners[listener]
+            .redirect_https
+            .is_some(),
+        drain_slot: worker.drain.register(),
+    };
     drop(view);
+    serve_from(worker, client, id).await;
+}
+
+/// Serves requests on a connection (a new one, or one back from its park) until it closes
+/// or parks; a parked connection goes on in a task of its own ([`park`]), so this one ends.
+async fn serve_from(worker: Rc<Worker>, client: Stream, id: ConnId) {
+    match run(&worker, client, id).await {
+        Some((client, id)) => {
+            monoio::spawn(park(worker, client, id));
+        }
+        None => worker.connection_closed(),
+    }
+}
+
+/// A connection idle past its first [`IDLE_PARK_MS`]: the smallest task that waits for its
+/// next request (readiness only: no buffer, no `Conn`), its idle timeout (the coarse timer
+/// of its drain slot) or the drain. On readiness the connection is served again in a fresh
+/// task, so an idle connection never holds an exchange-sized task. Measured: see perf.md.
+async fn park(worker: Rc<Worker>, client: Stream, id: ConnId) {
+    let idle_ms = worker.view().snapshot.config.server.client_idle_timeout_ms;
+    let left = Duration::from_millis(idle_ms.saturating_sub(IDLE_PARK_MS));
+    let deadline = Instant::now() + left;
+    let ready = monoio::select! {
+        ready = client.tcp().readable(false) => ready.is_ok(),
+        _ = worker.drain.wait_until(id.drain_slot, deadline) => false,
+    };
+    if ready && !worker.draining() {
+        monoio::spawn(serve_from(worker, client, id));
+    } else {
+        worker.drain.release(id.drain_slot);
+        worker.connection_closed();
+    }
+}
+
+/// Request after request until the connection closes (`None`) or goes quiet long enough to
+/// park (`Some`: what [`park`] needs).
+async fn run(worker: &Rc<Worker>, mut client: Stream, id: ConnId) -> Option<(Stream, ConnId)> {
     let mut conn = Conn {
         buf: Vec::new(),
         head: RequestHead::new(),
         path: Vec::new(),
-        peer,
-        listener,
-        proto: if client.is_tls() { "https" } else { "http" },
-        redirect,
-        drain_slot: worker.drain.register(),
+        id,
         canceller: Canceller::new(),
         identity: Vec::new(),
         request_id: Vec::new(),
         log_method: Vec::new(),
         log_target: Vec::new(),
     };
-    loop {
-        if conn.buf.is_empty() && !await_request(worker, &mut client, &mut conn).await {
-            break;
+    let parked = loop {
+        if conn.buf.is_empty() {
+            match await_request(worker, &mut client, &mut conn).await {
+                Waited::Request => {}
+                Waited::Park => break true,
+                Waited::Close => break false,
+            }
         }
         let outcome = Outcome::default();
-        // Boxed so that the large state of an exchange lives only while one runs: a parked
-        // connection's task holds just `Conn` and the socket.
+        // Boxed so that the large state of an exchange lives only while one runs.
         let keep = match Box::pin(exchange(worker, &mut client, &mut conn, &outcome)).await {
             Next::KeepAlive => true,
             Next::Close => false,
@@ -188,18 +232,25 @@ pub(crate) async fn serve_connection(
                     }
                     None => {
                         worker.log_access(&conn, &outcome);
-                        break;
+                        worker.give_buffer(std::mem::take(&mut conn.buf));
+                        worker.drain.release(conn.id.drain_slot);
+                        return None;
                     }
                 }
             }
         };
         worker.log_access(&conn, &outcome);
         if !keep {
-            break;
+            break false;
         }
-    }
+    };
     worker.give_buffer(std::mem::take(&mut conn.buf));
-    worker.drain.release(conn.drain_slot);
+    if parked {
+        Some((client, conn.id))
+    } else {
+        worker.drain.release(conn.id.drain_slot);
+        None
+    }
 }
 
 /// How reading a request head ended without a head.
@@ -238,8 +289,8 @@ async fn exchange(
         conn.log_target
             .extend_from_slice(conn.head.target.get(&conn.buf));
     }
-    if conn.redirect {
-        if let Some(redirect) = &snap.config.listeners[conn.listener].redirect_https {
+    if conn.id.redirect {
+        if let Some(redirect) = &snap.config.listeners[conn.id.listener].redirect_https {
             let path = conn.head.path.get(&conn.buf);
             let exempt = redirect
                 .except_prefixes
@@ -326,7 +377,7 @@ async fn exchange(
     let mut response_headers = Vec::new();
     if let Some(rl) = route.rate_limit {
         let (rule, zone) = snap.policies.rate_rules[rl];
-        let ip = match conn.peer.ip() {
+        let ip = match conn.id.peer.ip() {
             IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
             IpAddr::V6(v6) => v6.octets(),
         };
@@ -384,7 +435,7 @@ async fn exchange(
     if !transform.request.lines.is_empty() || !transform.response.lines.is_empty() {
         let mut added = Vec::new();
         let vars = Vars {
-            client_ip: conn.peer.ip(),
+            client_ip: conn.id.peer.ip(),
             route: &route.name,
             request_id: &conn.request_id,
             path: conn.head.path.get(&conn.buf),
@@ -404,7 +455,7 @@ async fn exchange(
     let up_index = route.upstream;
     let up_tls = view.snapshot.upstream_tls[up_index].as_deref();
     let upstream = &snap.config.upstreams[up_index];
-    let hash = balance_hash(&upstream.balancer, &conn.head, &conn.buf, conn.peer.ip());
+    let hash = balance_hash(&upstream.balancer, &conn.head, &conn.buf, conn.id.peer.ip());
     let stale_key = (route.fallback.stale && conn.head.method == Method::Get).then(|| {
         let host = conn.head.host.map(|h| h.get(&conn.buf)).unwrap_or_default();
         hash_key(host) ^ hash_key(conn.head.target.get(&conn.buf)).rotate_left(1)
@@ -432,8 +483,8 @@ async fn exchange(
             head,
             &Forward {
                 path_and_query: &conn.path,
-                client_ip: conn.peer.ip(),
-                proto: conn.proto,
+                client_ip: conn.id.peer.ip(),
+                proto: conn.id.proto,
                 default_host: &snap.default_hosts[up_index],
                 edits: transform.request.field_edits(&conn.identity),
             },
@@ -1028,7 +1079,7 @@ async fn redirect_to_https(
     match conn.head.host.map(|h| h.get(&conn.buf)) {
         Some(host) => location.extend_from_slice(strip_port(host)),
         None => {
-            let ip = worker.view().snapshot.config.listeners[conn.listener]
+            let ip = worker.view().snapshot.config.listeners[conn.id.listener]
                 .address
                 .ip();
             match ip {
@@ -1100,8 +1151,8 @@ async fn aggregated(
             let mut head = Vec::with_capacity(512);
             let forward = Forward {
                 path_and_query: &path,
-                client_ip: conn.peer.ip(),
-                proto: conn.proto,
+                client_ip: conn.id.peer.ip(),
+                proto: conn.id.proto,
                 default_host: &snap.default_hosts[part.upstream],
                 edits: transform.request.field_edits(&conn.identity),
             };
@@ -1288,105 +1339,106 @@ async fn read_head(
     }
 }
 
-/// Waits, between requests, until the client sends the first byte of the next one. Returns
-/// false when the connection should close instead: the client closed or failed, stayed idle
-/// past `client_idle_timeout_ms`, or the worker is draining.
-///
-/// The wait is [`idle_wait`] on the socket: on a plain connection it reads into the
-/// connection's buffer; on a TLS one into a small buffer whose ciphertext is then handed to
-/// the session, whose own buffers are dropped first (an idle TLS connection holds the session
-/// and no buffer).
-async fn await_request(worker: &Worker, client: &mut Stream, conn: &mut Conn) -> bool {
+/// How a wait between requests ended.
+enum Waited {
+    /// The next request's first bytes are here (in `conn.buf`, or in the TLS session).
+    Request,
+    /// Nothing for [`IDLE_PARK_MS`]: the connection parks (see [`park`]); its buffers are
+    /// back in the pool.
+    Park,
+    /// The client closed or failed, or the worker is draining.
+    Close,
+}
+
+/// Waits, between requests, for the first bytes of the next one, for [`IDLE_PARK_MS`] at
+/// most: a read into a small buffer (on a TLS connection, of ciphertext then handed to the
+/// session, whose own buffers are dropped first), so a busy keep-alive client costs one read
+/// per request. After that the read is cancelled (its result, which may have raced in, kept)
+/// and the connection parks.
+async fn await_request(worker: &Worker, client: &mut Stream, conn: &mut Conn) -> Waited {
     if worker.draining() {
-        return false;
+        return Waited::Close;
     }
-    let idle = Duration::from_millis(worker.view().snapshot.config.server.client_idle_timeout_ms);
-    let wait = IdleWait {
-        park_after: Duration::from_millis(IDLE_PARK_MS).min(idle),
-        idle,
-        slot: conn.drain_slot,
-    };
-    // The wait reads into a small buffer: most request heads fit, and a connection that
-    // goes quiet then holds 2 KiB, not a pooled 16 KiB one. A buffer grown for a body goes
-    // back to the pool first.
+    let idle_ms = worker.view().snapshot.config.server.client_idle_timeout_ms;
+    let park_after = Duration::from_millis(IDLE_PARK_MS.min(idle_ms));
+    // Most request heads fit the small buffer, and a connection that goes quiet holds 2 KiB
+    // for a moment, not a pooled 16 KiB one. A buffer grown for a body goes back first.
     if conn.buf.capacity() > IDLE_READ_BYTES * 2 {
         worker.give_buffer(std::mem::take(&mut conn.buf));
     }
-    match client {
+    let slot = conn.id.drain_slot;
+    let woke = match client {
         Stream::Plain(tcp) => {
             if conn.buf.capacity() == 0 {
                 conn.buf = Vec::with_capacity(IDLE_READ_BYTES);
             }
             let owned = std::mem::take(&mut conn.buf);
-            let (woke, buf) = idle_wait(worker, tcp, owned, &mut conn.canceller, &wait).await;
+            let (woke, buf) =
+                idle_read(worker, tcp, owned, &mut conn.canceller, park_after, slot).await;
             conn.buf = buf;
-            if woke == Woke::Ready {
-                // Parked: the buffer went back; the next read takes a pooled one.
-                conn.head.release_memory();
-            }
-            woke != Woke::Closed
+            woke
         }
         Stream::Tls(tls) => {
             // A pipelined request may already sit decrypted (or encrypted) in the session.
             if tls.has_buffered() {
-                return true;
+                return Waited::Request;
             }
             // Nothing pending: the connection's plaintext buffer and the session's ciphertext
             // buffers go back while it waits (the next read head takes a pooled one).
             worker.give_buffer(std::mem::take(&mut conn.buf));
             tls.release_buffers();
             let small = Vec::with_capacity(IDLE_READ_BYTES);
-            let (woke, bytes) =
-                idle_wait(worker, tls.tcp_mut(), small, &mut conn.canceller, &wait).await;
-            match woke {
-                Woke::Bytes => tls.push_incoming(&bytes),
-                Woke::Ready => conn.head.release_memory(),
-                Woke::Closed => return false,
+            let (woke, bytes) = idle_read(
+                worker,
+                tls.tcp_mut(),
+                small,
+                &mut conn.canceller,
+                park_after,
+                slot,
+            )
+            .await;
+            if woke == Woke::Bytes {
+                tls.push_incoming(&bytes);
             }
-            true
+            woke
         }
+    };
+    match woke {
+        Woke::Bytes => Waited::Request,
+        Woke::Quiet if idle_ms > IDLE_PARK_MS && !worker.draining() => {
+            worker.give_buffer(std::mem::take(&mut conn.buf));
+            Waited::Park
+        }
+        Woke::Quiet | Woke::Closed => Waited::Close,
     }
 }
 
-/// The bounds of one wait between requests.
-struct IdleWait {
-    /// How long the wait reads into its buffer before parking without one.
-    park_after: Duration,
-    /// The whole wait (`client_idle_timeout_ms`).
-    idle: Duration,
-    /// The connection's drain slot.
-    slot: usize,
-}
-
-/// How a wait between requests ended.
+/// How a read between requests ended.
 #[derive(Debug, PartialEq, Eq)]
 enum Woke {
     /// Bytes arrived in the buffer.
     Bytes,
-    /// The socket became readable while parked; nothing was read.
-    Ready,
-    /// Closed, failed, idle past the timeout, or draining: the connection ends.
+    /// Nothing arrived within the wait (or the drain fired); the read was cancelled.
+    Quiet,
+    /// Closed or failed.
     Closed,
 }
 
-/// Waits on `tcp` for the next request's first bytes. For the first `park_after` the wait is
-/// a read into `buf`, so a busy keep-alive client costs one read per request. After that the
-/// read is cancelled (and its result, which may have raced in, kept), the buffer goes back to
-/// the worker's pool and the wait becomes a readiness poll: an idle connection holds no
-/// buffer. Returns the buffer (empty after parking).
-async fn idle_wait(
+/// Reads into `buf` for `wait` at most (by the worker's coarse timer) or until the drain
+/// fires; a read still pending then is cancelled. Returns the buffer.
+async fn idle_read(
     worker: &Worker,
     tcp: &mut TcpStream,
     buf: Vec<u8>,
     canceller: &mut Canceller,
-    wait: &IdleWait,
+    wait: Duration,
+    slot: usize,
 ) -> (Woke, Vec<u8>) {
-    let started = Instant::now();
     let (res, buf) = {
         let mut read = std::pin::pin!(tcp.cancelable_read(buf, canceller.handle()));
         let early = monoio::select! {
             done = &mut read => Some(done),
-            _ = worker.drain.wait_until(wait.slot, started + wait.park_after) => None,
+            _ = worker.drain.wait_until(slot, Instant::now() + wait) => None,
         };
         match early {
             Some(done) => done,
@@ -1396,24 +1448,13 @@ async fn idle_wait(
             }
         }
     };
-    match res {
-        Ok(0) => return (Woke::Closed, buf),
-        Ok(_) => return (Woke::Bytes, buf),
-        Err(e) if e.kind() != io::ErrorKind::Interrupted && !is_cancelled(&e) => {
-            return (Woke::Closed, buf)
-        }
-        Err(_) => {}
-    }
-    if worker.draining() || wait.park_after >= wait.idle {
-        return (Woke::Closed, buf);
-    }
-    worker.give_buffer(buf);
-    let ready = monoio::select! {
-        ready = tcp.readable(false) => ready.is_ok(),
-        _ = worker.drain.wait_until(wait.slot, started + wait.idle) => false,
+    let woke = match res {
+        Ok(0) => Woke::Closed,
+        Ok(_) => Woke::Bytes,
+        Err(e) if e.kind() == io::ErrorKind::Interrupted || is_cancelled(&e) => Woke::Quiet,
+        Err(_) => Woke::Closed,
     };
-    let woke = if ready { Woke::Ready } else { Woke::Closed };
-    (woke, Vec::new())
+    (woke, buf)
 }
 
 /// The bytes a rate limit counts by, when the request has them (else the caller uses the

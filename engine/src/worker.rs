@@ -563,7 +563,7 @@ impl Worker {
             &mut lines,
             &access_log::Entry {
                 time: SystemTime::now(),
-                client: conn.peer.ip(),
+                client: conn.id.peer.ip(),
                 method: &conn.log_method,
                 path: &conn.log_target,
                 route,
@@ -588,6 +588,11 @@ impl Worker {
                 lines,
             }));
         }
+    }
+
+    /// A client connection closed (it counted in `connections` since its accept).
+    pub(crate) fn connection_closed(&self) {
+        self.connections.set(self.connections.get() - 1);
     }
 
     /// Whether this worker is draining: no new requests on kept-alive connections.
@@ -911,11 +916,7 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, index: usize) {
                 let _ = stream.set_nodelay(true);
                 worker.connections.set(worker.connections.get() + 1);
                 worker.stats.borrow_mut().accepted += 1;
-                let w = worker.clone();
-                monoio::spawn(async move {
-                    crate::proxy::serve_connection(&w, stream, peer, index).await;
-                    w.connections.set(w.connections.get() - 1);
-                });
+                monoio::spawn(crate::proxy::serve(worker.clone(), stream, peer, index));
             }
             Some(Err(_)) => {
                 // EMFILE/ENFILE/ENOBUFS: pause instead of spinning; the error will clear when
