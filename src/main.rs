@@ -33,7 +33,16 @@ signals (run, demo):
   coregate version            print the version
 ";
 
+/// What a quiet worker calls: mimalloc's collect, which purges the pages its thread freed
+/// (see `coregate_engine::set_release_memory`).
+fn release_memory() {
+    // SAFETY: mi_collect only walks the calling thread's heap; `false` asks for the cheap
+    // collection (no forced return of every segment).
+    unsafe { libmimalloc_sys::mi_collect(false) }
+}
+
 fn main() -> ExitCode {
+    coregate_engine::set_release_memory(release_memory);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {

@@ -26,4 +26,6 @@ mod worker;
 
 pub use shared::{AccessLogBatch, Report, Shared};
 pub use snapshot::{Health, HealthCell, Published, Snapshot, SnapshotCell};
-pub use worker::{available_cores, start_workers, Driver, WorkerHandle, WorkerStarted};
+pub use worker::{
+    available_cores, set_release_memory, start_workers, Driver, WorkerHandle, WorkerStarted,
+};

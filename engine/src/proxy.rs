@@ -219,6 +219,7 @@ async fn run(worker: &Rc<Worker>, mut client: Stream, id: ConnId) -> Option<(Str
                 Waited::Close => break false,
             }
         }
+        worker.note_activity();
         let outcome = Outcome::default();
         // Boxed so that the large state of an exchange lives only while one runs.
         let keep = match Box::pin(exchange(worker, &mut client, &mut conn, &outcome)).await {

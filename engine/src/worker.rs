@@ -295,6 +295,8 @@ pub(crate) struct Worker {
     pub pools: RefCell<Pools>,
     free_buffers: RefCell<Vec<Vec<u8>>>,
     connections: Cell<usize>,
+    /// Requests started, ever (wrapping): the quiet watch compares it between looks.
+    activity: Cell<u64>,
     stats: RefCell<Gathered>,
     /// Access-log lines not yet sent to the control side.
     access_log: RefCell<Vec<u8>>,
@@ -392,6 +394,7 @@ impl Worker {
             pools: RefCell::new(Pools::default()),
             free_buffers: RefCell::new(Vec::new()),
             connections: Cell::new(0),
+            activity: Cell::new(0),
             stats: RefCell::new(stats),
             access_log: RefCell::new(Vec::new()),
             stale: RefCell::new(StaleCache::default()),
@@ -588,6 +591,11 @@ impl Worker {
                 lines,
             }));
         }
+    }
+
+    /// Counts a request for the quiet watch (see [`set_release_memory`]).
+    pub(crate) fn note_activity(&self) {
+        self.activity.set(self.activity.get().wrapping_add(1));
     }
 
     /// A client connection closed (it counted in `connections` since its accept).
@@ -931,6 +939,7 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, index: usize) {
 /// Per-worker periodic work: stats reports, closing expired pooled connections, and noticing
 /// a drain request.
 async fn housekeeping(worker: Rc<Worker>) {
+    let mut quiet = QuietWatch::default();
     let mut last_sweep = Instant::now();
     let mut last_sync = Instant::now();
     let mut last_budget_decay = Instant::now();
@@ -955,6 +964,51 @@ async fn housekeeping(worker: Rc<Worker>) {
             worker.send_stats();
             worker.send_access_log();
             worker.pools.borrow_mut().sweep(now);
+            quiet.look(&worker);
         }
     }
+}
+
+/// Hands freed memory back to the system once a worker has gone quiet (see
+/// [`set_release_memory`]).
+#[derive(Default)]
+struct QuietWatch {
+    /// `worker.activity` at the last look.
+    seen: u64,
+    /// Looks in a row without activity.
+    quiet_looks: u32,
+}
+
+impl QuietWatch {
+    /// Called every [`REPORT_INTERVAL_MS`]: after [`QUIET_LOOKS`] looks without a request,
+    /// once, the release hook runs.
+    fn look(&mut self, worker: &Worker) {
+        let activity = worker.activity.get();
+        if activity != self.seen {
+            self.seen = activity;
+            self.quiet_looks = 0;
+            return;
+        }
+        self.quiet_looks = self.quiet_looks.saturating_add(1);
+        if self.quiet_looks == QUIET_LOOKS {
+            if let Some(release) = RELEASE_MEMORY.get() {
+                release();
+            }
+        }
+    }
+}
+
+/// Looks at [`REPORT_INTERVAL_MS`] without a request before a worker counts as quiet: 1 s.
+const QUIET_LOOKS: u32 = 4;
+
+static RELEASE_MEMORY: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets what a worker calls, on its own thread, once it has served no request for a second:
+/// the allocator's "give freed pages back" (for mimalloc, `mi_collect`). An allocator keeps
+/// freed memory for reuse and purges it only on its own later calls, so without this a
+/// worker that went quiet after a burst (say, thousands of connections that parked) would
+/// keep the burst's memory resident. The engine does not know which allocator the binary
+/// chose, hence a hook; the first call wins.
+pub fn set_release_memory(release: fn()) {
+    let _ = RELEASE_MEMORY.set(release);
 }
