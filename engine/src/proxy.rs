@@ -1,4 +1,10 @@
-//! The proxy loop: one client connection, request after request.
+//! The proxy loop: one client connection, request after request, over plain TCP or TLS
+//! (the handshake first, bounded by the listener's `handshake_timeout_ms`).
+//!
+//! A connection lives in a serving task while it is busy; quiet for about 100 ms, it parks in
+//! a task of its own that holds only its socket and identity (see [`park`]), and is served
+//! again in a fresh task when the client speaks. Plain listeners may answer everything with a
+//! redirect to HTTPS instead.
 //!
 //! For each request: read and parse the head into the connection's buffer, route it, pick an
 //! endpoint, take a pooled keep-alive connection (or connect), write the rewritten head, stream

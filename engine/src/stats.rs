@@ -1,7 +1,7 @@
 //! Per-worker statistics: counters and latency histograms a worker owns and updates without
 //! atomics or locks, and the reports it sends to the control side.
 //!
-//! A worker records into its own [`WorkerStats`] (plain integers and hdrhistograms in a
+//! A worker records into its own gathered stats (plain integers and hdrhistograms in a
 //! `RefCell`); about every [`REPORT_INTERVAL_MS`] it moves what it gathered since the last
 //! report into a [`StatsReport`] and sends it over a channel. Reports carry deltas: the
 //! control side adds them up. Histograms keep 2 significant digits (1 % resolution) from 1 µs

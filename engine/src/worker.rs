@@ -7,6 +7,11 @@
 //! io_uring is unavailable altogether (sysctl `kernel.io_uring_disabled`, seccomp) it falls back
 //! to monoio's epoll driver and says so. Everything a worker owns — connections, buffers,
 //! pools, balancer state — lives in its [`Worker`] and is touched by no other thread.
+//!
+//! Its housekeeping task (every 50 ms) sends stats, sweeps the upstream pools, wakes
+//! connections whose coarse deadline passed (the drain slots double as the worker's coarse
+//! timer), and, once the worker has served nothing for a second, calls the allocator's
+//! release hook so a quiet worker does not keep a burst's freed pages.
 
 use std::cell::{Cell, RefCell};
 use std::io;
