@@ -107,6 +107,8 @@ interval_ms = 2000
 name = "users"
 path_prefix = "/users"
 upstream = "users"
+# X-Request-Id passed upstream and returned (off unless a route asks for it).
+request_id = true
 
 # Transformation: the upstream sees who called through which route; the client sees it too.
 [route.request_headers]

@@ -22,6 +22,7 @@ name = "users"
 path = "/v1/users/{{id}}"
 rewrite_path = "/users/{{id}}"
 upstream = "o"
+request_id = true
 
 [route.request_headers]
 remove = ["x-debug"]

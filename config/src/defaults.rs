@@ -148,7 +148,9 @@ pub const FALLBACK_BODY_BYTES_MAX: usize = 64 * 1024;
 
 /// Whether a route passes `X-Request-Id` upstream (the client's, or one it generates when the
 /// client sent none) and returns it in the response, so one id follows a request through logs.
-pub const REQUEST_ID: bool = true;
+/// Off unless asked for, as in nginx and HAProxy: the plain path pays for no feature it does
+/// not use (about 5 % of a small request's CPU, perf.md).
+pub const REQUEST_ID: bool = false;
 /// The header that carries the request id (with `request_id = true`, the gateway's own: header
 /// edits never touch it).
 pub const REQUEST_ID_HEADER: &str = "X-Request-Id";

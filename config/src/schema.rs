@@ -499,7 +499,7 @@ pub struct RouteConfig {
     pub rewrite_path: Option<String>,
     /// Pass `X-Request-Id` upstream (the client's, or a generated one when it sent none) and
     /// return it in the response. `${request_id}` in a header template needs it. Default
-    /// [`defaults::REQUEST_ID`].
+    /// [`defaults::REQUEST_ID`] (false).
     #[serde(default = "defaults::request_id")]
     pub request_id: bool,
     /// The longest a request may take from its complete head to the upstream's response head,

@@ -51,7 +51,7 @@ impl Config {
     /// `rewrite_path` shows `rewrite=template:/users/{id}`, one with header edits
     /// `request_headers=3 edits` / `response_headers=1 edit`, one with a `[route.json_filter]`
     /// `json_filter=remove:2` / `json_filter=keep:3` (its mode and number of paths), and one
-    /// with `request_id = false` ends in `request_id=off`. An upstream
+    /// with `request_id = true` ends in `request_id=on`. An upstream
     /// with a breaker ends in e.g. `breaker=5 in a row or 50% of ≥20 in 10000ms, cool-down
     /// 1000..60000ms x2, 3 probes, statuses 502,503,504` (a trigger turned off is left out;
     /// `statuses none` when only connect errors and timeouts count).
@@ -163,8 +163,8 @@ impl Config {
                 };
                 let _ = write!(out, " json_filter={mode}:{}", filter.paths.len());
             }
-            if !route.request_id {
-                out.push_str(" request_id=off");
+            if route.request_id {
+                out.push_str(" request_id=on");
             }
             out.push('\n');
         }

@@ -250,7 +250,7 @@ fn the_example_rewrites_and_edits_headers() {
         summary.contains(
             "  org-user host=api.example.com methods=GET path=/v1/orgs/{org}/users/{id} \
              rewrite=template:/users/{id} upstream=users auth=users request_headers=7 edits \
-             response_headers=7 edits json_filter=keep:4\n"
+             response_headers=7 edits json_filter=keep:4 request_id=on\n"
         ),
         "{summary}"
     );

@@ -741,6 +741,7 @@ path = "/v1/orgs/{org}/users/{id}/{part}"
 rewrite_path = "/users/{id}/{part}.json?"
 upstream = "users"
 auth = "staff"
+request_id = true
 
 [route.request_headers]
 remove = ["X-Debug", "cookie"]
@@ -860,7 +861,7 @@ fn rewrites_and_header_edits_become_the_expected_model() {
     assert_eq!(partner.response_headers, HeaderEdits::default());
 
     assert_eq!(rest.rewrite, Rewrite::None);
-    assert!(rest.request_id);
+    assert!(!rest.request_id, "request ids are off unless asked for");
     assert_eq!(rest.request_headers, HeaderEdits::default());
     assert_eq!(rest.response_headers.remove, ["server"]);
 
@@ -872,9 +873,9 @@ fn rewrites_and_header_edits_become_the_expected_model() {
             "routes (3):",
             "  org-user host=* methods=any path=/v1/orgs/{org}/users/{id}/{part} \
              rewrite=template:/users/{id}/{part}.json upstream=users auth=staff \
-             request_headers=7 edits response_headers=2 edits",
+             request_headers=7 edits response_headers=2 edits request_id=on",
             "  partner host=* methods=any path=/p/{id} rewrite=template:/partners/{id} \
-             upstream=users auth=partners request_headers=1 edit request_id=off",
+             upstream=users auth=partners request_headers=1 edit",
             "  rest host=* methods=any path_prefix=/ upstream=users response_headers=1 edit",
         ]
     );

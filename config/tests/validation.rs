@@ -2192,17 +2192,23 @@ fn rewrite_path_braces_name_parameters() {
 }
 
 #[test]
-fn request_id_defaults_to_true_and_can_be_turned_off() {
-    assert!(route_of(&edits("", "")).request_id);
-    assert!(!route_of(&edits("request_id = false", "")).request_id);
+fn request_id_defaults_to_false_and_can_be_turned_on() {
+    assert!(!route_of(&edits("", "")).request_id);
+    assert!(route_of(&edits("request_id = true", "")).request_id);
     fails_at(
         &edits("request_id = \"no\"", ""),
         "\"no\"",
         "route[0].request_id",
     );
-    let config = load_str(&edits("request_id = false", ""), "t.toml").expect("valid");
+    let config = load_str(&edits("request_id = true", ""), "t.toml").expect("valid");
     assert!(
-        config.summary().contains(" auth=j request_id=off\n"),
+        config.summary().contains(" auth=j request_id=on\n"),
+        "{}",
+        config.summary()
+    );
+    let config = load_str(&edits("", ""), "t.toml").expect("valid");
+    assert!(
+        !config.summary().contains("request_id"),
         "{}",
         config.summary()
     );
@@ -2383,7 +2389,7 @@ fn request_id_header_is_the_gateways_unless_request_id_is_off() {
             "add.X-Request-Id",
         ),
     ] {
-        let text = edits("", &format!("[route.{table}]\n{lines}"));
+        let text = edits("request_id = true", &format!("[route.{table}]\n{lines}"));
         let error = fails_at(&text, needle, &format!("route[0].{table}.{field}"));
         assert!(
             error
@@ -2391,10 +2397,7 @@ fn request_id_header_is_the_gateways_unless_request_id_is_off() {
                 .ends_with("is the gateway's with request_id = true"),
             "{error}"
         );
-        let route = route_of(&edits(
-            "request_id = false",
-            &format!("[route.{table}]\n{lines}"),
-        ));
+        let route = route_of(&edits("", &format!("[route.{table}]\n{lines}")));
         assert!(!route.request_id);
     }
 }
@@ -2416,8 +2419,9 @@ fn renames_do_not_depend_on_their_order() {
 #[test]
 fn value_templates_resolve_every_variable() {
     use Variable::{Claim, ClientIp, Param, RequestId, Route};
-    let route = route_of(&request_headers(
-        "set = { X-A = \"${client_ip} ${route} ${request_id}\", \
+    let route = route_of(&edits(
+        "request_id = true",
+        "[route.request_headers]\nset = { X-A = \"${client_ip} ${route} ${request_id}\", \
          X-B = \"${param.org}/${param.id}\", \
          X-C = \"${claim.email},${claim.sub},${claim.tenant}\", \
          X-D = \"$$${route}$$a$$\", X-E = \"\", X-F = \"a\\tb\" }",
