@@ -969,7 +969,11 @@ async fn housekeeping(worker: Rc<Worker>) {
             worker.send_stats();
             worker.send_access_log();
             worker.pools.borrow_mut().sweep(now);
-            quiet.look(&worker);
+            if quiet.look(worker.activity.get()) {
+                if let Some(release) = RELEASE_MEMORY.get() {
+                    release();
+                }
+            }
         }
     }
 }
@@ -985,21 +989,16 @@ struct QuietWatch {
 }
 
 impl QuietWatch {
-    /// Called every [`REPORT_INTERVAL_MS`]: after [`QUIET_LOOKS`] looks without a request,
-    /// once, the release hook runs.
-    fn look(&mut self, worker: &Worker) {
-        let activity = worker.activity.get();
+    /// Called every [`REPORT_INTERVAL_MS`] with the worker's request count: true (the release
+    /// hook should run) once per quiet spell, at its [`QUIET_LOOKS`]th look without a request.
+    fn look(&mut self, activity: u64) -> bool {
         if activity != self.seen {
             self.seen = activity;
             self.quiet_looks = 0;
-            return;
+            return false;
         }
         self.quiet_looks = self.quiet_looks.saturating_add(1);
-        if self.quiet_looks == QUIET_LOOKS {
-            if let Some(release) = RELEASE_MEMORY.get() {
-                release();
-            }
-        }
+        self.quiet_looks == QUIET_LOOKS
     }
 }
 
@@ -1016,4 +1015,24 @@ static RELEASE_MEMORY: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
 /// chose, hence a hook; the first call wins.
 pub fn set_release_memory(release: fn()) {
     let _ = RELEASE_MEMORY.set(release);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{QuietWatch, QUIET_LOOKS};
+
+    #[test]
+    fn the_release_runs_once_per_quiet_spell_and_never_while_busy() {
+        let mut watch = QuietWatch::default();
+        // Busy: the count moves between looks.
+        assert!((1..=20).all(|n| !watch.look(n)));
+        // Quiet: once, at the QUIET_LOOKS-th look, then not again.
+        let quiet: Vec<bool> = (0..3 * QUIET_LOOKS).map(|_| watch.look(20)).collect();
+        assert_eq!(quiet.iter().filter(|r| **r).count(), 1);
+        assert!(quiet[QUIET_LOOKS as usize - 1]);
+        // A request ends the spell; the next quiet spell releases again.
+        assert!(!watch.look(21));
+        let again = (0..QUIET_LOOKS).filter(|_| watch.look(21)).count();
+        assert_eq!(again, 1);
+    }
 }
