@@ -49,10 +49,24 @@ pub fn curl_available() -> bool {
     found
 }
 
-/// A port that was free a moment ago (bind 127.0.0.1:0, read it, drop the socket).
+/// A port that was free a moment ago (bind 127.0.0.1:0, read it, drop the socket), and never
+/// one this test process was given before. The kernel may hand a just-released port out again;
+/// two tests running at once could then start gateways on one port, and the gateways bind it
+/// with SO_REUSEPORT, so after both pass their start-up check they would silently split each
+/// other's connections.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr").port()
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("local_addr").port();
+        let mut given = GIVEN
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// `127.0.0.1:PORT` with a port that was free a moment ago.
