@@ -165,7 +165,62 @@ pub fn start_workers(
             shares,
         });
     }
+    check_sole_listeners(&shared, count)?;
     Ok(handles)
+}
+
+/// Refuses to run when, once every worker has bound its listeners, a listener's address has
+/// more listening sockets than workers: another process bound it with SO_REUSEPORT between
+/// [`probe_listeners`] and the workers' binds (two gateways started at the same moment on one
+/// address), and the kernel would split connections between them. Read from
+/// /proc/net/tcp{,6}, which list this network namespace's sockets; where they cannot be read
+/// the check is skipped.
+fn check_sole_listeners(shared: &Shared, workers: usize) -> io::Result<()> {
+    for l in &shared.snapshot.load().config.listeners {
+        let Ok(listening) = listening_sockets(l.address) else {
+            continue;
+        };
+        if listening > workers {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!(
+                    "listener {} ({}): address in use: {} other listening socket(s) share \
+                     the port through SO_REUSEPORT; refusing to split connections with them",
+                    l.name,
+                    l.address,
+                    listening - workers
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Listening TCP sockets bound to exactly `addr`, from /proc/net/tcp (IPv4) or tcp6, whose
+/// local address column is the address's 32-bit words in host byte order, in hex, then the
+/// port; state `0A` is LISTEN.
+fn listening_sockets(addr: std::net::SocketAddr) -> io::Result<usize> {
+    let (file, octets): (&str, Vec<u8>) = match addr.ip() {
+        std::net::IpAddr::V4(ip) => ("/proc/net/tcp", ip.octets().to_vec()),
+        std::net::IpAddr::V6(ip) => ("/proc/net/tcp6", ip.octets().to_vec()),
+    };
+    let mut wanted = String::with_capacity(40);
+    for word in octets.chunks(4) {
+        let word = u32::from_ne_bytes([word[0], word[1], word[2], word[3]]);
+        wanted.push_str(&format!("{word:08X}"));
+    }
+    wanted.push_str(&format!(":{:04X}", addr.port()));
+    let table = std::fs::read_to_string(file)?;
+    Ok(table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let mut fields = line.split_whitespace();
+            let local = fields.nth(1);
+            let state = fields.nth(1);
+            local == Some(wanted.as_str()) && state == Some("0A")
+        })
+        .count())
 }
 
 /// Refuses addresses another process already listens on. Workers bind with SO_REUSEPORT,
@@ -1019,7 +1074,23 @@ pub fn set_release_memory(release: fn()) {
 
 #[cfg(test)]
 mod tests {
-    use super::{QuietWatch, QUIET_LOOKS};
+    use super::{listening_sockets, QuietWatch, QUIET_LOOKS};
+
+    #[test]
+    fn listening_sockets_are_counted_from_proc() {
+        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = a.local_addr().unwrap();
+        assert_eq!(listening_sockets(addr).unwrap(), 1);
+        // A connected socket on the same port is not a listener.
+        let _client = std::net::TcpStream::connect(addr).unwrap();
+        assert_eq!(listening_sockets(addr).unwrap(), 1);
+        let v6 = std::net::TcpListener::bind("[::1]:0");
+        if let Ok(v6) = v6 {
+            assert_eq!(listening_sockets(v6.local_addr().unwrap()).unwrap(), 1);
+        }
+        drop(a);
+        assert_eq!(listening_sockets(addr).unwrap(), 0);
+    }
 
     #[test]
     fn the_release_runs_once_per_quiet_spell_and_never_while_busy() {
