@@ -938,3 +938,34 @@ fn a_parked_tls_connection_is_served_again_with_its_session() {
         handshakes()
     );
 }
+
+/// A TLS connection the gateway ends (here: idle past `client_idle_timeout_ms`) ends with a
+/// close_notify, so the client reads a clean end, not a truncation.
+#[test]
+fn an_idle_tls_connection_is_closed_with_close_notify() {
+    use std::io::Read;
+    let o = origin("o", Mode::Json);
+    let site = Site::new("close-notify", &["a.test"]);
+    let config = https_config(
+        1,
+        "client_idle_timeout_ms = 500",
+        &site.listener_tls(""),
+        &catch_all(o.addr()),
+    );
+    let (gw, _admin) = start_gateway_with_admin(&config);
+    let mut c = TlsClient::new(&site.ca.pem)
+        .connect(gw.addr, "a.test")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.request(&get("/once", "a.test")).status, 200);
+    c.tls.sock.set_nonblocking(false).unwrap();
+    c.tls
+        .sock
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    // rustls reports Ok(0) only after a close_notify; a bare TCP close is UnexpectedEof.
+    match c.tls.read(&mut buf) {
+        Ok(0) => {}
+        other => panic!("expected a clean close (close_notify), got {other:?}"),
+    }
+}

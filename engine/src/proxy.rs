@@ -199,7 +199,22 @@ async fn park(worker: Rc<Worker>, client: Stream, id: ConnId) {
         monoio::spawn(serve_from(worker, client, id));
     } else {
         worker.drain.release(id.drain_slot);
+        // Boxed, as everything this task does besides waiting: its size is an idle
+        // connection's cost.
+        Box::pin(close(client)).await;
         worker.connection_closed();
+    }
+}
+
+/// How long a closing TLS connection may take to send its close_notify.
+const CLOSE_NOTIFY_WAIT_MS: u64 = 1_000;
+
+/// Closes a client connection the gateway ends between requests: a TLS one says so first
+/// (close_notify, RFC 8446 §6.1), so the client can tell the end from a truncation.
+async fn close(client: Stream) {
+    if let Stream::Tls(mut tls) = client {
+        let wait = Duration::from_millis(CLOSE_NOTIFY_WAIT_MS);
+        let _ = monoio::time::timeout(wait, tls.shutdown()).await;
     }
 }
 
@@ -256,6 +271,7 @@ async fn run(worker: &Rc<Worker>, mut client: Stream, id: ConnId) -> Option<(Str
         Some((client, conn.id))
     } else {
         worker.drain.release(conn.id.drain_slot);
+        Box::pin(close(client)).await;
         None
     }
 }
