@@ -297,7 +297,7 @@ async fn exchange(
 ) -> Next {
     let view = worker.view();
     let snap: &Snapshot = &view.snapshot;
-    let head_len = match read_head(client, conn, snap).await {
+    let head_len = match read_head(worker, client, conn, snap).await {
         Ok(n) => n,
         Err(HeadEnd::Gone) => return Next::Close,
         Err(HeadEnd::Reject(status, reason)) => {
@@ -1340,6 +1340,7 @@ fn body_error_reason(status: u16) -> &'static str {
 
 /// Reads until a complete request head is in `conn.buf` (which may already hold one).
 async fn read_head(
+    worker: &Worker,
     client: &mut Stream,
     conn: &mut Conn,
     snap: &Snapshot,
@@ -1355,7 +1356,7 @@ async fn read_head(
             }
         }
         if conn.buf.capacity() == 0 {
-            conn.buf = Vec::with_capacity(BUFFER_BYTES);
+            conn.buf = worker.take_buffer();
         }
         let wait = deadline.saturating_duration_since(Instant::now());
         match read_more(client, &mut conn.buf, wait).await {
@@ -1412,30 +1413,30 @@ async fn await_request(worker: &Worker, client: &mut Stream, conn: &mut Conn) ->
             if tls.has_buffered() {
                 return Waited::Request;
             }
-            // Nothing pending: the connection's plaintext buffer and the session's ciphertext
-            // buffers go back while it waits (the next read head takes a pooled one).
-            worker.give_buffer(std::mem::take(&mut conn.buf));
-            tls.release_buffers();
-            let small = Vec::with_capacity(IDLE_READ_BYTES);
-            let (woke, bytes) = idle_read(
+            // The ciphertext is read straight into the session's buffer: a busy connection
+            // keeps its buffers from request to request; they go only when it parks.
+            let incoming = tls.take_incoming();
+            let (woke, incoming) = idle_read(
                 worker,
                 tls.tcp_mut(),
-                small,
+                incoming,
                 &mut conn.canceller,
                 park_after,
                 slot,
             )
             .await;
-            if woke == Woke::Bytes {
-                tls.push_incoming(&bytes);
-            }
+            tls.put_incoming(incoming);
             woke
         }
     };
     match woke {
         Woke::Bytes => Waited::Request,
         Woke::Quiet if idle_ms > IDLE_PARK_MS && !worker.draining() => {
+            // Parking: the connection's buffers go back; the next request takes pooled ones.
             worker.give_buffer(std::mem::take(&mut conn.buf));
+            if let Stream::Tls(tls) = client {
+                tls.release_buffers();
+            }
             Waited::Park
         }
         Woke::Quiet | Woke::Closed => Waited::Close,

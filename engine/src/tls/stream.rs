@@ -105,7 +105,7 @@ impl TlsStream {
     }
 
     /// The socket under the session, to wait on while idle. Whatever is read from it must be
-    /// handed back with [`TlsStream::push_incoming`].
+    /// handed back with [`TlsStream::put_incoming`].
     pub fn tcp_mut(&mut self) -> &mut TcpStream {
         &mut self.tcp
     }
@@ -129,12 +129,25 @@ impl TlsStream {
         self.outgoing = Vec::new();
     }
 
-    /// Hands ciphertext that someone else read from the socket (the idle wait reads into its
-    /// own small buffer) to this stream, ahead of any further socket read.
-    pub fn push_incoming(&mut self, bytes: &[u8]) {
-        self.incoming.drain(..self.consumed);
+    /// The ciphertext buffer, empty, for a read done outside the stream (the wait between
+    /// requests reads the socket itself); give it back with [`TlsStream::put_incoming`].
+    /// Call only when nothing is pending ([`TlsStream::has_buffered`] is false).
+    pub fn take_incoming(&mut self) -> Vec<u8> {
+        debug_assert_eq!(self.consumed, self.incoming.len(), "ciphertext pending");
         self.consumed = 0;
-        self.incoming.extend_from_slice(bytes);
+        let mut buf = std::mem::take(&mut self.incoming);
+        buf.clear();
+        if buf.capacity() == 0 {
+            buf.reserve(INCOMING_BYTES);
+        }
+        buf
+    }
+
+    /// Puts back the buffer of [`TlsStream::take_incoming`], holding what that read got:
+    /// ciphertext ahead of any further socket read.
+    pub fn put_incoming(&mut self, buf: Vec<u8>) {
+        self.incoming = buf;
+        self.consumed = 0;
     }
 
     /// Writes every record rustls has queued.
