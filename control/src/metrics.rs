@@ -122,20 +122,18 @@ impl Metrics {
                 );
             }
         }
-        header(
+        let rejections: Vec<(&str, u64)> = Rejection::ALL
+            .iter()
+            .map(|&kind| (kind.name(), self.rejections[kind as usize]))
+            .collect();
+        series(
             &mut out,
             "coregate_rejections_total",
             "counter",
             "Requests the gateway answered itself, by reason.",
+            "reason",
+            &rejections,
         );
-        for kind in Rejection::ALL {
-            let _ = writeln!(
-                out,
-                "coregate_rejections_total{{reason=\"{}\"}} {}",
-                kind.name(),
-                self.rejections[kind as usize]
-            );
-        }
         header(
             &mut out,
             "coregate_request_duration_us",
