@@ -1,11 +1,13 @@
 //! Command-line parsing of the `loadtest` binary: `run` (the load generator), `origin` (a
-//! fixture origin served until SIGINT or SIGTERM) and `compare` (coregate against nginx and
-//! HAProxy). Pure: turns arguments into configurations
-//! or an error message, and does nothing else.
+//! fixture origin served until SIGINT or SIGTERM), `forward` (the bare byte forwarder, until
+//! SIGINT or SIGTERM) and `compare` (coregate against nginx, HAProxy and the forwarder). Pure:
+//! turns arguments into configurations or an error message, and does nothing else.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::compare::{CompareConfig, Kind, Scenario};
+use crate::forward::ForwardConfig;
 use crate::load::{ConnectionMode, RunConfig, Target};
 use crate::origin::{Mode, OriginConfig, OriginTls};
 
@@ -43,13 +45,23 @@ usage:
     --tls-key FILE        its PEM private key
     --threads N           server threads (default 1)
     --cores LIST          pin threads to cores, round-robin
+  loadtest forward --upstream ADDR [options]
+                                  forward bytes, parsing nothing, until SIGINT or SIGTERM:
+                                  one upstream connection per client connection (the floor of
+                                  compare, not a proxy)
+    --upstream ADDR       IP:port every connection is forwarded to (required)
+    --listen ADDR         address to listen on (default 127.0.0.1:0, printed at start)
+    --cores LIST          one thread pinned to each core (default one thread, not pinned)
   loadtest compare [options]      coregate, nginx and HAProxy (those found), one worker each,
-                                  in front of one fixed origin, plus the origin alone
+                                  in front of one fixed origin, plus the origin alone and the
+                                  bare forwarder (loadtest forward) as floors
     --coregate PATH       the coregate binary (default: beside loadtest, else on PATH)
-    --targets LIST        of origin,coregate,nginx,haproxy (default all; origin always runs)
+    --targets LIST        of origin,forwarder,coregate,nginx,haproxy (default all; origin
+                          always runs)
     --scenarios LIST      small (13-byte body), 16k (16 KiB body) (default small,16k);
                           https (TLS terminated by each proxy, certificates made for the
-                          run: keep-alive, new full handshakes, resumed handshakes);
+                          run: keep-alive, new full handshakes, resumed handshakes;
+                          no forwarder);
                           coregate only: policies (plain vs JWT HS256/ES256 + rate limit),
                           access-log (plain vs access log on)
     -d, --duration D      measured time of each run (default 10s)
@@ -75,6 +87,7 @@ pub enum Command {
         json: bool,
     },
     Origin(OriginConfig),
+    Forward(ForwardConfig),
     Compare {
         cfg: CompareConfig,
         json: bool,
@@ -90,6 +103,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
     match args.next_word().as_deref() {
         Some("run") => parse_run(&mut args),
         Some("origin") => parse_origin(&mut args),
+        Some("forward") => parse_forward(&mut args),
         Some("compare") => parse_compare(&mut args),
         Some("help" | "-h" | "--help") | None => Ok(Command::Help),
         Some(other) => Err(format!("unknown command {other:?}")),
@@ -164,11 +178,7 @@ fn parse_origin(args: &mut Args) -> Result<Command, String> {
     for (name, value) in options {
         match name.as_str() {
             "--mode" => {}
-            "--listen" => {
-                cfg.listen = value
-                    .parse()
-                    .map_err(|_| format!("--listen wants IP:port, not {value:?}"))?
-            }
+            "--listen" => cfg.listen = socket_addr(&name, &value)?,
             "--name" => cfg.name = value,
             "--body-bytes" => cfg.body_bytes = number(&name, &value)?,
             "--delay-ms" => cfg.delay_ms = number(&name, &value)?,
@@ -200,6 +210,29 @@ fn parse_origin(args: &mut Args) -> Result<Command, String> {
         return Err("--threads must be at least 1".to_owned());
     }
     Ok(Command::Origin(cfg))
+}
+
+fn parse_forward(args: &mut Args) -> Result<Command, String> {
+    let mut listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let mut upstream = None;
+    let mut cores_list = Vec::new();
+    while let Some(arg) = args.next_word() {
+        if !arg.starts_with('-') {
+            return Err(format!("unexpected argument {arg:?}"));
+        }
+        let value = args.value(&arg)?;
+        match arg.as_str() {
+            "--listen" => listen = socket_addr(&arg, &value)?,
+            "--upstream" => upstream = Some(socket_addr(&arg, &value)?),
+            "--cores" => cores_list = cores(&value)?,
+            _ => return Err(format!("unknown option {arg} for forward")),
+        }
+    }
+    Ok(Command::Forward(ForwardConfig {
+        listen,
+        upstream: upstream.ok_or("forward needs --upstream IP:port")?,
+        cores: cores_list,
+    }))
 }
 
 fn parse_compare(args: &mut Args) -> Result<Command, String> {
@@ -289,6 +322,12 @@ impl Args {
             .or_else(|| self.words.next())
             .ok_or_else(|| format!("{name} needs a value"))
     }
+}
+
+fn socket_addr(name: &str, value: &str) -> Result<SocketAddr, String> {
+    value
+        .parse()
+        .map_err(|_| format!("{name} wants IP:port, not {value:?}"))
 }
 
 fn number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, String> {
@@ -537,6 +576,38 @@ mod tests {
         assert_eq!(cfg.name, "api");
         assert_eq!(cfg.threads, 2);
         assert_eq!(cfg.cores, vec![1]);
+    }
+
+    #[test]
+    fn forward_options() {
+        let Command::Forward(cfg) =
+            parse_words("forward --listen 127.0.0.1:8000 --upstream=127.0.0.1:9000 --cores 0-1")
+                .unwrap()
+        else {
+            panic!("not a forward");
+        };
+        assert_eq!(cfg.listen, "127.0.0.1:8000".parse().unwrap());
+        assert_eq!(cfg.upstream, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(cfg.cores, vec![0, 1]);
+        let Command::Forward(cfg) = parse_words("forward --upstream [::1]:80").unwrap() else {
+            panic!("not a forward");
+        };
+        assert_eq!(cfg.listen, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(cfg.upstream, "[::1]:80".parse().unwrap());
+        assert!(cfg.cores.is_empty());
+        for (words, why) in [
+            ("forward", "--upstream"),
+            ("forward --upstream localhost:80", "IP:port"),
+            ("forward --upstream 127.0.0.1:1 --listen", "needs a value"),
+            (
+                "forward --upstream 127.0.0.1:1 --threads 2",
+                "unknown option",
+            ),
+            ("forward --upstream 127.0.0.1:1 extra", "unexpected"),
+        ] {
+            let error = parse_words(words).unwrap_err();
+            assert!(error.contains(why), "{words}: {error}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `loadtest compare`: coregate, nginx and HAProxy side by side, each a one-worker reverse
-//! proxy pinned to the same core in front of the same fixture origin, with the origin alone
-//! as the floor. For each scenario (origin body size) and target it measures, in one run of
+//! proxy pinned to the same core in front of the same fixture origin, with two floors: the
+//! origin alone, and the bare byte forwarder of [`crate::forward`] pinned and measured like the
+//! proxies (the least a proxy in front of the origin can cost). For each scenario (origin body size) and target it measures, in one run of
 //! this process so that the figures are comparable:
 //!
 //! - a closed-loop run (as fast as `connections` keep-alive connections go): requests per
@@ -28,7 +29,9 @@
 //! with the CPU per request of the target and the busy share of the load generator's cores,
 //! which a full handshake loads more than the server (see [`crate::tls`]).
 //!
-//! Scenarios `small`, `16k` and `https` run every proxy found. Scenarios `policies` and
+//! Scenarios `small`, `16k` and `https` run every proxy found, and the first two the forwarder
+//! (which speaks no TLS); it is left out of the idle-memory figure, since it holds its two
+//! buffers per connection by design and is a floor of CPU, not of memory. Scenarios `policies` and
 //! `access-log` run coregate only, plain beside variants of itself with a feature on (a JWT
 //! verifier and a rate limit; the access log: see [`policies`]), so that their ratios give the
 //! feature's CPU cost per request.
@@ -119,13 +122,15 @@ impl Scenario {
         }
     }
 
-    /// The proxies the scenario runs, given those found (coregate's path first among them
-    /// when found): every proxy for small and 16k, coregate and its variants otherwise.
+    /// The proxies the scenario runs, given those found, in the order of its tables: the
+    /// forwarder and every proxy for small and 16k, every proxy for https, coregate and its
+    /// variants otherwise.
     pub fn proxies(self) -> &'static [Kind] {
         match self {
-            Scenario::Small | Scenario::Body16k | Scenario::Https => {
-                &[Kind::Coregate, Kind::Nginx, Kind::Haproxy]
+            Scenario::Small | Scenario::Body16k => {
+                &[Kind::Forwarder, Kind::Coregate, Kind::Nginx, Kind::Haproxy]
             }
+            Scenario::Https => &[Kind::Coregate, Kind::Nginx, Kind::Haproxy],
             Scenario::Policies => &[Kind::Coregate, Kind::CoregatePolicies, Kind::CoregateEs256],
             Scenario::AccessLog => &[Kind::Coregate, Kind::CoregateAccessLog],
         }
@@ -370,11 +375,12 @@ pub fn run(cfg: &CompareConfig, mut log: impl FnMut(&str)) -> io::Result<Compare
 
     // Which proxies can run here, and why the others cannot.
     let mut programs = Vec::new();
-    for kind in [Kind::Coregate, Kind::Nginx, Kind::Haproxy] {
+    for kind in [Kind::Forwarder, Kind::Coregate, Kind::Nginx, Kind::Haproxy] {
         if !cfg.targets.contains(&kind) {
             continue;
         }
         let program = match kind {
+            Kind::Forwarder => std::env::current_exe().ok(),
             Kind::Coregate => proxies::coregate_program(cfg.coregate.as_deref()),
             _ => process::find_program(kind.name()),
         };
@@ -475,7 +481,10 @@ pub fn run(cfg: &CompareConfig, mut log: impl FnMut(&str)) -> io::Result<Compare
 
         if idle_pending && !scenario.tls() {
             idle_pending = false;
-            for proxy in running.iter().filter(|p| !p.kind.is_coregate_variant()) {
+            for proxy in running
+                .iter()
+                .filter(|p| !p.kind.is_coregate_variant() && !p.kind.is_floor())
+            {
                 match idle::measure(proxy.child.pid(), proxy.addr, cfg.idle_connections) {
                     Ok(memory) => {
                         log(&format!(
@@ -570,7 +579,7 @@ pub fn run(cfg: &CompareConfig, mut log: impl FnMut(&str)) -> io::Result<Compare
         let rate = cfg.rate.unwrap_or_else(|| {
             let proxies_min = results
                 .iter()
-                .filter(|r| r.kind != Kind::Origin)
+                .filter(|r| !r.kind.is_floor())
                 .filter_map(|r| r.closed_median().map(|m| m.throughput_rps))
                 .fold(f64::INFINITY, f64::min);
             let floor = if proxies_min.is_finite() {
@@ -808,6 +817,15 @@ mod tests {
             Scenario::Https.proxies(),
             &[Kind::Coregate, Kind::Nginx, Kind::Haproxy]
         );
+        // The forwarder comes first, so that its row sits between the origin's and
+        // coregate's; it speaks no TLS and is no coregate.
+        assert_eq!(
+            Scenario::Small.proxies()[..2],
+            [Kind::Forwarder, Kind::Coregate]
+        );
+        assert_eq!(Scenario::Body16k.proxies(), Scenario::Small.proxies());
+        assert!(!Scenario::Policies.proxies().contains(&Kind::Forwarder));
+        assert!(!Scenario::AccessLog.proxies().contains(&Kind::Forwarder));
         assert_eq!(Scenario::Policies.body_bytes(), 13);
         assert!(Scenario::Policies.coregate_only() && !Scenario::Small.coregate_only());
         assert_eq!(

@@ -2,7 +2,8 @@
 //!
 //! [`origin`] serves the gateway's tests, its `demo` command and benchmarks; [`load`] is the
 //! load generator behind `loadtest run`; [`compare`] runs coregate against nginx and HAProxy
-//! behind `loadtest compare`; [`chunked`] is the streaming chunked-body decoder both
+//! behind `loadtest compare`, with [`forward`] (a bare io_uring byte forwarder) as the floor a
+//! proxy approaches; [`chunked`] is the streaming chunked-body decoder both
 //! share, and [`tls`] the TLS both speak (rustls with ring, certificates made at run time);
 //! [`cli`] and [`signal`] serve the `loadtest` binary, which is glue over them. Nothing
 //! here is on the gateway's data path, so shared atomic counters are allowed; speed still
@@ -12,6 +13,7 @@
 pub mod chunked;
 pub mod cli;
 pub mod compare;
+pub mod forward;
 pub mod load;
 pub mod origin;
 pub mod runtime;

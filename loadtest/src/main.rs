@@ -1,6 +1,7 @@
 //! The `loadtest` binary: `loadtest run URL` drives load at a server and reports throughput,
 //! errors and latency; `loadtest origin` serves a fixture origin until SIGINT or SIGTERM;
-//! `loadtest compare` measures coregate against nginx and HAProxy.
+//! `loadtest forward` forwards bytes to an upstream until SIGINT or SIGTERM; `loadtest compare`
+//! measures coregate against nginx, HAProxy and that forwarder.
 //! Glue only: the work lives in the library.
 
 use std::io::Write;
@@ -9,6 +10,7 @@ use std::process::ExitCode;
 
 use coregate_loadtest::cli::{self, Command, USAGE};
 use coregate_loadtest::compare::{self, CompareConfig};
+use coregate_loadtest::forward::{self, ForwardConfig};
 use coregate_loadtest::load::{self, RunConfig};
 use coregate_loadtest::origin::{Origin, OriginConfig};
 use coregate_loadtest::signal::TerminationSignals;
@@ -21,6 +23,7 @@ fn main() -> ExitCode {
         }
         Ok(Command::Run { cfg, json }) => run(&cfg, json),
         Ok(Command::Origin(cfg)) => origin(cfg),
+        Ok(Command::Forward(cfg)) => forward(&cfg),
         Ok(Command::Compare {
             cfg,
             json,
@@ -73,6 +76,20 @@ fn origin(cfg: OriginConfig) -> std::io::Result<()> {
     let signal = signals.wait()?;
     origin.stop();
     println!("origin {name} stopped by signal {signal}");
+    Ok(())
+}
+
+fn forward(cfg: &ForwardConfig) -> std::io::Result<()> {
+    // Blocked before the forwarder's threads start, as for the origin.
+    let signals = TerminationSignals::block()?;
+    let (addr, driver) = forward::start(cfg)?;
+    println!(
+        "forward listening on {addr} ({driver}), to {}",
+        cfg.upstream
+    );
+    std::io::stdout().flush()?;
+    let signal = signals.wait()?;
+    println!("forward stopped by signal {signal}");
     Ok(())
 }
 

@@ -1,6 +1,7 @@
-//! The monoio runtime of every loadtest thread, origin and generator alike: io_uring tuned the
-//! way the gateway's workers tune it, so that the origin floor and the generator pay the same
-//! kernel costs as the gateway they measure, with fallbacks for older kernels.
+//! The monoio runtime of every loadtest thread, origin, forwarder and generator alike: io_uring
+//! tuned the way the gateway's workers tune it, so that the floors (origin, forwarder) and the
+//! generator pay the same kernel costs as the gateway they measure, with fallbacks for older
+//! kernels; and the SO_REUSEPORT listener the servers among them accept on.
 //!
 //! COOP_TASKRUN and DEFER_TASKRUN let completions wait for the thread's next entry into the
 //! kernel instead of interrupting it; SINGLE_ISSUER says only this thread submits. Measured
@@ -11,12 +12,16 @@
 
 use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 
+use monoio::net::TcpListener;
 use monoio::time::TimeDriver;
 use monoio::{FusionRuntime, IoUringDriver, LegacyDriver, RuntimeBuilder};
 
 /// Submission queue entries per ring.
 const URING_ENTRIES: u32 = 1024;
+/// Pending connections the kernel queues per listener.
+const LISTEN_BACKLOG: i32 = 1024;
 
 pub type Runtime = FusionRuntime<TimeDriver<IoUringDriver>, TimeDriver<LegacyDriver>>;
 
@@ -69,4 +74,30 @@ pub fn build() -> io::Result<(Runtime, Driver)> {
         .enable_timer()
         .build()?;
     Ok((runtime.into(), Driver::Epoll))
+}
+
+/// Binds a listener with SO_REUSEPORT, so that every thread of a server can bind the same port,
+/// and returns it with the address it got and a duplicate of its socket (with which another
+/// thread can shut it down). Must run inside the runtime of `driver`, which registers the
+/// socket.
+pub fn listen(
+    addr: SocketAddr,
+    driver: Driver,
+) -> io::Result<(TcpListener, SocketAddr, socket2::Socket)> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    // The epoll driver needs a non-blocking socket; io_uring does not.
+    if driver == Driver::Epoll {
+        socket.set_nonblocking(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    let local = socket.local_addr()?.as_socket().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "listener is not an IP socket")
+    })?;
+    let handle = socket.try_clone()?;
+    let listener = TcpListener::from_std(socket.into())?;
+    Ok((listener, local, handle))
 }

@@ -1,8 +1,9 @@
-//! `loadtest compare` end to end in tiny configurations: against coregate only (the Markdown
-//! table has a coregate row with requests per second above zero, and no proxy outlives the
-//! run), and the https scenario against the origin alone (and coregate). Needs the coregate
-//! binary: COREGATE_BIN, else ../target/debug/coregate; without either the coregate tests
-//! print a note and pass, and the https one measures the origin alone.
+//! `loadtest compare` end to end in tiny configurations: against coregate and the forwarder
+//! (the Markdown table has their rows with requests per second above zero, the ratio of
+//! coregate to the forwarder, and no proxy outlives the run), the forwarder alone, and the
+//! https scenario against the origin alone (and coregate, the forwarder left out). Needs the
+//! coregate binary: COREGATE_BIN, else ../target/debug/coregate; without either the coregate
+//! tests print a note and pass, and the https one measures the origin alone.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -65,7 +66,7 @@ fn compare_measures_coregate_against_the_origin() {
         .arg(&coregate)
         .args([
             "--targets",
-            "coregate",
+            "forwarder,coregate",
             "--scenarios",
             "small",
             "--duration",
@@ -103,10 +104,28 @@ fn compare_measures_coregate_against_the_origin() {
     assert_eq!(coregate_row.last(), Some(&"0"), "no errors: {stdout}");
     let origin_row = row(&stdout, "origin alone¹").unwrap_or_else(|| panic!("{stdout}"));
     assert!(origin_row[1].parse::<f64>().unwrap() > 0.0, "{stdout}");
+    assert_measured(&stdout, "forwarder²");
+    // The floors first, then the proxies.
+    let position = |name: &str| stdout.find(&format!("| {name} |")).unwrap();
+    assert!(
+        position("origin alone¹") < position("forwarder²"),
+        "{stdout}"
+    );
+    assert!(position("forwarder²") < position("coregate"), "{stdout}");
+    assert!(
+        stdout.contains("coregate / forwarder: CPU per request"),
+        "{stdout}"
+    );
     assert!(row(&stdout, "nginx").is_none(), "{stdout}");
     assert!(
         stdout.contains("| coregate | 20 |"),
         "idle memory row: {stdout}"
+    );
+    // The forwarder's memory is not a figure worth having; the report says so.
+    assert!(!stdout.contains("| forwarder | 20 |"), "{stdout}");
+    assert!(
+        stdout.contains("The forwarder is not measured here"),
+        "{stdout}"
     );
 
     // The run's temporary directories (named coregate-LABEL-PID-N) are gone with it.
@@ -118,6 +137,35 @@ fn compare_measures_coregate_against_the_origin() {
         .filter(|name| name.starts_with("coregate-") && name.contains(&marker))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// The forwarder needs no other program: measured like a proxy, with its footnote, and no
+/// ratio line without nginx or coregate to compare it with.
+#[test]
+fn compare_measures_the_forwarder() {
+    let mut command = Command::new(BINARY);
+    command.args(["compare", "--targets", "forwarder"]);
+    let (stdout, _) = tiny_run(command, "16k");
+    assert_measured(&stdout, "forwarder²");
+    assert!(
+        stdout.contains("² `loadtest forward`"),
+        "footnote: {stdout}"
+    );
+    assert!(stdout.contains("- forwarder: "), "version line: {stdout}");
+    assert!(!stdout.contains("forwarder / "), "no ratio: {stdout}");
+}
+
+/// Asserts that the table row `name` shows requests per second and CPU per request above zero
+/// and no errors.
+fn assert_measured(markdown: &str, name: &str) {
+    let cells = row(markdown, name).unwrap_or_else(|| panic!("no {name} row: {markdown}"));
+    for (cell, what) in [(cells[1], "req/s"), (cells[2], "CPU µs/req")] {
+        let value: f64 = cell
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} {what}: {markdown}"));
+        assert!(value > 0.0, "{name} {what}: {markdown}");
+    }
+    assert_eq!(cells.last(), Some(&"0"), "{name}: no errors: {markdown}");
 }
 
 /// The coregate-only scenarios: plain coregate beside its variants (JWT HS256 and ES256 with a
@@ -192,11 +240,14 @@ fn compare_runs_the_https_scenario() {
         Some(coregate) => command
             .arg("--coregate")
             .arg(coregate)
-            .args(["--targets", "origin,coregate"]),
-        None => command.args(["--targets", "origin"]),
+            .args(["--targets", "origin,forwarder,coregate"]),
+        None => command.args(["--targets", "origin,forwarder"]),
     };
     let (stdout, stderr) = tiny_run(command, "https");
     assert!(stdout.contains("#### Scenario https"), "{stdout}");
+    // The forwarder speaks no TLS: left out, and said so.
+    assert!(rows(&stdout, "forwarder²").is_empty(), "{stdout}");
+    assert!(stdout.contains("The forwarder speaks no TLS"), "{stdout}");
 
     let origin = rows(&stdout, "origin alone¹");
     // The keep-alive row, then the full and resumed handshake rows.

@@ -5,6 +5,11 @@
 //! connection, and generous timeouts. The coregate variants of the coregate-only scenarios add
 //! a policy or the access log to that configuration ([`super::policies`]).
 //!
+//! Beside them, as a floor rather than a proxy, runs the bare byte forwarder of
+//! [`crate::forward`]: this executable itself (`loadtest forward`), one thread, started,
+//! pinned and measured as the proxies are, with one upstream connection per client connection
+//! (as many as the load's keep-alive connections, so as many as the proxies' pools hold).
+//!
 //! With certificates (scenario https) each terminates TLS on its listener: TLS 1.2 and 1.3,
 //! session tickets on (each server's default of two TLS 1.3 tickets per handshake) and a
 //! session cache for TLS 1.2 session IDs, the origin behind it still plain HTTP.
@@ -37,6 +42,9 @@ const NGINX_SESSION_CACHE_MB: usize = 10;
 pub enum Kind {
     /// The origin alone, without a proxy: the floor.
     Origin,
+    /// `loadtest forward` in front of the origin: a byte forwarder that parses nothing, the
+    /// floor a proxy approaches.
+    Forwarder,
     Coregate,
     Nginx,
     Haproxy,
@@ -51,11 +59,18 @@ pub enum Kind {
 
 impl Kind {
     /// The targets `--targets` selects from; the coregate variants come with their scenarios.
-    pub const ALL: [Kind; 4] = [Kind::Origin, Kind::Coregate, Kind::Nginx, Kind::Haproxy];
+    pub const ALL: [Kind; 5] = [
+        Kind::Origin,
+        Kind::Forwarder,
+        Kind::Coregate,
+        Kind::Nginx,
+        Kind::Haproxy,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::Origin => "origin",
+            Kind::Forwarder => "forwarder",
             Kind::Coregate => "coregate",
             Kind::Nginx => "nginx",
             Kind::Haproxy => "haproxy",
@@ -73,6 +88,11 @@ impl Kind {
         )
     }
 
+    /// A floor measured beside the proxies (the origin alone, the forwarder), not a proxy.
+    pub fn is_floor(self) -> bool {
+        matches!(self, Kind::Origin | Kind::Forwarder)
+    }
+
     fn is_coregate(self) -> bool {
         self == Kind::Coregate || self.is_coregate_variant()
     }
@@ -82,7 +102,10 @@ impl Kind {
             .into_iter()
             .find(|kind| kind.name() == name)
             .ok_or_else(|| {
-                format!("unknown target {name:?} (expected origin, coregate, nginx or haproxy)")
+                format!(
+                    "unknown target {name:?} (expected origin, forwarder, coregate, nginx or \
+                     haproxy)"
+                )
             })
     }
 }
@@ -102,7 +125,8 @@ pub struct Proxy {
 }
 
 /// Starts a proxy of `kind` (not [`Kind::Origin`]) from `program`, in front of `origin`,
-/// pinned to `cores`, terminating TLS with `tls` when given, and waits until it listens.
+/// pinned to `cores`, terminating TLS with `tls` when given (not the forwarder), and waits
+/// until it listens.
 pub fn start(
     kind: Kind,
     program: &Path,
@@ -125,17 +149,24 @@ pub fn start(
     };
     let access_log =
         (kind == Kind::CoregateAccessLog).then(|| dir.path().join(policies::ACCESS_LOG_FILE));
+    let invalid = |message| Err(io::Error::new(io::ErrorKind::InvalidInput, message));
     let (config, command) = match kind {
-        Kind::Origin => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the origin is not a proxy",
-            ))
+        Kind::Origin => return invalid("the origin is not a proxy"),
+        Kind::Forwarder if tls.is_some() => return invalid("the forwarder does not speak TLS"),
+        Kind::Forwarder => {
+            let mut command = Command::new(program);
+            command
+                .arg("forward")
+                .arg("--listen")
+                .arg(addr.to_string())
+                .arg("--upstream")
+                .arg(origin.to_string());
+            (None, command)
         }
         _ if kind.is_coregate() => {
             let mut command = Command::new(program);
             command.arg("run").arg("-c").arg(&config_path);
-            (coregate_config(addr, origin, &extra, tls), command)
+            (Some(coregate_config(addr, origin, &extra, tls)), command)
         }
         Kind::Nginx => {
             let mut command = Command::new(program);
@@ -146,15 +177,17 @@ pub fn start(
                 .arg(dir.path().join("error.log"))
                 .arg("-c")
                 .arg(&config_path);
-            (nginx_config(addr, origin, dir.path(), tls), command)
+            (Some(nginx_config(addr, origin, dir.path(), tls)), command)
         }
         _ => {
             let mut command = Command::new(program);
             command.arg("-db").arg("-f").arg(&config_path);
-            (haproxy_config(addr, origin, cores, tls), command)
+            (Some(haproxy_config(addr, origin, cores, tls)), command)
         }
     };
-    fs::write(&config_path, config)?;
+    if let Some(config) = config {
+        fs::write(&config_path, config)?;
+    }
     let mut child = Child::spawn(kind.name(), command, cores, &dir.path().join("output.log"))?;
     if let Err(e) = child.wait_listening(addr, START_TIMEOUT) {
         if tls.is_some() && kind.is_coregate() {
@@ -426,6 +459,8 @@ mod tests {
         assert!(haproxy.contains("server origin 127.0.0.1:2000"));
         assert!(!coregate.contains("tls") && !nginx.contains("ssl") && !haproxy.contains("ssl"));
         assert_eq!(Kind::parse("nginx"), Ok(Kind::Nginx));
-        assert!(Kind::parse("envoy").is_err());
+        assert_eq!(Kind::parse("forwarder"), Ok(Kind::Forwarder));
+        assert!(Kind::Forwarder.is_floor() && !Kind::Coregate.is_floor());
+        assert!(Kind::parse("envoy").unwrap_err().contains("forwarder"));
     }
 }

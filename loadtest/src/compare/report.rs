@@ -12,6 +12,13 @@ use super::{
     TargetResult,
 };
 
+/// The pairs with a ratio line of their own besides coregate against nginx and HAProxy: how
+/// far the forwarder floor is below nginx, and how far coregate is above that floor.
+const FLOOR_PAIRS: [(Kind, Kind); 2] = [
+    (Kind::Forwarder, Kind::Nginx),
+    (Kind::Coregate, Kind::Forwarder),
+];
+
 /// Everything a comparison measured, with what it ran on.
 #[derive(Debug, Clone)]
 pub struct CompareReport {
@@ -55,8 +62,8 @@ impl CompareReport {
         }
     }
 
-    /// Markdown: the set-up, one table per scenario, ratios against nginx and HAProxy, and
-    /// the idle-connection memory.
+    /// Markdown: the set-up, one table per scenario, ratios against nginx, HAProxy and the
+    /// forwarder, and the idle-connection memory.
     pub fn markdown(&self) -> String {
         let cfg = &self.cfg;
         let mut out = String::new();
@@ -70,7 +77,8 @@ impl CompareReport {
         }
         let _ = writeln!(
             out,
-            "\nProxies pinned to cores {:?}; origin and load generator to cores {:?}. \
+            "\nProxies and the forwarder pinned to cores {:?}; origin and load generator to \
+             cores {:?}. \
              {} keep-alive connections, {:.1} s measured after {:.1} s of warm-up per run, \
              {} round(s) of each (medians shown: throughput and CPU per request of the \
              closed loop; latency and CPU per request of the open-loop run of median p99).",
@@ -85,7 +93,7 @@ impl CompareReport {
             let _ = writeln!(out, "\nNot measured: {}: {why}", kind.name());
         }
         for scenario in &self.scenarios {
-            scenario_markdown(&mut out, scenario, cfg.rounds);
+            scenario_markdown(&mut out, scenario, cfg);
         }
         if !self.idle.is_empty() {
             let _ = writeln!(
@@ -114,6 +122,13 @@ impl CompareReport {
                         let _ = writeln!(out, "| {} | not measured: {e} | | | |", kind.name());
                     }
                 }
+            }
+            if cfg.targets.contains(&Kind::Forwarder) {
+                let _ = writeln!(
+                    out,
+                    "\nThe forwarder is not measured here: it holds two buffers per connection \
+                     by design, a floor of CPU, not of memory."
+                );
             }
         }
         out
@@ -164,7 +179,8 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-fn scenario_markdown(out: &mut String, scenario: &ScenarioResult, rounds: usize) {
+fn scenario_markdown(out: &mut String, scenario: &ScenarioResult, cfg: &CompareConfig) {
+    let rounds = cfg.rounds;
     let _ = writeln!(
         out,
         "\n#### Scenario {} (origin body {} bytes), fixed rate {:.0} req/s\n",
@@ -197,7 +213,12 @@ fn scenario_markdown(out: &mut String, scenario: &ScenarioResult, rounds: usize)
                 "Each proxy terminates TLS (TLS 1.2 and 1.3, an ECDSA P-256 certificate, session \
                  tickets and a session cache on) in front of the plain-HTTP origin; the origin \
                  alone serves HTTPS itself (rustls). This table: keep-alive connections, one \
-                 handshake each; the next: a new connection per request.\n"
+                 handshake each; the next: a new connection per request.{}\n",
+                if cfg.targets.contains(&Kind::Forwarder) {
+                    " The forwarder speaks no TLS and is not run here."
+                } else {
+                    ""
+                }
             );
         }
         Scenario::Small | Scenario::Body16k => {}
@@ -218,11 +239,7 @@ fn scenario_markdown(out: &mut String, scenario: &ScenarioResult, rounds: usize)
         } else {
             format!("{:.0}", closed.throughput_rps)
         };
-        let name = if target.kind == Kind::Origin {
-            "origin alone¹".to_owned()
-        } else {
-            target.kind.name().to_owned()
-        };
+        let name = row_name(target.kind);
         let errors: u64 = target
             .closed
             .iter()
@@ -251,11 +268,20 @@ fn scenario_markdown(out: &mut String, scenario: &ScenarioResult, rounds: usize)
         "\n¹ The origin's own threads, on the load generator's cores; for the proxies, every \
          thread of every process of the proxy."
     );
+    if scenario.targets.iter().any(|t| t.kind == Kind::Forwarder) {
+        let _ = writeln!(
+            out,
+            "\n² `loadtest forward`, pinned and measured like the proxies: a byte forwarder \
+             that parses nothing, one upstream connection per client connection, one read and \
+             one write per chunk and direction, the gateway's io_uring set-up. The floor a \
+             proxy approaches, not a proxy."
+        );
+    }
     if scenario.scenario.tls() {
         handshake_markdown(out, scenario, rounds);
     }
     for peer in [Kind::Nginx, Kind::Haproxy] {
-        let Some(line) = ratio_line(scenario, peer) else {
+        let Some(line) = ratio_line(scenario, Kind::Coregate, peer) else {
             continue;
         };
         let _ = writeln!(out, "\n{line}");
@@ -263,8 +289,22 @@ fn scenario_markdown(out: &mut String, scenario: &ScenarioResult, rounds: usize)
             let _ = writeln!(out, "\n{line}");
         }
     }
+    for (ours, theirs) in FLOOR_PAIRS {
+        if let Some(line) = ratio_line(scenario, ours, theirs) {
+            let _ = writeln!(out, "\n{line}");
+        }
+    }
     for line in variant_lines(scenario) {
         let _ = writeln!(out, "\n{line}");
+    }
+}
+
+/// A target's name in the tables, with the mark of its footnote.
+fn row_name(kind: Kind) -> String {
+    match kind {
+        Kind::Origin => "origin alone¹".to_owned(),
+        Kind::Forwarder => "forwarder²".to_owned(),
+        _ => kind.name().to_owned(),
     }
 }
 
@@ -291,11 +331,7 @@ fn handshake_markdown(out: &mut String, scenario: &ScenarioResult, rounds: usize
             let Some(m) = TargetResult::median(runs) else {
                 continue;
             };
-            let name = if target.kind == Kind::Origin {
-                "origin alone¹".to_owned()
-            } else {
-                target.kind.name().to_owned()
-            };
+            let name = row_name(target.kind);
             let throughput = if rounds > 1 {
                 let (low, high) = range(runs);
                 format!("{:.0} ({low:.0}–{high:.0})", m.throughput_rps)
@@ -391,15 +427,14 @@ fn range(runs: &[Measurement]) -> (f64, f64) {
     })
 }
 
-/// coregate against `peer`: CPU per request, throughput and tail latency as ratios.
-fn ratio_line(scenario: &ScenarioResult, peer: Kind) -> Option<String> {
+/// `ours` against `theirs`: CPU per request, throughput and tail latency as ratios.
+fn ratio_line(scenario: &ScenarioResult, ours: Kind, theirs: Kind) -> Option<String> {
     let find = |kind| scenario.targets.iter().find(|t| t.kind == kind);
-    let ours = find(Kind::Coregate)?;
-    let theirs = find(peer)?;
-    let r = ratios(ours, theirs)?;
+    let r = ratios(find(ours)?, find(theirs)?)?;
     let mut line = format!(
-        "coregate / {}: CPU per request {:.2}×, closed-loop throughput {:.2}×",
-        peer.name(),
+        "{} / {}: CPU per request {:.2}×, closed-loop throughput {:.2}×",
+        ours.name(),
+        theirs.name(),
         r.cpu,
         r.throughput
     );
@@ -414,6 +449,22 @@ struct Ratios {
     throughput: f64,
     p99: Option<f64>,
     p999: Option<f64>,
+}
+
+impl Ratios {
+    /// The ratios as one JSON object, with the fields of `extra` (an object) added.
+    fn json(&self, extra: Value) -> Value {
+        let mut value = json!({
+            "cpu_per_request": self.cpu,
+            "throughput": self.throughput,
+            "p99": self.p99,
+            "p99_9": self.p999,
+        });
+        if let (Value::Object(fields), Value::Object(extra)) = (&mut value, extra) {
+            fields.extend(extra);
+        }
+        value
+    }
 }
 
 fn ratios(ours: &TargetResult, theirs: &TargetResult) -> Option<Ratios> {
@@ -470,13 +521,9 @@ fn scenario_json(scenario: &ScenarioResult) -> Value {
             if let Some(r) = ratios(variant, plain) {
                 ratios_json.insert(
                     format!("{}_vs_coregate", variant.kind.name()),
-                    json!({
-                        "cpu_per_request": r.cpu,
+                    r.json(json!({
                         "cpu_us_per_request_difference": cpu_difference_us(variant, plain),
-                        "throughput": r.throughput,
-                        "p99": r.p99,
-                        "p99_9": r.p999,
-                    }),
+                    })),
                 );
             }
         }
@@ -492,16 +539,20 @@ fn scenario_json(scenario: &ScenarioResult) -> Value {
                 };
                 ratios_json.insert(
                     format!("coregate_vs_{}", peer.name()),
-                    json!({
-                        "cpu_per_request": r.cpu,
-                        "throughput": r.throughput,
-                        "p99": r.p99,
-                        "p99_9": r.p999,
+                    r.json(json!({
                         "new_cpu_per_request": cpu_ratio(&ours.new, &theirs.new),
                         "resumed_cpu_per_request": cpu_ratio(&ours.resumed, &theirs.resumed),
-                    }),
+                    })),
                 );
             }
+        }
+    }
+    for (ours, theirs) in FLOOR_PAIRS {
+        if let Some(r) = find(ours).zip(find(theirs)).and_then(|(a, b)| ratios(a, b)) {
+            ratios_json.insert(
+                format!("{}_vs_{}", ours.name(), theirs.name()),
+                r.json(json!({})),
+            );
         }
     }
     json!({
@@ -526,9 +577,17 @@ fn scenario_json(scenario: &ScenarioResult) -> Value {
     })
 }
 
-/// The first line a proxy prints about its version, or "unknown".
+/// The first line a proxy prints about its version, or "unknown"; for the forwarder, this
+/// executable, what it runs.
 pub(super) fn version_of(kind: Kind, program: &Path) -> String {
     let arg = match kind {
+        Kind::Forwarder => {
+            return format!(
+                "{} forward (coregate-loadtest {})",
+                program.display(),
+                env!("CARGO_PKG_VERSION")
+            )
+        }
         Kind::Coregate => "version",
         _ => "-v",
     };

@@ -24,10 +24,8 @@ use monoio_rustls::TlsAcceptor;
 
 use super::conn::{self, Buffers};
 use super::{Mode, Shared};
-use crate::runtime::{self, Driver};
+use crate::runtime;
 
-/// Pending connections the kernel queues per listener.
-const LISTEN_BACKLOG: i32 = 1024;
 /// Pause after a failed accept (say, out of file descriptors) so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(5);
 /// How long a stopping thread waits for its shut-down connections to finish.
@@ -59,7 +57,7 @@ pub(super) fn run(
         }
     };
     runtime.block_on(async move {
-        let (listener, addr, handle) = match bind(bind_addr, driver) {
+        let (listener, addr, handle) = match runtime::listen(bind_addr, driver) {
             Ok(bound) => bound,
             Err(e) => {
                 let _ = ready.send(Err(e));
@@ -74,30 +72,6 @@ pub(super) fn run(
         drop(listener);
         state.close_connections().await;
     });
-}
-
-/// Binds a listener with SO_REUSEPORT so every thread of the origin can share the port.
-/// Must run inside the runtime, which registers the socket.
-fn bind(
-    addr: SocketAddr,
-    driver: Driver,
-) -> io::Result<(TcpListener, SocketAddr, socket2::Socket)> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    // The epoll driver needs a non-blocking socket; io_uring does not.
-    if driver == Driver::Epoll {
-        socket.set_nonblocking(true)?;
-    }
-    socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    let local = socket.local_addr()?.as_socket().ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, "listener is not an IP socket")
-    })?;
-    let handle = socket.try_clone()?;
-    let listener = TcpListener::from_std(socket.into())?;
-    Ok((listener, local, handle))
 }
 
 async fn accept_loop(listener: &TcpListener, state: &Rc<ThreadState>) {
