@@ -5,9 +5,11 @@
 //! sweep finds them. Pools are keyed by address, not by snapshot, so a reload keeps them.
 //! An idle pooled connection holds no buffer: only its socket.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
+
+use rustc_hash::FxHashMap;
 
 use crate::stream::Stream;
 
@@ -23,8 +25,11 @@ pub struct Pools {
     /// connection verified for one upstream's CA and server name is never handed to another
     /// that verifies differently, nor a plain one to an upstream switched to TLS.
     ///
+    /// Hashed with Fx, not SipHash: the keys are the configuration's own endpoints, not
+    /// anything a client chooses, and this is hashed twice per proxied request.
+    ///
     /// [`ClientTls::identity`]: crate::tls::ClientTls::identity
-    by_addr: HashMap<(SocketAddr, u128), VecDeque<Idle>>,
+    by_addr: FxHashMap<(SocketAddr, u128), VecDeque<Idle>>,
 }
 
 impl Pools {
