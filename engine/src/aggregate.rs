@@ -21,6 +21,7 @@ use serde_json::value::RawValue;
 use crate::http::{ChunkedDecoder, Method, ResponseBody, ResponseHead};
 use crate::proxy::{read_more, upstream_connection, InFlight, ReadFailure};
 use crate::router::Params;
+use crate::timer::Timer;
 use crate::worker::{View, Worker};
 
 /// Largest body of one part, bytes; a larger answer fails the part.
@@ -174,7 +175,7 @@ async fn call(
                 buf.drain(..n);
             }
             Ok(Some(n)) => break n,
-            Ok(None) => read_some(&mut up, &mut buf, idle, &in_flight).await?,
+            Ok(None) => read_some(&mut up, &mut buf, &worker.timer, idle, &in_flight).await?,
             Err(_) => {
                 in_flight.fail();
                 return Err("invalid response".to_owned());
@@ -194,7 +195,7 @@ async fn call(
                 return Err("answer too large".to_owned());
             }
             while buf.len() < n {
-                read_some(&mut up, &mut buf, idle, &in_flight).await?;
+                read_some(&mut up, &mut buf, &worker.timer, idle, &in_flight).await?;
             }
             buf.truncate(n);
             buf
@@ -207,7 +208,7 @@ async fn call(
                 if at == buf.len() {
                     buf.clear();
                     at = 0;
-                    read_some(&mut up, &mut buf, idle, &in_flight).await?;
+                    read_some(&mut up, &mut buf, &worker.timer, idle, &in_flight).await?;
                 }
                 let step = decoder
                     .advance(&buf[at..])
@@ -223,7 +224,7 @@ async fn call(
             }
         }
         ResponseBody::UntilClose => loop {
-            match read_more(&mut up, &mut buf, idle).await {
+            match read_more(&mut up, &mut buf, &worker.timer, idle).await {
                 Ok(0) => break buf,
                 Ok(_) if buf.len() > PART_BYTES_MAX => return Err("answer too large".to_owned()),
                 Ok(_) => {}
@@ -238,10 +239,11 @@ async fn call(
 async fn read_some(
     up: &mut crate::stream::Stream,
     buf: &mut Vec<u8>,
+    timer: &Timer,
     idle: Duration,
     in_flight: &InFlight,
 ) -> Result<(), String> {
-    match read_more(up, buf, idle).await {
+    match read_more(up, buf, timer, idle).await {
         Ok(0) => {
             in_flight.fail();
             Err("upstream closed early".to_owned())

@@ -19,6 +19,7 @@ pub mod snapshot;
 mod stale;
 pub mod stats;
 pub mod stream;
+mod timer;
 pub mod tls;
 pub mod transform;
 pub mod upstream;

@@ -46,6 +46,7 @@ use crate::json_filter;
 use crate::policy::auth::authenticate;
 use crate::router::{HeaderLookup, RouteRequest, RouteResult};
 use crate::snapshot::Snapshot;
+use crate::timer::Timer;
 use crate::transform::{expand, identity_value, Vars, REQUEST_ID};
 use crate::upstream::balancer::hash_key;
 use crate::worker::{View, Worker, BUFFER_BYTES};
@@ -247,8 +248,10 @@ async fn run(worker: &Rc<Worker>, mut client: Stream, id: ConnId) -> Option<(Str
         }
         worker.note_activity();
         let outcome = Outcome::default();
-        // Boxed so that the large state of an exchange lives only while one runs.
-        let keep = match Box::pin(exchange(worker, &mut client, &mut conn, &outcome)).await {
+        // Not boxed: an idle connection parks in a task of its own (see [`park`]), so this
+        // task's size is paid only while requests run, and a box would be allocated and
+        // copied into on every request.
+        let keep = match exchange(worker, &mut client, &mut conn, &outcome).await {
             Next::KeepAlive => true,
             Next::Close => false,
             Next::Duplex(job) => {
@@ -539,7 +542,10 @@ async fn exchange(
     if framing != BodyFraming::None && !req.expect_continue && conn.buf.len() == conn.buf.capacity()
     {
         let wait = Duration::from_millis(snap.config.server.body_read_timeout_ms);
-        if !matches!(read_more(client, &mut conn.buf, wait).await, Ok(1..)) {
+        if !matches!(
+            read_more(client, &mut conn.buf, &worker.timer, wait).await,
+            Ok(1..)
+        ) {
             worker.give_buffer(out);
             return Next::Close;
         }
@@ -610,7 +616,7 @@ async fn exchange(
             }
         };
         let may_retry = reused && replayable && attempts == 1;
-        let (res, back) = write_all(&mut up, out, timeouts.upstream_idle).await;
+        let (res, back) = write_all(&mut up, out, &worker.timer, timeouts.upstream_idle).await;
         out = back;
         if res.is_err() {
             if may_retry {
@@ -647,6 +653,7 @@ async fn exchange(
             &mut upbuf,
             &mut resp,
             &req,
+            &worker.timer,
             retry.bound(timeouts.response_head),
         )
         .await
@@ -749,7 +756,13 @@ async fn duplex(
         sample,
     } = *job;
     if req.expect_continue && !req.http10 {
-        let (res, _) = write_all(&mut client, CONTINUE_100.to_vec(), timeouts.client).await;
+        let (res, _) = write_all(
+            &mut client,
+            CONTINUE_100.to_vec(),
+            &worker.timer,
+            timeouts.client,
+        )
+        .await;
         res.ok()?;
     }
     let (mut client_rx, mut client_tx) = client.into_split();
@@ -763,6 +776,7 @@ async fn duplex(
             conn,
             &mut body,
             &req,
+            &worker.timer,
             &timeouts,
         ));
         let receive = std::pin::pin!(receive(
@@ -866,7 +880,16 @@ async fn receive<C: AsyncWriteRent, U: AsyncReadRent>(
     outcome: &Outcome,
 ) -> Result<Relayed, Failure> {
     upbuf.clear();
-    let resp_len = read_response_head(client, up, upbuf, resp, req, timeouts.response_head).await?;
+    let resp_len = read_response_head(
+        client,
+        up,
+        upbuf,
+        resp,
+        req,
+        &worker.timer,
+        timeouts.response_head,
+    )
+    .await?;
     Ok(relay(
         worker, client, up, upbuf, resp, resp_len, req, timeouts, outcome,
     )
@@ -996,7 +1019,7 @@ async fn relay_filtered<C: AsyncWriteRent, U: AsyncReadRent>(
         if upbuf.capacity() < end {
             upbuf.reserve(end - upbuf.len());
         }
-        match read_more(up, upbuf, timeouts.upstream_idle).await {
+        match read_more(up, upbuf, &worker.timer, timeouts.upstream_idle).await {
             Ok(0) | Err(_) => return Relayed::Broken,
             Ok(_) => {}
         }
@@ -1023,7 +1046,7 @@ async fn relay_filtered<C: AsyncWriteRent, U: AsyncReadRent>(
     out.extend_from_slice(&body);
     outcome.status.set(resp.status);
     outcome.bytes.set(out.len() as u64);
-    let (res, back) = write_all(client, out, timeouts.client).await;
+    let (res, back) = write_all(client, out, &worker.timer, timeouts.client).await;
     worker.give_buffer(back);
     if res.is_err() {
         return Relayed::Broken;
@@ -1141,7 +1164,7 @@ async fn redirect_to_https(
         extra: &location,
         body: b"",
     };
-    send_answer(client, outcome, &answer, keep).await
+    send_answer(client, &worker.timer, outcome, &answer, keep).await
 }
 
 /// `host` without a trailing `:port` (an IPv6 literal keeps its brackets).
@@ -1205,7 +1228,7 @@ async fn aggregated(
         extra: &extra,
         body: &merged.body,
     };
-    send_answer(client, outcome, &answer, keep).await
+    send_answer(client, &worker.timer, outcome, &answer, keep).await
 }
 
 /// A complete answer the gateway composes itself (not an error: those go through
@@ -1222,6 +1245,7 @@ struct Answer<'a> {
 /// the write went through.
 async fn send_answer(
     client: &mut Stream,
+    timer: &Timer,
     outcome: &Outcome,
     answer: &Answer<'_>,
     keep: bool,
@@ -1245,12 +1269,12 @@ async fn send_answer(
     }
     outcome.status.set(answer.status);
     outcome.bytes.set(out.len() as u64);
-    send_keeping(client, out, keep).await
+    send_keeping(client, out, timer, keep).await
 }
 
 /// Writes a finished answer; the connection stays when `keep` and the write went through.
-async fn send_keeping(client: &mut Stream, out: Vec<u8>, keep: bool) -> Next {
-    let (res, _) = write_all(client, out, Duration::from_secs(5)).await;
+async fn send_keeping(client: &mut Stream, out: Vec<u8>, timer: &Timer, keep: bool) -> Next {
+    let (res, _) = write_all(client, out, timer, Duration::from_secs(5)).await;
     if res.is_ok() && keep {
         Next::KeepAlive
     } else {
@@ -1277,7 +1301,7 @@ async fn fall_back(
             outcome.status.set(200);
             outcome.bytes.set(out.len() as u64);
             conn.buf.drain(..conn.head.head_len);
-            send_keeping(client, out, keep).await
+            send_keeping(client, out, &worker.timer, keep).await
         }
         (None, Some(fixed)) => {
             worker.reject(503);
@@ -1288,7 +1312,7 @@ async fn fall_back(
                 extra: b"",
                 body: fixed.body.as_bytes(),
             };
-            send_answer(client, outcome, &answer, keep).await
+            send_answer(client, &worker.timer, outcome, &answer, keep).await
         }
         (None, None) => {
             refuse(
@@ -1327,7 +1351,7 @@ async fn reply_error<C: AsyncWriteRent>(
         }
     }
     outcome.bytes.set(out.len() as u64);
-    let (res, _) = write_all(client, out, Duration::from_secs(5)).await;
+    let (res, _) = write_all(client, out, &worker.timer, Duration::from_secs(5)).await;
     res.is_ok()
 }
 
@@ -1346,7 +1370,8 @@ async fn read_head(
     snap: &Snapshot,
 ) -> Result<usize, HeadEnd> {
     let server = &snap.config.server;
-    let deadline = Instant::now() + Duration::from_millis(server.header_read_timeout_ms);
+    // Only a head that is not all here yet reads the clock (the usual one arrived whole).
+    let mut deadline = None;
     loop {
         if !conn.buf.is_empty() {
             match conn.head.parse(&conn.buf, &snap.limits) {
@@ -1358,8 +1383,11 @@ async fn read_head(
         if conn.buf.capacity() == 0 {
             conn.buf = worker.take_buffer();
         }
-        let wait = deadline.saturating_duration_since(Instant::now());
-        match read_more(client, &mut conn.buf, wait).await {
+        let now = Instant::now();
+        let deadline = *deadline
+            .get_or_insert_with(|| now + Duration::from_millis(server.header_read_timeout_ms));
+        let wait = deadline.saturating_duration_since(now);
+        match read_more(client, &mut conn.buf, &worker.timer, wait).await {
             Ok(0) | Err(ReadFailure::Io) => return Err(HeadEnd::Gone),
             Ok(_) => {}
             Err(ReadFailure::Timeout) => {
@@ -1615,6 +1643,7 @@ pub(crate) enum ReadFailure {
 pub(crate) async fn read_more<S: AsyncReadRent>(
     stream: &mut S,
     buf: &mut Vec<u8>,
+    timer: &Timer,
     wait: Duration,
 ) -> Result<usize, ReadFailure> {
     if buf.capacity() - buf.len() < READ_SPARE_BYTES_MIN {
@@ -1622,7 +1651,10 @@ pub(crate) async fn read_more<S: AsyncReadRent>(
     }
     let owned = std::mem::take(buf);
     let len = owned.len();
-    match monoio::time::timeout(wait, stream.read(owned.slice_mut(len..))).await {
+    match timer
+        .timeout(wait, stream.read(owned.slice_mut(len..)))
+        .await
+    {
         Ok((res, slice)) => {
             *buf = slice.into_inner();
             res.map_err(|_| ReadFailure::Io)
@@ -1635,9 +1667,10 @@ pub(crate) async fn read_more<S: AsyncReadRent>(
 pub(crate) async fn write_all<S: AsyncWriteRent>(
     stream: &mut S,
     buf: Vec<u8>,
+    timer: &Timer,
     wait: Duration,
 ) -> (io::Result<()>, Vec<u8>) {
-    match monoio::time::timeout(wait, stream.write_all(buf)).await {
+    match timer.timeout(wait, stream.write_all(buf)).await {
         Ok((res, buf)) => (res.map(|_| ()), buf),
         Err(_) => (Err(io::ErrorKind::TimedOut.into()), Vec::new()),
     }
@@ -1648,10 +1681,14 @@ async fn write_range<S: AsyncWriteRent>(
     stream: &mut S,
     buf: &mut Vec<u8>,
     range: Range<usize>,
+    timer: &Timer,
     wait: Duration,
 ) -> io::Result<()> {
     let owned = std::mem::take(buf);
-    match monoio::time::timeout(wait, stream.write_all(owned.slice(range))).await {
+    match timer
+        .timeout(wait, stream.write_all(owned.slice(range)))
+        .await
+    {
         Ok((res, slice)) => {
             *buf = slice.into_inner();
             res.map(|_| ())
@@ -1840,6 +1877,7 @@ async fn stream_request_body<C: AsyncReadRent, U: AsyncWriteRent>(
     conn: &mut Conn,
     body: &mut Body,
     req: &RequestFacts,
+    timer: &Timer,
     timeouts: &Timeouts,
 ) -> Result<(), BodyFailure> {
     loop {
@@ -1848,7 +1886,7 @@ async fn stream_request_body<C: AsyncReadRent, U: AsyncWriteRent>(
         if conn.buf.capacity() < BODY_CHUNK_BYTES {
             conn.buf.reserve(BODY_CHUNK_BYTES);
         }
-        match read_more(client, &mut conn.buf, timeouts.client).await {
+        match read_more(client, &mut conn.buf, timer, timeouts.client).await {
             Ok(0) | Err(_) => return Err(BodyFailure::Client),
             Ok(_) => {}
         }
@@ -1870,7 +1908,7 @@ async fn stream_request_body<C: AsyncReadRent, U: AsyncWriteRent>(
                 (span.consumed, span.done)
             }
         };
-        write_range(up, &mut conn.buf, 0..pass, timeouts.upstream_idle)
+        write_range(up, &mut conn.buf, 0..pass, timer, timeouts.upstream_idle)
             .await
             .map_err(|_| BodyFailure::Upstream)?;
         conn.buf.drain(..pass);
@@ -1926,7 +1964,7 @@ pub(crate) async fn upstream_connection(
             },
         }
     };
-    match monoio::time::timeout(connect_timeout, connect).await {
+    match worker.timer.timeout(connect_timeout, connect).await {
         Ok(result) => result.map(|stream| (stream, false)),
         Err(_) => Err(Failure::ConnectTimeout),
     }
@@ -1964,6 +2002,7 @@ async fn read_response_head<C: AsyncWriteRent, U: AsyncReadRent>(
     upbuf: &mut Vec<u8>,
     resp: &mut ResponseHead,
     req: &RequestFacts,
+    timer: &Timer,
     wait: Duration,
 ) -> Result<usize, Failure> {
     let deadline = Instant::now() + wait;
@@ -1978,7 +2017,7 @@ async fn read_response_head<C: AsyncWriteRent, U: AsyncReadRent>(
                         let mut head = Vec::with_capacity(n);
                         let edits = FieldEdits::default();
                         encode_response_head(upbuf, resp, false, false, &edits, &mut head);
-                        let (res, _) = write_all(client, head, wait).await;
+                        let (res, _) = write_all(client, head, timer, wait).await;
                         if res.is_err() {
                             return Err(Failure::Reset);
                         }
@@ -1992,8 +2031,14 @@ async fn read_response_head<C: AsyncWriteRent, U: AsyncReadRent>(
             }
         }
         let got_none = upbuf.is_empty();
-        let wait = deadline.saturating_duration_since(Instant::now());
-        match read_more(up, upbuf, wait).await {
+        // An empty buffer (the first read, or after an interim 1xx) waits the whole time; a
+        // head arriving in pieces, what is left of it.
+        let wait = if got_none {
+            wait
+        } else {
+            deadline.saturating_duration_since(Instant::now())
+        };
+        match read_more(up, upbuf, timer, wait).await {
             Ok(0) if got_none => return Err(Failure::Closed),
             Ok(0) => return Err(Failure::BadResponse),
             Ok(_) => {}
@@ -2050,24 +2095,34 @@ async fn relay_response<C: AsyncWriteRent, U: AsyncReadRent>(
         if let Some(start) = resp_len.checked_sub(head_out.len()) {
             upbuf[start..resp_len].copy_from_slice(&head_out);
             worker.give_buffer(head_out);
-            write_range(client, upbuf, start..resp_len + take, timeouts.client)
-                .await
-                .ok()?;
+            write_range(
+                client,
+                upbuf,
+                start..resp_len + take,
+                &worker.timer,
+                timeouts.client,
+            )
+            .await
+            .ok()?;
         } else {
             head_out.extend_from_slice(&upbuf[resp_len..resp_len + take]);
-            let (res, back) = write_all(client, head_out, timeouts.client).await;
+            let (res, back) = write_all(client, head_out, &worker.timer, timeouts.client).await;
             res.ok()?;
             worker.give_buffer(back);
         }
         upbuf.clear();
         let mut rest = n - take as u64;
         while rest > 0 {
-            if read_more(up, upbuf, timeouts.upstream_idle).await.ok()? == 0 {
+            if read_more(up, upbuf, &worker.timer, timeouts.upstream_idle)
+                .await
+                .ok()?
+                == 0
+            {
                 return None;
             }
             let take = (upbuf.len() as u64).min(rest) as usize;
             extra = upbuf.len() > take;
-            write_range(client, upbuf, 0..take, timeouts.client)
+            write_range(client, upbuf, 0..take, &worker.timer, timeouts.client)
                 .await
                 .ok()?;
             rest -= take as u64;
@@ -2078,21 +2133,35 @@ async fn relay_response<C: AsyncWriteRent, U: AsyncReadRent>(
     upbuf.drain(..resp_len);
     match framing {
         ResponseBody::Chunked => {
-            relay_chunked(client, up, upbuf, head_out, chunked_to_client, timeouts).await
+            relay_chunked(
+                client,
+                up,
+                upbuf,
+                head_out,
+                chunked_to_client,
+                &worker.timer,
+                timeouts,
+            )
+            .await
         }
         // UntilClose (the bodies with a known end were handled above).
         _ => {
             head_out.extend_from_slice(upbuf);
             upbuf.clear();
             let mut bytes = head_out.len() as u64;
-            write_all(client, head_out, timeouts.client).await.0.ok()?;
+            write_all(client, head_out, &worker.timer, timeouts.client)
+                .await
+                .0
+                .ok()?;
             loop {
-                let n = read_more(up, upbuf, timeouts.upstream_idle).await.ok()?;
+                let n = read_more(up, upbuf, &worker.timer, timeouts.upstream_idle)
+                    .await
+                    .ok()?;
                 if n == 0 {
                     return Some((false, bytes));
                 }
                 bytes += n as u64;
-                write_range(client, upbuf, 0..n, timeouts.client)
+                write_range(client, upbuf, 0..n, &worker.timer, timeouts.client)
                     .await
                     .ok()?;
                 upbuf.clear();
@@ -2109,6 +2178,7 @@ async fn relay_chunked<C: AsyncWriteRent, U: AsyncReadRent>(
     upbuf: &mut Vec<u8>,
     mut pending: Vec<u8>,
     pass_through: bool,
+    timer: &Timer,
     timeouts: &Timeouts,
 ) -> Option<(bool, u64)> {
     let mut decoder = ChunkedDecoder::new();
@@ -2132,7 +2202,7 @@ async fn relay_chunked<C: AsyncWriteRent, U: AsyncReadRent>(
         upbuf.clear();
         if !pending.is_empty() {
             bytes += pending.len() as u64;
-            let (res, back) = write_all(client, pending, timeouts.client).await;
+            let (res, back) = write_all(client, pending, timer, timeouts.client).await;
             res.ok()?;
             pending = back;
             pending.clear();
@@ -2140,7 +2210,11 @@ async fn relay_chunked<C: AsyncWriteRent, U: AsyncReadRent>(
         if done {
             return Some((!extra, bytes));
         }
-        if read_more(up, upbuf, timeouts.upstream_idle).await.ok()? == 0 {
+        if read_more(up, upbuf, timer, timeouts.upstream_idle)
+            .await
+            .ok()?
+            == 0
+        {
             return None;
         }
     }

@@ -37,6 +37,7 @@ use crate::stats::{
     latency_histogram, BreakerReport, Rejection, RouteStats, StatsReport, TlsCounters,
     REPORT_INTERVAL_MS,
 };
+use crate::timer::Timer;
 use crate::transform::RequestIds;
 use crate::upstream::balancer::BalancerState;
 use crate::upstream::pool::Pools;
@@ -270,6 +271,10 @@ fn run_worker(
         };
         let _ = ready.send(Ok(driver));
         monoio::spawn(housekeeping(worker.clone()));
+        monoio::spawn({
+            let worker = worker.clone();
+            async move { worker.timer.run().await }
+        });
         let mut accepting = Vec::new();
         for (index, listener) in listeners.into_iter().enumerate() {
             accepting.push(monoio::spawn(accept_loop(worker.clone(), listener, index)));
@@ -364,6 +369,8 @@ pub(crate) struct Worker {
     pub stale: RefCell<StaleCache>,
     pub request_ids: RequestIds,
     pub drain: Drain,
+    /// Deadlines of single I/O operations (see [`Timer`]).
+    pub timer: Timer,
 }
 
 /// A snapshot plus this worker's mutable state derived from it (balancers). Rebuilt when a
@@ -462,6 +469,7 @@ impl Worker {
                 std::collections::hash_map::RandomState::new().hash_one(index),
             ),
             drain: Drain::default(),
+            timer: Timer::default(),
         }
     }
 

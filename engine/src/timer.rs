@@ -1,0 +1,260 @@
+//! The worker's coarse timer: the deadlines of single I/O operations (a read of the next
+//! bytes of a response, a write to a slow client, a connect), which almost never fire.
+//!
+//! A monoio `Sleep` per operation costs a timer-wheel insert and removal, a clock read on
+//! every poll, and 640 bytes inside every future that waits (the request's state machine
+//! carried several). Here an operation's deadline is an entry in a per-worker slab: arming
+//! it is one clock read and a slab push, disarming it a slab pop, and the future adds 24
+//! bytes to its operation. A ticker task (one per worker, [`Timer::run`]) wakes every
+//! [`TICK_MS`] while any deadline is armed, and not at all otherwise, and fires the entries
+//! whose deadline has passed. So a timeout fires between its deadline and one tick later,
+//! never before; what pingora's `fast_timeout` does with its 10 ms wheel.
+//!
+//! Owned by one worker thread (`RefCell`s, no locks).
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// How often armed deadlines are checked, and so how late a timeout may fire at most.
+pub(crate) const TICK_MS: u64 = 10;
+
+/// The slab of armed deadlines of one worker.
+#[derive(Default)]
+pub(crate) struct Timer {
+    inner: RefCell<Slab>,
+    /// Entries armed and not yet fired: the ticker sleeps while there are none.
+    armed: Cell<usize>,
+    /// The ticker, while it waits for a first deadline.
+    ticker: Cell<Option<Waker>>,
+}
+
+#[derive(Default)]
+struct Slab {
+    entries: Vec<Entry>,
+    free: Vec<usize>,
+}
+
+struct Entry {
+    deadline: Instant,
+    waker: Option<Waker>,
+    fired: bool,
+}
+
+/// The operation did not finish before its deadline.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Elapsed;
+
+impl Timer {
+    /// `op`, bounded by `wait` from its first poll that does not finish it.
+    pub(crate) fn timeout<F: Future>(&self, wait: Duration, op: F) -> Timeout<'_, F> {
+        Timeout {
+            timer: self,
+            wait,
+            slot: None,
+            op,
+        }
+    }
+
+    /// The ticker: runs for the worker's life.
+    pub(crate) async fn run(&self) {
+        loop {
+            std::future::poll_fn(|cx| {
+                if self.armed.get() > 0 {
+                    Poll::Ready(())
+                } else {
+                    self.ticker.set(Some(cx.waker().clone()));
+                    Poll::Pending
+                }
+            })
+            .await;
+            monoio::time::sleep(Duration::from_millis(TICK_MS)).await;
+            self.fire_expired(Instant::now());
+        }
+    }
+
+    /// Fires the entries whose deadline is `now` or earlier.
+    fn fire_expired(&self, now: Instant) {
+        let mut inner = self.inner.borrow_mut();
+        for entry in inner.entries.iter_mut() {
+            if !entry.fired && entry.waker.is_some() && entry.deadline <= now {
+                entry.fired = true;
+                self.armed.set(self.armed.get() - 1);
+                if let Some(waker) = entry.waker.take() {
+                    // monoio only queues the task: nothing runs inside this borrow.
+                    waker.wake();
+                }
+            }
+        }
+    }
+
+    fn arm(&self, deadline: Instant, waker: &Waker) -> usize {
+        let entry = Entry {
+            deadline,
+            waker: Some(waker.clone()),
+            fired: false,
+        };
+        let slot = {
+            let mut inner = self.inner.borrow_mut();
+            match inner.free.pop() {
+                Some(slot) => {
+                    inner.entries[slot] = entry;
+                    slot
+                }
+                None => {
+                    inner.entries.push(entry);
+                    inner.entries.len() - 1
+                }
+            }
+        };
+        self.armed.set(self.armed.get() + 1);
+        if self.armed.get() == 1 {
+            if let Some(ticker) = self.ticker.take() {
+                ticker.wake();
+            }
+        }
+        slot
+    }
+
+    /// Whether the entry fired; else makes sure it wakes `waker`.
+    fn check(&self, slot: usize, waker: &Waker) -> bool {
+        let mut inner = self.inner.borrow_mut();
+        let entry = &mut inner.entries[slot];
+        if entry.fired {
+            return true;
+        }
+        match &entry.waker {
+            Some(w) if w.will_wake(waker) => {}
+            _ => entry.waker = Some(waker.clone()),
+        }
+        false
+    }
+
+    fn disarm(&self, slot: usize) {
+        let mut inner = self.inner.borrow_mut();
+        let entry = &mut inner.entries[slot];
+        if !entry.fired {
+            self.armed.set(self.armed.get() - 1);
+        }
+        entry.fired = false;
+        entry.waker = None;
+        inner.free.push(slot);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`Timer::timeout`]. Dropping it disarms its deadline (and drops the
+    /// operation, which monoio cancels).
+    pub(crate) struct Timeout<'a, F> {
+        timer: &'a Timer,
+        wait: Duration,
+        slot: Option<usize>,
+        #[pin]
+        op: F,
+    }
+
+    impl<F> PinnedDrop for Timeout<'_, F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(slot) = this.slot.take() {
+                this.timer.disarm(slot);
+            }
+        }
+    }
+}
+
+impl<F: Future> Future for Timeout<'_, F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        // An operation that finished is taken even when its deadline fired meanwhile.
+        if let Poll::Ready(out) = this.op.poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        match *this.slot {
+            None => *this.slot = Some(this.timer.arm(Instant::now() + *this.wait, cx.waker())),
+            Some(slot) => {
+                if this.timer.check(slot, cx.waker()) {
+                    return Poll::Ready(Err(Elapsed));
+                }
+            }
+        }
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn an_operation_that_finishes_first_is_not_timed_out_and_disarms() {
+        runtime().block_on(async {
+            let timer = std::rc::Rc::new(Timer::default());
+            monoio::spawn({
+                let timer = timer.clone();
+                async move { timer.run().await }
+            });
+            let op = monoio::time::sleep(Duration::from_millis(5));
+            assert_eq!(timer.timeout(Duration::from_secs(5), op).await, Ok(()));
+            assert_eq!(timer.armed.get(), 0);
+            assert_eq!(timer.inner.borrow().free.len(), 1);
+        });
+    }
+
+    #[test]
+    fn a_deadline_fires_after_its_wait_and_not_before() {
+        runtime().block_on(async {
+            let timer = std::rc::Rc::new(Timer::default());
+            monoio::spawn({
+                let timer = timer.clone();
+                async move { timer.run().await }
+            });
+            let started = Instant::now();
+            let never = std::future::pending::<()>();
+            assert_eq!(
+                timer.timeout(Duration::from_millis(30), never).await,
+                Err(Elapsed)
+            );
+            assert!(started.elapsed() >= Duration::from_millis(30));
+            assert_eq!(timer.armed.get(), 0);
+            // The slot is reused by the next deadline.
+            let never = std::future::pending::<()>();
+            assert!(timer
+                .timeout(Duration::from_millis(1), never)
+                .await
+                .is_err());
+            assert_eq!(timer.inner.borrow().entries.len(), 1);
+        });
+    }
+
+    #[test]
+    fn many_deadlines_fire_independently() {
+        runtime().block_on(async {
+            let timer = std::rc::Rc::new(Timer::default());
+            monoio::spawn({
+                let timer = timer.clone();
+                async move { timer.run().await }
+            });
+            let short = timer.timeout(Duration::from_millis(10), std::future::pending::<()>());
+            let long = timer.timeout(
+                Duration::from_secs(60),
+                monoio::time::sleep(Duration::from_millis(50)),
+            );
+            let (short, long) = monoio::join!(short, long);
+            assert_eq!(short, Err(Elapsed));
+            assert_eq!(long, Ok(()));
+            assert_eq!(timer.armed.get(), 0);
+        });
+    }
+}
