@@ -700,10 +700,11 @@ async fn exchange(
             upstream_reusable,
             close_client,
         } => {
-            let total_us = started.elapsed().as_micros() as u64;
+            let finished = Instant::now();
+            let total_us = (finished - started).as_micros() as u64;
             worker.record(snap.version, m.route, resp.status, total_us, upstream_us);
             if upstream_reusable && resp.keep_alive {
-                pool.put(worker, up);
+                pool.put(worker, up, finished);
             }
             if close_client {
                 Next::Close
@@ -847,7 +848,8 @@ async fn duplex(
             ) {
                 in_flight.fail();
             }
-            let total_us = sample.started.elapsed().as_micros() as u64;
+            let finished = Instant::now();
+            let total_us = (finished - sample.started).as_micros() as u64;
             worker.record(
                 sample.version,
                 sample.route,
@@ -857,7 +859,7 @@ async fn duplex(
             );
             if body_sent && upstream_reusable && resp.keep_alive {
                 if let Ok(up) = up_rx.reunite(up_tx) {
-                    pool.put(worker, up);
+                    pool.put(worker, up, finished);
                 }
             }
             (body_sent && !close_client).then_some(client)
@@ -1067,8 +1069,9 @@ pub(crate) struct PoolReturn {
 }
 
 impl PoolReturn {
-    fn put(&self, worker: &Worker, up: Stream) {
-        let expires_at = Instant::now() + self.idle_timeout;
+    /// Pools `up`; `now` is when its response ended (the caller read the clock for it).
+    fn put(&self, worker: &Worker, up: Stream, now: Instant) {
+        let expires_at = now + self.idle_timeout;
         worker
             .pools
             .borrow_mut()
