@@ -112,6 +112,9 @@ pub(crate) struct Conn {
     /// while the access log is on).
     pub log_method: Vec<u8>,
     pub log_target: Vec<u8>,
+    /// The last response head's fields, kept so the next response parses without
+    /// allocating (taken by an exchange, given back when it completes).
+    resp: ResponseHead,
 }
 
 enum Next {
@@ -237,6 +240,7 @@ async fn run(worker: &Rc<Worker>, mut client: Stream, id: ConnId) -> Option<(Str
         request_id: Vec::new(),
         log_method: Vec::new(),
         log_target: Vec::new(),
+        resp: ResponseHead::new(),
     };
     let parked = loop {
         if conn.buf.is_empty() {
@@ -590,7 +594,7 @@ async fn exchange(
     let mut retry = Retrying::new(worker, &view, route, m.route, replayable, started);
     let mut upbuf = worker.take_buffer();
     upbuf.reserve(UPSTREAM_READ_BYTES);
-    let mut resp = ResponseHead::new();
+    let mut resp = std::mem::take(&mut conn.resp);
     let mut attempts = 0;
     let (mut up, resp_len) = loop {
         attempts += 1;
@@ -706,6 +710,7 @@ async fn exchange(
             if upstream_reusable && resp.keep_alive {
                 pool.put(worker, up, finished);
             }
+            conn.resp = resp;
             if close_client {
                 Next::Close
             } else {

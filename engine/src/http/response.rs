@@ -81,26 +81,30 @@ pub struct ResponseHead {
     pub keep_alive: bool,
 }
 
-impl Default for ResponseHead {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// Field slots reserved up front.
 const HEADERS_CAPACITY_INITIAL: usize = 32;
+
+/// An empty head that has not allocated: what a connection holds between responses.
+impl Default for ResponseHead {
+    fn default() -> Self {
+        ResponseHead {
+            status: 0,
+            version_minor: 1,
+            reason: Span::default(),
+            headers: Vec::new(),
+            head_len: 0,
+            body: ResponseBody::None,
+            keep_alive: false,
+        }
+    }
+}
 
 impl ResponseHead {
     /// An empty head, ready for [`ResponseHead::parse`].
     pub fn new() -> Self {
         ResponseHead {
-            status: 0,
-            version_minor: 1,
-            reason: Span::default(),
             headers: Vec::with_capacity(HEADERS_CAPACITY_INITIAL),
-            head_len: 0,
-            body: ResponseBody::None,
-            keep_alive: false,
+            ..ResponseHead::default()
         }
     }
 
