@@ -190,21 +190,25 @@ impl<F: Future> Future for Timeout<'_, F> {
 mod tests {
     use super::*;
 
-    fn runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
-        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+    /// Runs `test` on a timer whose ticker runs beside it.
+    fn with_timer<F: Future<Output = ()>>(test: impl FnOnce(std::rc::Rc<Timer>) -> F) {
+        let mut runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .enable_timer()
             .build()
-            .unwrap()
-    }
-
-    #[test]
-    fn an_operation_that_finishes_first_is_not_timed_out_and_disarms() {
-        runtime().block_on(async {
+            .unwrap();
+        runtime.block_on(async {
             let timer = std::rc::Rc::new(Timer::default());
             monoio::spawn({
                 let timer = timer.clone();
                 async move { timer.run().await }
             });
+            test(timer).await;
+        });
+    }
+
+    #[test]
+    fn an_operation_that_finishes_first_is_not_timed_out_and_disarms() {
+        with_timer(|timer| async move {
             let op = monoio::time::sleep(Duration::from_millis(5));
             assert_eq!(timer.timeout(Duration::from_secs(5), op).await, Ok(()));
             assert_eq!(timer.armed.get(), 0);
@@ -214,12 +218,7 @@ mod tests {
 
     #[test]
     fn a_deadline_fires_after_its_wait_and_not_before() {
-        runtime().block_on(async {
-            let timer = std::rc::Rc::new(Timer::default());
-            monoio::spawn({
-                let timer = timer.clone();
-                async move { timer.run().await }
-            });
+        with_timer(|timer| async move {
             let started = Instant::now();
             let never = std::future::pending::<()>();
             assert_eq!(
@@ -240,12 +239,7 @@ mod tests {
 
     #[test]
     fn many_deadlines_fire_independently() {
-        runtime().block_on(async {
-            let timer = std::rc::Rc::new(Timer::default());
-            monoio::spawn({
-                let timer = timer.clone();
-                async move { timer.run().await }
-            });
+        with_timer(|timer| async move {
             let short = timer.timeout(Duration::from_millis(10), std::future::pending::<()>());
             let long = timer.timeout(
                 Duration::from_secs(60),
@@ -255,6 +249,24 @@ mod tests {
             assert_eq!(short, Err(Elapsed));
             assert_eq!(long, Ok(()));
             assert_eq!(timer.armed.get(), 0);
+        });
+    }
+
+    #[test]
+    fn dropping_a_pending_timeout_disarms_it_and_the_ticker_goes_quiet() {
+        with_timer(|timer| async move {
+            let first_poll = timer.timeout(Duration::from_millis(20), std::future::pending::<()>());
+            // Polled once (armed), then dropped by select when the sleep finishes first.
+            monoio::select! {
+                _ = first_poll => unreachable!("never finishes"),
+                _ = monoio::time::sleep(Duration::from_millis(1)) => {}
+            }
+            assert_eq!(timer.armed.get(), 0);
+            assert_eq!(timer.inner.borrow().free, vec![0]);
+            // The dropped deadline never fires into a later one that reuses its slot.
+            monoio::time::sleep(Duration::from_millis(40)).await;
+            let op = monoio::time::sleep(Duration::from_millis(5));
+            assert_eq!(timer.timeout(Duration::from_secs(5), op).await, Ok(()));
         });
     }
 }

@@ -29,7 +29,7 @@ use std::time::Duration;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
 use monoio::net::{TcpListener, TcpStream};
 
-use crate::runtime::{self, Driver};
+use crate::runtime::{self, Driver, Listening};
 
 /// Buffer of each direction: a 16 KiB response and its head arrive in one read and leave in one
 /// write, as in the gateway, whose upstream read buffer has the same size.
@@ -80,30 +80,26 @@ pub fn start(cfg: &ForwardConfig) -> io::Result<(SocketAddr, Driver)> {
 
 /// Body of a forwarder thread: accepts and forwards until the process exits.
 fn run(bind_addr: SocketAddr, upstream: SocketAddr, core: Option<usize>, ready: SyncSender<Ready>) {
-    if let Some(id) = core {
-        core_affinity::set_for_current(core_affinity::CoreId { id });
-    }
-    let (mut runtime, driver) = match runtime::build() {
-        Ok(built) => built,
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
-    runtime.block_on(async move {
+    let failed = ready.clone();
+    runtime::serve_on(
+        core,
+        bind_addr,
+        move |e| {
+            let _ = failed.send(Err(e));
+        },
         // Nothing stops the forwarder from outside but the end of the process, so the
         // listener's duplicate is not kept.
-        let (listener, addr, _) = match runtime::listen(bind_addr, driver) {
-            Ok(bound) => bound,
-            Err(e) => {
-                let _ = ready.send(Err(e));
-                return;
+        |Listening {
+             listener,
+             addr,
+             driver,
+             ..
+         }| async move {
+            if ready.send(Ok((addr, driver))).is_ok() {
+                accept_loop(&listener, upstream).await;
             }
-        };
-        if ready.send(Ok((addr, driver))).is_ok() {
-            accept_loop(&listener, upstream).await;
-        }
-    });
+        },
+    );
 }
 
 async fn accept_loop(listener: &TcpListener, upstream: SocketAddr) {

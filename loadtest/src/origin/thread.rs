@@ -24,7 +24,7 @@ use monoio_rustls::TlsAcceptor;
 
 use super::conn::{self, Buffers};
 use super::{Mode, Shared};
-use crate::runtime;
+use crate::runtime::{self, Listening};
 
 /// Pause after a failed accept (say, out of file descriptors) so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(5);
@@ -46,32 +46,28 @@ pub(super) fn run(
     shared: Arc<Shared>,
     ready: SyncSender<Ready>,
 ) {
-    if let Some(id) = core {
-        core_affinity::set_for_current(core_affinity::CoreId { id });
-    }
-    let (mut runtime, driver) = match runtime::build() {
-        Ok(built) => built,
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
-    runtime.block_on(async move {
-        let (listener, addr, handle) = match runtime::listen(bind_addr, driver) {
-            Ok(bound) => bound,
-            Err(e) => {
-                let _ = ready.send(Err(e));
+    let failed = ready.clone();
+    runtime::serve_on(
+        core,
+        bind_addr,
+        move |e| {
+            let _ = failed.send(Err(e));
+        },
+        |Listening {
+             listener,
+             addr,
+             handle,
+             ..
+         }| async move {
+            if ready.send(Ok((addr, handle))).is_err() {
                 return;
             }
-        };
-        if ready.send(Ok((addr, handle))).is_err() {
-            return;
-        }
-        let state = Rc::new(ThreadState::new(index, shared));
-        accept_loop(&listener, &state).await;
-        drop(listener);
-        state.close_connections().await;
-    });
+            let state = Rc::new(ThreadState::new(index, shared));
+            accept_loop(&listener, &state).await;
+            drop(listener);
+            state.close_connections().await;
+        },
+    );
 }
 
 async fn accept_loop(listener: &TcpListener, state: &Rc<ThreadState>) {
