@@ -155,6 +155,7 @@ async fn call(
         addr,
         view.snapshot.upstream_tls[upstream].as_deref(),
         connect,
+        std::time::Instant::now(),
     )
     .await
     else {

@@ -599,26 +599,27 @@ async fn exchange(
     let (mut up, resp_len) = loop {
         attempts += 1;
         let connect_wait = retry.bound(timeouts.connect);
-        let (mut up, reused) = match upstream_connection(worker, addr, up_tls, connect_wait).await {
-            Ok(c) => c,
-            Err(failure) => {
-                in_flight.fail();
-                if let Some(next) =
-                    retry.next_endpoint(worker, &view, up_index, hash, in_flight.endpoint)
-                {
-                    in_flight = InFlight::start(worker, &view, up_index, next);
-                    addr = upstream.endpoints[next].address;
-                    pool.addr = addr;
-                    outcome.upstream.set(Some(addr));
-                    attempts = 0;
-                    continue;
+        let (mut up, reused) =
+            match upstream_connection(worker, addr, up_tls, connect_wait, started).await {
+                Ok(c) => c,
+                Err(failure) => {
+                    in_flight.fail();
+                    if let Some(next) =
+                        retry.next_endpoint(worker, &view, up_index, hash, in_flight.endpoint)
+                    {
+                        in_flight = InFlight::start(worker, &view, up_index, next);
+                        addr = upstream.endpoints[next].address;
+                        pool.addr = addr;
+                        outcome.upstream.set(Some(addr));
+                        attempts = 0;
+                        continue;
+                    }
+                    worker.give_buffer(out);
+                    worker.give_buffer(upbuf);
+                    let keep = body.is_done() && req.keep_alive;
+                    return fail_upstream(worker, client, outcome, failure, keep).await;
                 }
-                worker.give_buffer(out);
-                worker.give_buffer(upbuf);
-                let keep = body.is_done() && req.keep_alive;
-                return fail_upstream(worker, client, outcome, failure, keep).await;
-            }
-        };
+            };
         let may_retry = reused && replayable && attempts == 1;
         let (res, back) = write_all(&mut up, out, &worker.timer, timeouts.upstream_idle).await;
         out = back;
@@ -1941,18 +1942,20 @@ pub(crate) enum Failure {
 }
 
 /// A pooled connection to `addr`, or a new one (with its TLS handshake when the upstream
-/// has `tls`; `connect_timeout` bounds both). The bool says whether it was reused.
+/// has `tls`; `connect_timeout` bounds both). The bool says whether it was reused. `now`
+/// (a clock reading the caller already has) decides which pooled connections expired.
 pub(crate) async fn upstream_connection(
     worker: &Worker,
     addr: SocketAddr,
     tls: Option<&ClientTls>,
     connect_timeout: Duration,
+    now: Instant,
 ) -> Result<(Stream, bool), Failure> {
     if let Some(stream) =
         worker
             .pools
             .borrow_mut()
-            .take(addr, tls.map_or(0, ClientTls::identity), Instant::now())
+            .take(addr, tls.map_or(0, ClientTls::identity), now)
     {
         return Ok((stream, true));
     }

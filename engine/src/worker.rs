@@ -853,6 +853,8 @@ pub(crate) struct Drain {
 struct Slot {
     waker: Option<Waker>,
     deadline: Option<Instant>,
+    /// The deadline passed (set by the housekeeping tick, so a wait reads no clock).
+    expired: bool,
 }
 
 /// Why a [`Drain::wait_until`] ended.
@@ -893,9 +895,9 @@ impl Drain {
         })
     }
 
-    /// Resolves when the drain fires or, give or take one housekeeping tick
-    /// ([`DRAIN_POLL_MS`]), at `deadline`: the coarse timer of a connection waiting between
-    /// requests. It costs the slot the connection holds anyway, where a monoio `Sleep` would
+    /// Resolves when the drain fires or at the first housekeeping tick ([`DRAIN_POLL_MS`])
+    /// at or after `deadline` (so never before it; polling reads no clock): the coarse timer
+    /// of a connection waiting between requests. It costs the slot the connection holds anyway, where a monoio `Sleep` would
     /// add 640 bytes to every idle connection's task.
     pub fn wait_until(&self, slot: usize, deadline: Instant) -> SlotWait<'_> {
         SlotWait {
@@ -911,6 +913,7 @@ impl Drain {
         for slot in self.slots.borrow_mut().iter_mut() {
             if slot.deadline.is_some_and(|d| d <= now) {
                 slot.deadline = None;
+                slot.expired = true;
                 expired.extend(slot.waker.take());
             }
         }
@@ -947,11 +950,11 @@ impl std::future::Future for SlotWait<'_> {
         if self.drain.fired.get() {
             return Poll::Ready(Woken::Drain);
         }
-        if Instant::now() >= self.deadline {
-            return Poll::Ready(Woken::Deadline);
-        }
         let mut slots = self.drain.slots.borrow_mut();
         let slot = &mut slots[self.slot];
+        if std::mem::take(&mut slot.expired) {
+            return Poll::Ready(Woken::Deadline);
+        }
         slot.deadline = Some(self.deadline);
         match &slot.waker {
             Some(w) if w.will_wake(cx.waker()) => {}
@@ -965,6 +968,7 @@ impl Drop for SlotWait<'_> {
     fn drop(&mut self) {
         if let Ok(mut slots) = self.drain.slots.try_borrow_mut() {
             slots[self.slot].deadline = None;
+            slots[self.slot].expired = false;
         }
     }
 }
