@@ -16,7 +16,9 @@
 //! forwarded; connect refused or reset → 502; connect or response-head timeout → 504; a client
 //! that goes away mid-body → both sides closed, the upstream connection not reused.
 //! Never blocks, never holds a lock, and copies a body only from the socket into the one
-//! buffer it is written out of.
+//! buffer it is written out of. Each read and write has its deadline on the worker's coarse
+//! timer ([`crate::timer`]); the exchange runs inline in the connection's task, not boxed, so
+//! a request allocates no future of its own.
 
 use std::cell::Cell;
 use std::future::Future;

@@ -9,9 +9,11 @@
 //! pools, balancer state — lives in its [`Worker`] and is touched by no other thread.
 //!
 //! Its housekeeping task (every 50 ms) sends stats, sweeps the upstream pools, wakes
-//! connections whose coarse deadline passed (the drain slots double as the worker's coarse
-//! timer), and, once the worker has served nothing for a second, calls the allocator's
-//! release hook so a quiet worker does not keep a burst's freed pages.
+//! connections whose coarse deadline passed (the drain slots double as the coarse timer of
+//! connections waiting between requests), and, once the worker has served nothing for a
+//! second, calls the allocator's release hook so a quiet worker does not keep a burst's freed
+//! pages. The deadlines of single reads and writes inside a request are the worker's
+//! [`Timer`], with a ticker task of its own.
 
 use std::cell::{Cell, RefCell};
 use std::io;
