@@ -63,11 +63,6 @@ const IDLE_READ_BYTES: usize = 2 * 1024;
 const READ_SPARE_BYTES_MIN: usize = 1024;
 /// Longest client-sent X-Request-Id passed on; a longer one is replaced by a generated id.
 const REQUEST_ID_BYTES_MAX: usize = 128;
-/// Room for the first read of a response: its head and up to about 32 KiB of body arrive in
-/// one read and leave in one write. With the pool's 16 KiB buffers a 16 KiB response took two
-/// of each (measured on the 16k scenario: 6.0 against 4.2 io_uring operations per request);
-/// once reserved, the buffer keeps its size in the worker's pool.
-const UPSTREAM_READ_BYTES: usize = 32 * 1024;
 /// Read size when streaming bodies.
 const BODY_CHUNK_BYTES: usize = 64 * 1024;
 /// Largest upstream response head accepted; larger is answered 502.
@@ -594,8 +589,9 @@ async fn exchange(
     // Retries on another endpoint (route `[retry]`): idempotent requests that are entirely
     // in `out`, within the attempts, the worker's budget and the route's deadline.
     let mut retry = Retrying::new(worker, &view, route, m.route, replayable, started);
+    // A pooled buffer ([`BUFFER_BYTES`]): a response head and up to about 32 KiB of body
+    // arrive in one read and leave in one write.
     let mut upbuf = worker.take_buffer();
-    upbuf.reserve(UPSTREAM_READ_BYTES);
     let mut resp = std::mem::take(&mut conn.resp);
     let mut attempts = 0;
     let (mut up, resp_len) = loop {
@@ -1431,7 +1427,7 @@ async fn await_request(worker: &Worker, client: &mut Stream, conn: &mut Conn) ->
     let idle_ms = worker.view().snapshot.config.server.client_idle_timeout_ms;
     let park_after = Duration::from_millis(IDLE_PARK_MS.min(idle_ms));
     // Most request heads fit the small buffer, and a connection that goes quiet holds 2 KiB
-    // for a moment, not a pooled 16 KiB one. A buffer grown for a body goes back first.
+    // for a moment, not a pooled 32 KiB one. A buffer grown for a body goes back first.
     if conn.buf.capacity() > IDLE_READ_BYTES * 2 {
         worker.give_buffer(std::mem::take(&mut conn.buf));
     }
