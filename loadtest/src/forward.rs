@@ -80,26 +80,19 @@ pub fn start(cfg: &ForwardConfig) -> io::Result<(SocketAddr, Driver)> {
 
 /// Body of a forwarder thread: accepts and forwards until the process exits.
 fn run(bind_addr: SocketAddr, upstream: SocketAddr, core: Option<usize>, ready: SyncSender<Ready>) {
-    let failed = ready.clone();
-    runtime::serve_on(
-        core,
-        bind_addr,
-        move |e| {
-            let _ = failed.send(Err(e));
-        },
-        // Nothing stops the forwarder from outside but the end of the process, so the
-        // listener's duplicate is not kept.
-        |Listening {
-             listener,
-             addr,
-             driver,
-             ..
-         }| async move {
-            if ready.send(Ok((addr, driver))).is_ok() {
-                accept_loop(&listener, upstream).await;
-            }
-        },
-    );
+    // Nothing stops the forwarder from outside but the end of the process, so the listener's
+    // duplicate is not kept.
+    runtime::serve_on(core, bind_addr, ready, |listening, ready| async move {
+        let Listening {
+            listener,
+            addr,
+            driver,
+            ..
+        } = listening;
+        if ready.send(Ok((addr, driver))).is_ok() {
+            accept_loop(&listener, upstream).await;
+        }
+    });
 }
 
 async fn accept_loop(listener: &TcpListener, upstream: SocketAddr) {

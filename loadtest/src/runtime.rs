@@ -14,6 +14,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::mpsc::SyncSender;
 
 use monoio::net::TcpListener;
 use monoio::time::TimeDriver;
@@ -114,33 +115,39 @@ pub struct Listening {
 }
 
 /// The body of a server thread, origin and forwarder alike: pins it to `core` (if any),
-/// builds its runtime, binds `bind_addr` there and runs `serve` with the listener. A failure
-/// before `serve` runs goes to `failed`.
-pub fn serve_on<Fut: Future<Output = ()>>(
+/// builds its runtime, binds `bind_addr` there and runs `serve` with the listener and `ready`,
+/// on which `serve` reports what its caller waits for. A failure before `serve` runs is
+/// reported on `ready` here.
+pub fn serve_on<T, Fut: Future<Output = ()>>(
     core: Option<usize>,
     bind_addr: SocketAddr,
-    failed: impl FnOnce(io::Error),
-    serve: impl FnOnce(Listening) -> Fut,
+    ready: SyncSender<io::Result<T>>,
+    serve: impl FnOnce(Listening, SyncSender<io::Result<T>>) -> Fut,
 ) {
     if let Some(id) = core {
         core_affinity::set_for_current(core_affinity::CoreId { id });
     }
     let (mut runtime, driver) = match build() {
         Ok(built) => built,
-        Err(e) => return failed(e),
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
     };
     runtime.block_on(async move {
         match listen(bind_addr, driver) {
             Ok((listener, addr, handle)) => {
-                serve(Listening {
+                let listening = Listening {
                     listener,
                     addr,
                     handle,
                     driver,
-                })
-                .await
+                };
+                serve(listening, ready).await
             }
-            Err(e) => failed(e),
+            Err(e) => {
+                let _ = ready.send(Err(e));
+            }
         }
     });
 }

@@ -46,28 +46,21 @@ pub(super) fn run(
     shared: Arc<Shared>,
     ready: SyncSender<Ready>,
 ) {
-    let failed = ready.clone();
-    runtime::serve_on(
-        core,
-        bind_addr,
-        move |e| {
-            let _ = failed.send(Err(e));
-        },
-        |Listening {
-             listener,
-             addr,
-             handle,
-             ..
-         }| async move {
-            if ready.send(Ok((addr, handle))).is_err() {
-                return;
-            }
-            let state = Rc::new(ThreadState::new(index, shared));
-            accept_loop(&listener, &state).await;
-            drop(listener);
-            state.close_connections().await;
-        },
-    );
+    runtime::serve_on(core, bind_addr, ready, |listening, ready| async move {
+        let Listening {
+            listener,
+            addr,
+            handle,
+            ..
+        } = listening;
+        if ready.send(Ok((addr, handle))).is_err() {
+            return;
+        }
+        let state = Rc::new(ThreadState::new(index, shared));
+        accept_loop(&listener, &state).await;
+        drop(listener);
+        state.close_connections().await;
+    });
 }
 
 async fn accept_loop(listener: &TcpListener, state: &Rc<ThreadState>) {
