@@ -496,7 +496,7 @@ async fn exchange(
         return fall_back(worker, client, outcome, conn, &route.fallback, stale_key).await;
     };
     let mut in_flight = InFlight::start(worker, &view, up_index, endpoint);
-    let mut addr = upstream.endpoints[endpoint].address;
+    let addr = upstream.endpoints[endpoint].address;
     outcome.upstream.set(Some(addr));
 
     let mut out = worker.take_buffer();
@@ -598,17 +598,14 @@ async fn exchange(
         attempts += 1;
         let connect_wait = retry.bound(timeouts.connect);
         let (mut up, reused) =
-            match upstream_connection(worker, addr, up_tls, connect_wait, started).await {
+            match upstream_connection(worker, pool.addr, up_tls, connect_wait, started).await {
                 Ok(c) => c,
                 Err(failure) => {
                     in_flight.fail();
                     if let Some(next) =
                         retry.next_endpoint(worker, &view, up_index, hash, in_flight.endpoint)
                     {
-                        in_flight = InFlight::start(worker, &view, up_index, next);
-                        addr = upstream.endpoints[next].address;
-                        pool.addr = addr;
-                        outcome.upstream.set(Some(addr));
+                        pool.switch(worker, &view, up_index, next, &mut in_flight, outcome);
                         attempts = 0;
                         continue;
                     }
@@ -669,10 +666,7 @@ async fn exchange(
                     break (up, n);
                 };
                 in_flight.fail();
-                in_flight = InFlight::start(worker, &view, up_index, next);
-                addr = upstream.endpoints[next].address;
-                pool.addr = addr;
-                outcome.upstream.set(Some(addr));
+                pool.switch(worker, &view, up_index, next, &mut in_flight, outcome);
                 attempts = 0;
                 continue;
             }
@@ -1073,6 +1067,22 @@ pub(crate) struct PoolReturn {
 }
 
 impl PoolReturn {
+    /// Moves the exchange on to endpoint `next` of upstream `up_index` (a retry): counts it in
+    /// flight there, and points this return and the access log at its address.
+    fn switch(
+        &mut self,
+        worker: &Rc<Worker>,
+        view: &Rc<View>,
+        up_index: usize,
+        next: usize,
+        in_flight: &mut InFlight,
+        outcome: &Outcome,
+    ) {
+        *in_flight = InFlight::start(worker, view, up_index, next);
+        self.addr = view.snapshot.config.upstreams[up_index].endpoints[next].address;
+        outcome.upstream.set(Some(self.addr));
+    }
+
     /// Pools `up`; `now` is when its response ended (the caller read the clock for it).
     fn put(&self, worker: &Worker, up: Stream, now: Instant) {
         let expires_at = now + self.idle_timeout;
