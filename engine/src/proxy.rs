@@ -48,7 +48,7 @@ use crate::json_filter;
 use crate::policy::auth::authenticate;
 use crate::router::{HeaderLookup, RouteRequest, RouteResult};
 use crate::snapshot::Snapshot;
-use crate::timer::Timer;
+use crate::timer::{Timer, TICK};
 use crate::transform::{expand, identity_value, Vars, REQUEST_ID};
 use crate::upstream::balancer::hash_key;
 use crate::worker::{View, Worker, BUFFER_BYTES};
@@ -1499,8 +1499,9 @@ enum Woke {
     Closed,
 }
 
-/// Reads into `buf` for `wait` at most (by the worker's coarse timer) or until the drain
-/// fires; a read still pending then is cancelled. Returns the buffer.
+/// Reads into `buf` for `wait` at most (a deadline on the worker's coarse clock, which the
+/// housekeeping tick checks) or until the drain fires; a read still pending then is
+/// cancelled. Returns the buffer.
 async fn idle_read(
     worker: &Worker,
     tcp: &mut TcpStream,
@@ -1513,7 +1514,7 @@ async fn idle_read(
         let mut read = std::pin::pin!(tcp.cancelable_read(buf, canceller.handle()));
         let early = monoio::select! {
             done = &mut read => Some(done),
-            _ = worker.drain.wait_until(slot, Instant::now() + wait) => None,
+            _ = worker.drain.wait_until(slot, worker.timer.coarse_now() + wait + TICK) => None,
         };
         match early {
             Some(done) => done,
@@ -2024,7 +2025,8 @@ async fn read_response_head<C: AsyncWriteRent, U: AsyncReadRent>(
     timer: &Timer,
     wait: Duration,
 ) -> Result<usize, Failure> {
-    let deadline = Instant::now() + wait;
+    // The coarse clock: a head is bounded to the tick, and the usual one costs no clock read.
+    let deadline = timer.coarse_now() + wait + TICK;
     loop {
         if !upbuf.is_empty() {
             match resp.parse(upbuf, req.method, RESPONSE_HEAD_BYTES_MAX) {

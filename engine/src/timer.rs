@@ -3,12 +3,17 @@
 //!
 //! A monoio `Sleep` per operation costs a timer-wheel insert and removal, a clock read on
 //! every poll, and 640 bytes inside every future that waits (the request's state machine
-//! carried several). Here an operation's deadline is an entry in a per-worker slab: arming
-//! it is one clock read and a slab push, disarming it a slab pop, and the future adds 24
-//! bytes to its operation. A ticker task (one per worker, [`Timer::run`]) wakes every
-//! [`TICK_MS`] while any deadline is armed, and not at all otherwise, and fires the entries
-//! whose deadline has passed. So a timeout fires between its deadline and one tick later,
-//! never before; what pingora's `fast_timeout` does with its 10 ms wheel.
+//! carried several). Here an operation's deadline is an entry in a per-worker slab, counted
+//! in ticks: arming it is a slab push and reads no clock, disarming it a slab pop, and the
+//! future adds 24 bytes to its operation. A ticker task (one per worker, [`Timer::run`])
+//! sleeps [`TICK_MS`] at a time while any deadline is armed, and not at all otherwise; each
+//! time it wakes it counts a tick and fires the entries whose tick has come. A deadline of
+//! `wait` fires on the tick after `ceil(wait / TICK_MS)` more have passed: since ticks are at
+//! least [`TICK_MS`] apart, never before `wait`, and at most about two ticks after it; what
+//! pingora's `fast_timeout` does with its 10 ms wheel.
+//!
+//! The ticker also keeps a coarse clock ([`Timer::coarse_now`]) for deadlines elsewhere that
+//! are as coarse, so that the request path reads the clock only for what it measures.
 //!
 //! Owned by one worker thread (`RefCell`s, no locks).
 
@@ -18,8 +23,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-/// How often armed deadlines are checked, and so how late a timeout may fire at most.
-pub(crate) const TICK_MS: u64 = 10;
+/// How often armed deadlines are checked: a timeout fires at most about two of these late.
+const TICK_MS: u64 = 10;
+pub(crate) const TICK: Duration = Duration::from_millis(TICK_MS);
 
 /// The slab of armed deadlines of one worker.
 #[derive(Default)]
@@ -29,6 +35,11 @@ pub(crate) struct Timer {
     armed: Cell<usize>,
     /// The ticker, while it waits for a first deadline.
     ticker: Cell<Option<Waker>>,
+    /// Ticks counted since the worker started (only while deadlines were armed).
+    ticks: Cell<u64>,
+    /// The clock at the last tick, or when the first deadline after a quiet spell was armed:
+    /// while any deadline is armed, at most about one tick old.
+    now: Cell<Option<Instant>>,
 }
 
 #[derive(Default)]
@@ -38,7 +49,8 @@ struct Slab {
 }
 
 struct Entry {
-    deadline: Instant,
+    /// The tick on which it fires.
+    deadline: u64,
     waker: Option<Waker>,
     fired: bool,
 }
@@ -70,16 +82,32 @@ impl Timer {
                 }
             })
             .await;
-            monoio::time::sleep(Duration::from_millis(TICK_MS)).await;
-            self.fire_expired(Instant::now());
+            monoio::time::sleep(TICK).await;
+            self.now.set(Some(Instant::now()));
+            self.ticks.set(self.ticks.get() + 1);
+            self.fire_expired(self.ticks.get());
         }
     }
 
-    /// Fires the entries whose deadline is `now` or earlier.
-    fn fire_expired(&self, now: Instant) {
+    /// Now, give or take about one tick: the clock read at the last tick while deadlines are
+    /// armed (the busy case: no clock read), else read now. Add [`TICK`] to a deadline
+    /// taken from it that must not come early.
+    pub(crate) fn coarse_now(&self) -> Instant {
+        match self.now.get() {
+            Some(now) if self.armed.get() > 0 => now,
+            _ => {
+                let now = Instant::now();
+                self.now.set(Some(now));
+                now
+            }
+        }
+    }
+
+    /// Fires the entries whose tick is `tick` or earlier.
+    fn fire_expired(&self, tick: u64) {
         let mut inner = self.inner.borrow_mut();
         for entry in inner.entries.iter_mut() {
-            if !entry.fired && entry.waker.is_some() && entry.deadline <= now {
+            if !entry.fired && entry.waker.is_some() && entry.deadline <= tick {
                 entry.fired = true;
                 self.armed.set(self.armed.get() - 1);
                 if let Some(waker) = entry.waker.take() {
@@ -90,9 +118,17 @@ impl Timer {
         }
     }
 
-    fn arm(&self, deadline: Instant, waker: &Waker) -> usize {
+    /// Arms a deadline `wait` from now. The tick under way may be nearly over, so a wait of
+    /// `n` ticks fires on the `n + 1`th tick from now.
+    fn arm(&self, wait: Duration, waker: &Waker) -> usize {
+        let ticks = wait.as_nanos().div_ceil(TICK.as_nanos());
+        let ticks = u64::try_from(ticks).unwrap_or(u64::MAX / 2);
+        if self.armed.get() == 0 {
+            // The first deadline after a quiet spell: the coarse clock starts afresh.
+            self.now.set(Some(Instant::now()));
+        }
         let entry = Entry {
-            deadline,
+            deadline: self.ticks.get().saturating_add(ticks + 1),
             waker: Some(waker.clone()),
             fired: false,
         };
@@ -175,7 +211,7 @@ impl<F: Future> Future for Timeout<'_, F> {
             return Poll::Ready(Ok(out));
         }
         match *this.slot {
-            None => *this.slot = Some(this.timer.arm(Instant::now() + *this.wait, cx.waker())),
+            None => *this.slot = Some(this.timer.arm(*this.wait, cx.waker())),
             Some(slot) => {
                 if this.timer.check(slot, cx.waker()) {
                     return Poll::Ready(Err(Elapsed));
@@ -250,6 +286,38 @@ mod tests {
             assert_eq!(long, Ok(()));
             assert_eq!(timer.armed.get(), 0);
         });
+    }
+
+    #[test]
+    fn the_coarse_clock_is_read_only_while_nothing_is_armed() {
+        // No ticker here: the coarse clock moves only when read afresh.
+        let timer = Timer::default();
+        let quiet = timer.coarse_now();
+        std::thread::sleep(Duration::from_millis(2));
+        let later = timer.coarse_now();
+        assert!(
+            later >= quiet + Duration::from_millis(2),
+            "nothing armed: read afresh"
+        );
+
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut armed = std::pin::pin!(timer.timeout(TICK, std::future::pending::<()>()));
+        let before = Instant::now();
+        assert!(armed.as_mut().poll(&mut cx).is_pending());
+        let at_arm = timer.coarse_now();
+        assert!(
+            at_arm >= before,
+            "the first deadline after a quiet spell reads the clock"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(
+            timer.coarse_now(),
+            at_arm,
+            "while armed, the tick's reading is kept"
+        );
+        // Armed for one tick: it fires on the second tick from now, not the first.
+        assert_eq!(timer.inner.borrow().entries[0].deadline, 2);
     }
 
     #[test]
