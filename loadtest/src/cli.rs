@@ -52,6 +52,10 @@ usage:
     --upstream ADDR       IP:port every connection is forwarded to (required)
     --listen ADDR         address to listen on (default 127.0.0.1:0, printed at start)
     --cores LIST          one thread pinned to each core (default one thread, not pinned)
+    --ring RING           monoio (default), or raw: an io_uring driven directly, with
+                          +fixed (registered files) and +multishot (multishot receives
+                          into a provided-buffer ring): raw, raw+fixed, raw+multishot,
+                          raw+fixed+multishot
   loadtest compare [options]      coregate, nginx and HAProxy (those found), one worker each,
                                   in front of one fixed origin, plus the origin alone and the
                                   bare forwarder (loadtest forward) as floors
@@ -216,6 +220,7 @@ fn parse_forward(args: &mut Args) -> Result<Command, String> {
     let mut listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     let mut upstream = None;
     let mut cores_list = Vec::new();
+    let mut raw = None;
     while let Some(arg) = args.next_word() {
         if !arg.starts_with('-') {
             return Err(format!("unexpected argument {arg:?}"));
@@ -225,6 +230,7 @@ fn parse_forward(args: &mut Args) -> Result<Command, String> {
             "--listen" => listen = socket_addr(&arg, &value)?,
             "--upstream" => upstream = Some(socket_addr(&arg, &value)?),
             "--cores" => cores_list = cores(&value)?,
+            "--ring" => raw = crate::forward::parse_ring(&value)?,
             _ => return Err(format!("unknown option {arg} for forward")),
         }
     }
@@ -232,6 +238,7 @@ fn parse_forward(args: &mut Args) -> Result<Command, String> {
         listen,
         upstream: upstream.ok_or("forward needs --upstream IP:port")?,
         cores: cores_list,
+        raw,
     }))
 }
 
@@ -595,6 +602,22 @@ mod tests {
         assert_eq!(cfg.listen, "127.0.0.1:0".parse().unwrap());
         assert_eq!(cfg.upstream, "[::1]:80".parse().unwrap());
         assert!(cfg.cores.is_empty());
+        assert_eq!(cfg.raw, None);
+        for (ring, raw) in [
+            ("monoio", None),
+            ("raw", Some((false, false))),
+            ("raw+fixed", Some((true, false))),
+            ("raw+multishot", Some((false, true))),
+            ("raw+fixed+multishot", Some((true, true))),
+        ] {
+            let Command::Forward(cfg) =
+                parse_words(&format!("forward --upstream 127.0.0.1:1 --ring {ring}")).unwrap()
+            else {
+                panic!("not a forward");
+            };
+            assert_eq!(cfg.raw.map(|r| (r.fixed_files, r.multishot)), raw);
+            assert_eq!(crate::forward::ring_name(cfg.raw), ring);
+        }
         for (words, why) in [
             ("forward", "--upstream"),
             ("forward --upstream localhost:80", "IP:port"),
@@ -604,6 +627,15 @@ mod tests {
                 "unknown option",
             ),
             ("forward --upstream 127.0.0.1:1 extra", "unexpected"),
+            ("forward --upstream 127.0.0.1:1 --ring uring", "raw[+fixed]"),
+            (
+                "forward --upstream 127.0.0.1:1 --ring raw+zerocopy",
+                "zerocopy",
+            ),
+            (
+                "forward --upstream 127.0.0.1:1 --ring monoio+fixed",
+                "raw[+fixed]",
+            ),
         ] {
             let error = parse_words(words).unwrap_err();
             assert!(error.contains(why), "{words}: {error}");

@@ -84,7 +84,8 @@ fn forward(cfg: &ForwardConfig) -> std::io::Result<()> {
     let signals = TerminationSignals::block()?;
     let (addr, driver) = forward::start(cfg)?;
     println!(
-        "forward listening on {addr} ({driver}), to {}",
+        "forward listening on {addr} ({driver}, {} ring), to {}",
+        forward::ring_name(cfg.raw),
         cfg.upstream
     );
     std::io::stdout().flush()?;

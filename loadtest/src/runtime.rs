@@ -86,22 +86,29 @@ pub fn listen(
     addr: SocketAddr,
     driver: Driver,
 ) -> io::Result<(TcpListener, SocketAddr, socket2::Socket)> {
+    // The epoll driver needs a non-blocking socket; io_uring does not.
+    let (socket, local) = bind_reuseport(addr, driver == Driver::Epoll)?;
+    let handle = socket.try_clone()?;
+    let listener = TcpListener::from_std(socket.into())?;
+    Ok((listener, local, handle))
+}
+
+/// A listening socket bound with SO_REUSEPORT (see [`listen`]), and the address it got.
+pub fn bind_reuseport(
+    addr: SocketAddr,
+    nonblocking: bool,
+) -> io::Result<(socket2::Socket, SocketAddr)> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
-    // The epoll driver needs a non-blocking socket; io_uring does not.
-    if driver == Driver::Epoll {
-        socket.set_nonblocking(true)?;
-    }
+    socket.set_nonblocking(nonblocking)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
     let local = socket.local_addr()?.as_socket().ok_or_else(|| {
         io::Error::new(io::ErrorKind::InvalidInput, "listener is not an IP socket")
     })?;
-    let handle = socket.try_clone()?;
-    let listener = TcpListener::from_std(socket.into())?;
-    Ok((listener, local, handle))
+    Ok((socket, local))
 }
 
 /// What a server thread has once it listens (see [`listen`]).

@@ -1,7 +1,8 @@
 //! `loadtest forward` as a real process on loopback, in front of the fixture origin: keep-alive
 //! requests and responses of every size (one read, the 16 KiB scenario's, several reads each
 //! way) arrive byte for byte as the origin sent them directly, an origin that closes closes the
-//! client's connection too, and a refused upstream closes it unanswered.
+//! client's connection too, and a refused upstream closes it unanswered; on the monoio ring
+//! and on each raw one (`--ring`).
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -21,10 +22,18 @@ struct Forwarder {
 }
 
 impl Forwarder {
-    /// Starts one on an ephemeral loopback port, read back from the line it prints.
-    fn start(upstream: SocketAddr) -> Forwarder {
+    /// Starts one on `ring` (a `--ring` value) on an ephemeral loopback port, read back from
+    /// the line it prints.
+    fn start(upstream: SocketAddr, ring: &str) -> Forwarder {
         let mut child = Command::new(BINARY)
-            .args(["forward", "--listen", "127.0.0.1:0", "--upstream"])
+            .args([
+                "forward",
+                "--listen",
+                "127.0.0.1:0",
+                "--ring",
+                ring,
+                "--upstream",
+            ])
             .arg(upstream.to_string())
             .stdout(Stdio::piped())
             .spawn()
@@ -37,7 +46,8 @@ impl Forwarder {
             "{line}"
         );
         assert!(
-            line.trim_end().ends_with(&format!(", to {upstream}")),
+            line.trim_end()
+                .ends_with(&format!(", {ring} ring), to {upstream}")),
             "{line}"
         );
         let addr = line["forward listening on ".len()..]
@@ -144,8 +154,32 @@ fn request(path: &str, body_bytes: usize) -> Vec<u8> {
 
 #[test]
 fn forwards_keep_alive_exchanges_byte_for_byte() {
+    forwards_byte_for_byte("monoio");
+}
+
+#[test]
+fn a_raw_ring_forwards_byte_for_byte() {
+    forwards_byte_for_byte("raw");
+}
+
+#[test]
+fn a_raw_ring_with_registered_files_forwards_byte_for_byte() {
+    forwards_byte_for_byte("raw+fixed");
+}
+
+#[test]
+fn a_raw_ring_with_multishot_receives_forwards_byte_for_byte() {
+    forwards_byte_for_byte("raw+multishot");
+}
+
+#[test]
+fn a_raw_ring_with_both_forwards_byte_for_byte() {
+    forwards_byte_for_byte("raw+fixed+multishot");
+}
+
+fn forwards_byte_for_byte(ring: &str) {
     let origin = Origin::start(OriginConfig::new("origin", Mode::Json)).unwrap();
-    let forwarder = Forwarder::start(origin.addr());
+    let forwarder = Forwarder::start(origin.addr(), ring);
     let mut direct = connect(origin.addr());
     let mut forwarded = connect(forwarder.addr);
     // Response body sizes: a description, the 16 KiB scenario's (its head and body one read of
@@ -163,7 +197,7 @@ fn forwards_keep_alive_exchanges_byte_for_byte() {
         let received = exchange(&mut forwarded, &request);
         assert!(
             received == expected,
-            "{path}: {} bytes through the forwarder, {} direct; starts {:?}",
+            "{ring}: {path}: {} bytes through the forwarder, {} direct; starts {:?}",
             received.len(),
             expected.len(),
             String::from_utf8_lossy(&received[..received.len().min(200)])
@@ -191,10 +225,12 @@ fn a_refused_upstream_closes_the_client_connection() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let forwarder = Forwarder::start(upstream);
-    let mut client = connect(forwarder.addr);
-    // Sent before the close arrives or after: either way nothing comes back.
-    let _ = client.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert!(read_to_close(&mut client).is_empty());
-    forwarder.stop();
+    for ring in ["monoio", "raw+fixed+multishot"] {
+        let forwarder = Forwarder::start(upstream, ring);
+        let mut client = connect(forwarder.addr);
+        // Sent before the close arrives or after: either way nothing comes back.
+        let _ = client.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(read_to_close(&mut client).is_empty(), "{ring}");
+        forwarder.stop();
+    }
 }

@@ -15,6 +15,10 @@
 //! port; one thread on no particular core when none is listed. They run until the process
 //! exits: the forwarder is a process of its own, stopped by a signal.
 //!
+//! With `--ring raw[+fixed][+multishot]` ([`raw`]) the same forwarding runs on an io_uring
+//! driven directly, with registered files and multishot receives into a provided-buffer ring
+//! when asked: the kernel-side ways below this floor, measured.
+//!
 //! It never holds more than one read per direction, and never answers anything: an upstream
 //! that refuses the connection closes the client's, and when either direction ends (end of
 //! stream or error) both connections close, the other direction's pending operation cancelled.
@@ -31,6 +35,10 @@ use monoio::net::{TcpListener, TcpStream};
 
 use crate::runtime::{self, Driver, Listening};
 
+pub mod raw;
+
+pub use raw::RawRing;
+
 /// Buffer of each direction: a 16 KiB response and its head arrive in one read and leave in one
 /// write, as in the gateway, whose upstream read buffer has the same size.
 pub const BUF_BYTES: usize = 32 * 1024;
@@ -46,6 +54,44 @@ pub struct ForwardConfig {
     pub upstream: SocketAddr,
     /// Cores to run one pinned thread on each; empty runs one thread on no particular core.
     pub cores: Vec<usize>,
+    /// monoio (None, the default), or a raw ring with these techniques.
+    pub raw: Option<RawRing>,
+}
+
+/// The name of a ring choice, as `--ring` takes it: `monoio`, or `raw` with `+fixed` and
+/// `+multishot` in that order when on.
+pub fn ring_name(raw: Option<RawRing>) -> String {
+    match raw {
+        None => "monoio".to_owned(),
+        Some(raw) => format!(
+            "raw{}{}",
+            if raw.fixed_files { "+fixed" } else { "" },
+            if raw.multishot { "+multishot" } else { "" }
+        ),
+    }
+}
+
+/// Parses a `--ring` value: `monoio`, or `raw` followed by any of `+fixed` and `+multishot`.
+pub fn parse_ring(value: &str) -> Result<Option<RawRing>, String> {
+    let mut parts = value.split('+');
+    match parts.next() {
+        Some("monoio") if value == "monoio" => return Ok(None),
+        Some("raw") => {}
+        _ => {
+            return Err(format!(
+                "--ring {value:?}: monoio, or raw[+fixed][+multishot]"
+            ))
+        }
+    }
+    let mut raw = RawRing::default();
+    for part in parts {
+        match part {
+            "fixed" => raw.fixed_files = true,
+            "multishot" => raw.multishot = true,
+            _ => return Err(format!("--ring {value:?}: unknown technique {part:?}")),
+        }
+    }
+    Ok(Some(raw))
 }
 
 /// What a thread sends back once it listens: its address and its driver.
@@ -65,10 +111,13 @@ pub fn start(cfg: &ForwardConfig) -> io::Result<(SocketAddr, Driver)> {
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         // The first thread binds the configured address; the others join its port, which is
         // known only then when the configured port is 0.
-        let (bind_addr, upstream) = (addr, cfg.upstream);
+        let (bind_addr, upstream, raw) = (addr, cfg.upstream, cfg.raw);
         std::thread::Builder::new()
             .name(format!("forward-{index}"))
-            .spawn(move || run(bind_addr, upstream, core, ready_tx))?;
+            .spawn(move || match raw {
+                None => run(bind_addr, upstream, core, ready_tx),
+                Some(raw) => raw::run(bind_addr, upstream, core, raw, ready_tx),
+            })?;
         let (bound, thread_driver) = ready_rx
             .recv()
             .map_err(|_| io::Error::other("forwarder thread exited before it was listening"))??;
