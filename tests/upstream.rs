@@ -366,3 +366,63 @@ fn origin_closing_without_answer_is_502() {
     gw.assert_running();
     assert_eq!(flaky.requests(), 12, "each POST was sent exactly once");
 }
+
+/// An upstream that answers the requests of one connection with `answers`, in turn, each
+/// once the request's head has arrived.
+fn scripted_upstream(answers: Vec<&'static [u8]>) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut buf = Vec::new();
+        for answer in answers {
+            while find(&buf, b"\r\n\r\n").is_none() {
+                let mut chunk = [0; 4096];
+                let n = std::io::Read::read(&mut stream, &mut chunk).unwrap();
+                assert!(n > 0, "the gateway closed the upstream connection");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let end = find(&buf, b"\r\n\r\n").unwrap() + 4;
+            buf.drain(..end);
+            stream.write_all(answer).unwrap();
+        }
+        // Held open until the test ends, so that nothing here closes the connection.
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    addr
+}
+
+#[test]
+fn a_plain_response_head_goes_out_as_it_came_and_any_other_is_rewritten() {
+    let plain: &[u8] = b"HTTP/1.1 200 OK\r\nX-B: 1\r\nContent-Length: 2\r\nX-A: 2\r\n\r\nhi";
+    let upstream = scripted_upstream(vec![
+        plain,
+        b"HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5\r\nContent-Length: 02\r\nX-A: 2\r\n\r\nhi",
+        b"HTTP/1.0 201 Created\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nhi",
+        plain,
+    ]);
+    let config = format!(
+        "{}{}{}",
+        server_toml(1, ""),
+        upstream_toml("o", &[upstream], ""),
+        route_toml("all", "path_prefix = \"/\"", "o")
+    );
+    let gw = start_gateway(&config);
+    let mut client = connect(gw.addr);
+    let mut exchange = |expected: &[u8]| {
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+            .unwrap();
+        let mut got = vec![0; expected.len()];
+        std::io::Read::read_exact(&mut client, &mut got).unwrap();
+        assert_eq!(show(&got), show(expected));
+    };
+    // Byte for byte: field order, Content-Length where the upstream put it.
+    exchange(plain);
+    // A hop-by-hop field dropped and the Content-Length written plainly.
+    exchange(b"HTTP/1.1 200 OK\r\nX-A: 2\r\nContent-Length: 2\r\n\r\nhi");
+    // An HTTP/1.0 status line becomes HTTP/1.1, its Connection field goes.
+    exchange(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nhi");
+    // And the next plain one goes as it came again, on the same two connections.
+    exchange(plain);
+}

@@ -41,8 +41,8 @@ use crate::tls::{AcceptError, ClientTls};
 
 use crate::aggregate;
 use crate::http::{
-    encode_request_head, encode_response_head, error_response, BodyFraming, ChunkedDecoder,
-    FieldEdits, Forward, Method, RequestHead, ResponseBody, ResponseHead,
+    encode_request_head, encode_response_head, error_response, relays_verbatim, BodyFraming,
+    ChunkedDecoder, FieldEdits, Forward, Method, RequestHead, ResponseBody, ResponseHead,
 };
 use crate::json_filter;
 use crate::policy::auth::authenticate;
@@ -941,15 +941,20 @@ async fn relay<C: AsyncWriteRent, U: AsyncReadRent>(
             _ => worker.json_filter_skipped(),
         }
     }
-    let mut head_out = worker.take_buffer();
-    encode_response_head(
-        upbuf,
-        resp,
-        chunked_to_client,
-        close_client,
-        &edits,
-        &mut head_out,
-    );
+    let head_out = if relays_verbatim(upbuf, resp, close_client, &edits) {
+        HeadOut::Verbatim
+    } else {
+        let mut encoded = worker.take_buffer();
+        encode_response_head(
+            upbuf,
+            resp,
+            chunked_to_client,
+            close_client,
+            &edits,
+            &mut encoded,
+        );
+        HeadOut::Encoded(encoded)
+    };
     outcome.status.set(resp.status);
     // A small complete 200 is kept for the route's stale fallback.
     let stale_key = req.stale_key.filter(|_| resp.status == 200);
@@ -2092,12 +2097,15 @@ async fn relay_response<C: AsyncWriteRent, U: AsyncReadRent>(
     upbuf: &mut Vec<u8>,
     resp_len: usize,
     framing: ResponseBody,
-    mut head_out: Vec<u8>,
+    head_out: HeadOut,
     chunked_to_client: bool,
     timeouts: &Timeouts,
     stale_key: Option<u64>,
 ) -> Option<(bool, u64)> {
-    let head_bytes = head_out.len() as u64;
+    let head_bytes = match &head_out {
+        HeadOut::Encoded(encoded) => encoded.len(),
+        HeadOut::Verbatim => resp_len,
+    } as u64;
     let body = match framing {
         ResponseBody::None => Some(0),
         ResponseBody::Length(n) => Some(n),
@@ -2109,13 +2117,34 @@ async fn relay_response<C: AsyncWriteRent, U: AsyncReadRent>(
         let mut extra = available > take;
         if let Some(key) = stale_key.filter(|_| take as u64 == n) {
             let body = &upbuf[resp_len..resp_len + take];
-            worker.stale.borrow_mut().store(key, &head_out, body);
+            let head = match &head_out {
+                HeadOut::Encoded(encoded) => encoded,
+                HeadOut::Verbatim => &upbuf[..resp_len],
+            };
+            worker.stale.borrow_mut().store(key, head, body);
         }
         // Head and the body bytes already read leave in one write. The encoded head goes
         // where the upstream's head was (ours is rarely longer), so the body is not copied.
-        if let Some(start) = resp_len.checked_sub(head_out.len()) {
-            upbuf[start..resp_len].copy_from_slice(&head_out);
-            worker.give_buffer(head_out);
+        let start = match head_out {
+            HeadOut::Verbatim => Some(0),
+            HeadOut::Encoded(encoded) => match resp_len.checked_sub(encoded.len()) {
+                Some(start) => {
+                    upbuf[start..resp_len].copy_from_slice(&encoded);
+                    worker.give_buffer(encoded);
+                    Some(start)
+                }
+                None => {
+                    let mut encoded = encoded;
+                    encoded.extend_from_slice(&upbuf[resp_len..resp_len + take]);
+                    let (res, back) =
+                        write_all(client, encoded, &worker.timer, timeouts.client).await;
+                    res.ok()?;
+                    worker.give_buffer(back);
+                    None
+                }
+            },
+        };
+        if let Some(start) = start {
             write_range(
                 client,
                 upbuf,
@@ -2125,11 +2154,6 @@ async fn relay_response<C: AsyncWriteRent, U: AsyncReadRent>(
             )
             .await
             .ok()?;
-        } else {
-            head_out.extend_from_slice(&upbuf[resp_len..resp_len + take]);
-            let (res, back) = write_all(client, head_out, &worker.timer, timeouts.client).await;
-            res.ok()?;
-            worker.give_buffer(back);
         }
         upbuf.clear();
         let mut rest = n - take as u64;
@@ -2151,6 +2175,12 @@ async fn relay_response<C: AsyncWriteRent, U: AsyncReadRent>(
         }
         return Some((!extra, head_bytes + n));
     }
+    // Only a head framed by a length goes verbatim, so this copy does not happen; it keeps
+    // the paths below whole for any head.
+    let mut head_out = match head_out {
+        HeadOut::Encoded(encoded) => encoded,
+        HeadOut::Verbatim => upbuf[..resp_len].to_vec(),
+    };
     upbuf.drain(..resp_len);
     match framing {
         ResponseBody::Chunked => {
@@ -2189,6 +2219,15 @@ async fn relay_response<C: AsyncWriteRent, U: AsyncReadRent>(
             }
         }
     }
+}
+
+/// The response head as it leaves for the client.
+enum HeadOut {
+    /// Encoded by [`encode_response_head`], in a pooled buffer.
+    Encoded(Vec<u8>),
+    /// The upstream's own head, the first `resp_len` bytes of the upstream buffer, as it came
+    /// ([`relays_verbatim`]).
+    Verbatim,
 }
 
 /// Streams a chunked response body: passed through as it came to HTTP/1.1 clients, decoded

@@ -9,7 +9,8 @@
 //! Connection, and the framing fields, which are re-emitted once in normalised form from the
 //! validated framing (RFC 9112 §6), so the next hop reads exactly the framing the gateway
 //! read. Requests always go upstream as HTTP/1.1 without a Connection field (keep-alive is
-//! the default, RFC 9112 §9.3).
+//! the default, RFC 9112 §9.3). A response head with none of these to change, and no edits,
+//! goes out as it came ([`relays_verbatim`]): the usual keep-alive answer costs no encoding.
 
 use std::io::Write as _;
 use std::net::IpAddr;
@@ -187,6 +188,39 @@ pub fn encode_response_head(
         out.extend_from_slice(b"Connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Whether the upstream's response head (`head`, parsed from `buf`) can go to the client as
+/// it came, bytes and all, because [`encode_response_head`] would write the same fields with
+/// the same meaning: an HTTP/1.1 status line with a reason phrase, a body framed by one
+/// Content-Length in its shortest form, no hop-by-hop field, no edits, and no `close` to add.
+/// The usual response of a keep-alive upstream is such a head, and relaying it this way
+/// spares encoding it and copying it (the head and body already read leave in one write).
+pub fn relays_verbatim(buf: &[u8], head: &ResponseHead, close: bool, edits: &FieldEdits) -> bool {
+    let ResponseBody::Length(n) = head.body else {
+        return false;
+    };
+    if close
+        || head.version_minor != 1
+        || head.reason.get(buf).is_empty()
+        || !(edits.drop.is_empty() && edits.rename.is_empty() && edits.extra.is_empty())
+    {
+        return false;
+    }
+    let mut lengths = 0;
+    for field in &head.headers {
+        if field.hop_by_hop {
+            return false;
+        }
+        if field.kind == HeaderKind::ContentLength {
+            lengths += 1;
+            if field.value.get(buf).len() != decimal_len(n) {
+                // "013", or a list such as "13, 13": re-encoded as plain "13".
+                return false;
+            }
+        }
+    }
+    lengths == 1
 }
 
 /// Appends a complete error response written by the gateway itself:
@@ -633,6 +667,56 @@ mod tests {
         assert_eq!(
             (head.status, head.body, head.keep_alive),
             (200, ResponseBody::Length(2), true)
+        );
+    }
+
+    #[test]
+    fn only_a_plain_keep_alive_head_is_relayed_verbatim() {
+        let verbatim = |raw: &[u8], close: bool, edits: &FieldEdits| {
+            let mut head = ResponseHead::new();
+            head.parse(raw, Method::Get, 16384).unwrap().unwrap();
+            relays_verbatim(raw, &head, close, edits)
+        };
+        let plain = FieldEdits::default();
+        let typical: &[u8] =
+            b"HTTP/1.1 200 OK\r\nX-Origin: a\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\n";
+        assert!(verbatim(typical, false, &plain));
+        // What encoding would change: the close, edits, the version, the missing reason, a
+        // hop-by-hop field, a Content-Length not in its shortest form or repeated, framing
+        // other than a length.
+        assert!(!verbatim(typical, true, &plain));
+        let extra = FieldEdits {
+            extra: b"X-Added: 1\r\n",
+            ..FieldEdits::default()
+        };
+        assert!(!verbatim(typical, false, &extra));
+        let dropped = ["x-origin".into()];
+        let drop = FieldEdits {
+            drop: &dropped,
+            ..FieldEdits::default()
+        };
+        assert!(!verbatim(typical, false, &drop));
+        for raw in [
+            &b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n"[..],
+            b"HTTP/1.1 200 \r\nContent-Length: 2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nKeep-Alive: timeout=5\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 02\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+        ] {
+            assert!(
+                !verbatim(raw, false, &plain),
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        // And where it is verbatim, encoding gives the same fields (Content-Length last).
+        assert_eq!(
+            relay(typical, Method::Get, true, false),
+            "HTTP/1.1 200 OK\r\nX-Origin: a\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\n"
         );
     }
 

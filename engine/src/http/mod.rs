@@ -37,7 +37,8 @@ pub mod response;
 
 pub use chunked::{ChunkError, ChunkedDecoder, Step};
 pub use encode::{
-    encode_request_head, encode_response_head, error_response, reason_phrase, FieldEdits, Forward,
+    encode_request_head, encode_response_head, error_response, reason_phrase, relays_verbatim,
+    FieldEdits, Forward,
 };
 pub use fields::CONNECTION_OPTIONS_MAX;
 pub use request::{
