@@ -4,10 +4,11 @@
 # are written here, not by loadtest. Only the fixture origin is loadtest's (`loadtest origin`,
 # the same 13-byte or 16 KiB body for every proxy).
 #
-#   loadtest/crosscheck.sh [ROUNDS] [SECONDS] [BODY_BYTES]
+#   [RAW=1] [COREGATE=PATH] loadtest/crosscheck.sh [ROUNDS] [SECONDS] [BODY_BYTES]
 #       ROUNDS      rounds over the proxies, each starting one further on (default 3)
 #       SECONDS     measured seconds of each wrk run, after a 1 s warm-up run (default 5)
 #       BODY_BYTES  the origin's response body (default 13)
+#       COREGATE    the coregate binary (default target/release/coregate), for an A/B
 #
 # Targets: `loadtest forward` (the byte-forwarder floor), coregate, nginx and HAProxy; with
 # RAW=1 also the forwarder on raw rings (`--ring raw`, `raw+fixed`, `raw+multishot`,
@@ -25,10 +26,12 @@
 # exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. loadtest/coregate-config.sh
 ROUNDS=${1:-3}
 SECONDS_MEASURED=${2:-5}
 BODY=${3:-13}
 BIN=target/release
+COREGATE=${COREGATE:-$BIN/coregate}
 ORIGIN=127.0.0.1:28100
 LISTEN=127.0.0.1:28101
 DIR=$(mktemp -d /tmp/crosscheck.XXXXXX)
@@ -44,27 +47,14 @@ cleanup() {
 trap cleanup EXIT
 
 command -v wrk >/dev/null || { echo "crosscheck: wrk not found (apt-get install wrk)" >&2; exit 1; }
-[ -x $BIN/coregate ] && [ -x $BIN/loadtest ] || {
+[ -x "$COREGATE" ] && [ -x $BIN/loadtest ] || {
     echo "crosscheck: build first: cargo build --release --workspace" >&2
     exit 1
 }
 
 # The proxies' configurations, each the plain keep-alive reverse proxy its documentation
 # describes, with one worker and no access log.
-cat >"$DIR/coregate.toml" <<EOF
-[server]
-workers = 1
-[[listener]]
-address = "$LISTEN"
-[upstreams.origin]
-endpoints = [{ address = "$ORIGIN" }]
-pool_idle_max = 64
-[[route]]
-path_prefix = "/"
-upstream = "origin"
-[admin]
-address = "127.0.0.1:0"
-EOF
+write_coregate_config "$DIR/coregate.toml" "$LISTEN" "$ORIGIN"
 cat >"$DIR/nginx.conf" <<EOF
 worker_processes 1;
 daemon off;
@@ -105,7 +95,7 @@ start() {
     forwarder) taskset -c 0 $BIN/loadtest forward --listen $LISTEN --upstream $ORIGIN >"$DIR/$1.log" 2>&1 & ;;
     forwarder-*) taskset -c 0 $BIN/loadtest forward --listen $LISTEN --upstream $ORIGIN \
         --ring "${1#forwarder-}" >"$DIR/$1.log" 2>&1 & ;;
-    coregate) taskset -c 0 $BIN/coregate run "$DIR/coregate.toml" >"$DIR/$1.log" 2>&1 & ;;
+    coregate) taskset -c 0 "$COREGATE" run "$DIR/coregate.toml" >"$DIR/$1.log" 2>&1 & ;;
     nginx) taskset -c 0 nginx -c "$DIR/nginx.conf" -p "$DIR" >"$DIR/$1.log" 2>&1 & ;;
     haproxy) taskset -c 0 haproxy -f "$DIR/haproxy.cfg" >"$DIR/$1.log" 2>&1 & ;;
     esac

@@ -18,6 +18,7 @@
 # (`cargo build --release --workspace`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. loadtest/coregate-config.sh
 BIN=${1:-target/release/coregate}
 LABEL=${2:-coregate}
 LOADTEST=target/release/loadtest
@@ -32,20 +33,7 @@ ORIGIN_PID=$!
 if [ "${FORWARD:-0}" = 1 ]; then
     COMMAND=("$BIN" forward --listen $LISTEN --upstream $ORIGIN)
 else
-    cat >"$D/coregate.toml" <<EOF
-[server]
-workers = 1
-[[listener]]
-address = "$LISTEN"
-[upstreams.origin]
-endpoints = [{ address = "$ORIGIN" }]
-pool_idle_max = 64
-[[route]]
-path_prefix = "/"
-upstream = "origin"
-[admin]
-address = "127.0.0.1:0"
-EOF
+    write_coregate_config "$D/coregate.toml" "$LISTEN" "$ORIGIN"
     COMMAND=("$BIN" run "$D/coregate.toml")
 fi
 valgrind --tool=callgrind --callgrind-out-file="$D/callgrind.out" "${COMMAND[@]}" >"$D/program.log" 2>&1 &
