@@ -60,6 +60,9 @@ usage:
                                   in front of one fixed origin, plus the origin alone and the
                                   bare forwarder (loadtest forward) as floors
     --coregate PATH       the coregate binary (default: beside loadtest, else on PATH)
+    --baseline PATH       a second coregate binary, run beside the first as
+                          coregate-baseline with the same configuration (an A/B in one
+                          run; scenarios small, 16k and https)
     --targets LIST        of origin,forwarder,coregate,nginx,haproxy (default all; origin
                           always runs)
     --scenarios LIST      small (13-byte body), 16k (16 KiB body) (default small,16k);
@@ -257,6 +260,7 @@ fn parse_compare(args: &mut Args) -> Result<Command, String> {
         let value = args.value(&arg)?;
         match arg.as_str() {
             "--coregate" => cfg.coregate = Some(value.into()),
+            "--baseline" => cfg.baseline = Some(value.into()),
             "--json-file" => json_file = Some(value.into()),
             "--targets" => {
                 cfg.targets = value

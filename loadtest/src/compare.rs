@@ -123,14 +123,18 @@ impl Scenario {
     }
 
     /// The proxies the scenario runs, given those found, in the order of its tables: the
-    /// forwarder and every proxy for small and 16k, every proxy for https, coregate and its
-    /// variants otherwise.
+    /// forwarder and every proxy for small and 16k, every proxy for https (the baseline
+    /// coregate among them, when given), coregate and its variants otherwise.
     pub fn proxies(self) -> &'static [Kind] {
         match self {
-            Scenario::Small | Scenario::Body16k => {
-                &[Kind::Forwarder, Kind::Coregate, Kind::Nginx, Kind::Haproxy]
-            }
-            Scenario::Https => &[Kind::Coregate, Kind::Nginx, Kind::Haproxy],
+            Scenario::Small | Scenario::Body16k => &[
+                Kind::Forwarder,
+                Kind::Coregate,
+                Kind::Baseline,
+                Kind::Nginx,
+                Kind::Haproxy,
+            ],
+            Scenario::Https => &[Kind::Coregate, Kind::Baseline, Kind::Nginx, Kind::Haproxy],
             Scenario::Policies => &[Kind::Coregate, Kind::CoregatePolicies, Kind::CoregateEs256],
             Scenario::AccessLog => &[Kind::Coregate, Kind::CoregateAccessLog],
         }
@@ -164,6 +168,9 @@ impl Scenario {
 pub struct CompareConfig {
     /// The coregate binary; None looks beside this executable, then on PATH.
     pub coregate: Option<PathBuf>,
+    /// A second coregate binary measured beside the first (target `coregate-baseline`), or
+    /// None.
+    pub baseline: Option<PathBuf>,
     /// Targets to measure, when available; the origin alone is always measured.
     pub targets: Vec<Kind>,
     pub scenarios: Vec<Scenario>,
@@ -193,6 +200,7 @@ impl Default for CompareConfig {
     fn default() -> Self {
         CompareConfig {
             coregate: None,
+            baseline: None,
             targets: Kind::ALL.to_vec(),
             scenarios: vec![Scenario::Small, Scenario::Body16k],
             duration: DEFAULT_DURATION,
@@ -375,13 +383,23 @@ pub fn run(cfg: &CompareConfig, mut log: impl FnMut(&str)) -> io::Result<Compare
 
     // Which proxies can run here, and why the others cannot.
     let mut programs = Vec::new();
-    for kind in [Kind::Forwarder, Kind::Coregate, Kind::Nginx, Kind::Haproxy] {
-        if !cfg.targets.contains(&kind) {
+    for kind in [
+        Kind::Forwarder,
+        Kind::Coregate,
+        Kind::Baseline,
+        Kind::Nginx,
+        Kind::Haproxy,
+    ] {
+        // The baseline is asked for by its binary, not by --targets.
+        if kind == Kind::Baseline && cfg.baseline.is_none()
+            || kind != Kind::Baseline && !cfg.targets.contains(&kind)
+        {
             continue;
         }
         let program = match kind {
             Kind::Forwarder => std::env::current_exe().ok(),
             Kind::Coregate => proxies::coregate_program(cfg.coregate.as_deref()),
+            Kind::Baseline => cfg.baseline.clone(),
             _ => process::find_program(kind.name()),
         };
         match program {
@@ -813,10 +831,12 @@ mod tests {
         assert_eq!(Scenario::parse("https"), Ok(Scenario::Https));
         assert!(Scenario::Https.tls() && !Scenario::Https.coregate_only());
         assert_eq!(Scenario::Https.body_bytes(), 13);
+        // The baseline build's row follows coregate's, where it runs at all (--baseline).
         assert_eq!(
             Scenario::Https.proxies(),
-            &[Kind::Coregate, Kind::Nginx, Kind::Haproxy]
+            &[Kind::Coregate, Kind::Baseline, Kind::Nginx, Kind::Haproxy]
         );
+        assert!(!Scenario::Policies.proxies().contains(&Kind::Baseline));
         // The forwarder comes first, so that its row sits between the origin's and
         // coregate's; it speaks no TLS and is no coregate.
         assert_eq!(

@@ -1,6 +1,7 @@
 //! `loadtest compare` end to end in tiny configurations: against coregate and the forwarder
 //! (the Markdown table has their rows with requests per second above zero, the ratio of
-//! coregate to the forwarder, and no proxy outlives the run), the forwarder alone, and the
+//! coregate to the forwarder, and no proxy outlives the run), the forwarder alone, coregate
+//! beside a baseline build (`--baseline`), and the
 //! https scenario against the origin alone (and coregate, the forwarder left out). Needs the
 //! coregate binary: COREGATE_BIN, else ../target/debug/coregate; without either the coregate
 //! tests print a note and pass, and the https one measures the origin alone.
@@ -277,4 +278,39 @@ fn compare_runs_the_https_scenario() {
             assert_eq!(cells.last(), Some(&"0"), "no errors: {stdout}");
         }
     }
+}
+
+/// `--baseline`: a second coregate binary (here the same one) measured beside the first with
+/// the same configuration, with its own row, its path on the version line and a ratio line.
+#[test]
+fn compare_measures_a_baseline_coregate_beside_coregate() {
+    let Some(coregate) = coregate_binary() else {
+        println!("note: skipped: set COREGATE_BIN or build ../target/debug/coregate");
+        return;
+    };
+    let mut command = Command::new(BINARY);
+    command
+        .args(["compare", "--coregate"])
+        .arg(&coregate)
+        .arg("--baseline")
+        .arg(&coregate)
+        .args(["--targets", "coregate"]);
+    let (stdout, _) = tiny_run(command, "small");
+    assert_measured(&stdout, "coregate");
+    assert_measured(&stdout, "coregate-baseline");
+    assert!(
+        stdout.contains(&format!(
+            "- coregate-baseline: coregate {}",
+            env!("CARGO_PKG_VERSION")
+        )) && stdout.contains(&format!("({})", coregate.display())),
+        "version lines: {stdout}"
+    );
+    assert!(
+        stdout.contains("coregate / coregate-baseline: CPU per request"),
+        "ratio line: {stdout}"
+    );
+    assert!(
+        row(&stdout, "forwarder²").is_none(),
+        "not asked for: {stdout}"
+    );
 }

@@ -5,6 +5,9 @@
 //! connection, and generous timeouts. The coregate variants of the coregate-only scenarios add
 //! a policy or the access log to that configuration ([`super::policies`]).
 //!
+//! With `--baseline`, a second coregate binary runs beside the first with the same
+//! configuration, as `coregate-baseline`.
+//!
 //! Beside them, as a floor rather than a proxy, runs the bare byte forwarder of
 //! [`crate::forward`]: this executable itself (`loadtest forward`), one thread, started,
 //! pinned and measured as the proxies are, with one upstream connection per client connection
@@ -46,6 +49,9 @@ pub enum Kind {
     /// floor a proxy approaches.
     Forwarder,
     Coregate,
+    /// A second coregate binary (`--baseline`), configured as plain coregate: an A/B of two
+    /// builds in one run, their rounds interleaved like every target's.
+    Baseline,
     Nginx,
     Haproxy,
     /// coregate with an HS256 JWT and a rate limit on its route (scenario policies).
@@ -72,6 +78,7 @@ impl Kind {
             Kind::Origin => "origin",
             Kind::Forwarder => "forwarder",
             Kind::Coregate => "coregate",
+            Kind::Baseline => "coregate-baseline",
             Kind::Nginx => "nginx",
             Kind::Haproxy => "haproxy",
             Kind::CoregatePolicies => "coregate+policies",
@@ -94,7 +101,7 @@ impl Kind {
     }
 
     fn is_coregate(self) -> bool {
-        self == Kind::Coregate || self.is_coregate_variant()
+        matches!(self, Kind::Coregate | Kind::Baseline) || self.is_coregate_variant()
     }
 
     pub fn parse(name: &str) -> Result<Kind, String> {

@@ -13,10 +13,12 @@ use super::{
 };
 
 /// The pairs with a ratio line of their own besides coregate against nginx and HAProxy: how
-/// far the forwarder floor is below nginx, and how far coregate is above that floor.
-const FLOOR_PAIRS: [(Kind, Kind); 2] = [
+/// far the forwarder floor is below nginx, how far coregate is above that floor, and (with
+/// `--baseline`) coregate against the other build.
+const EXTRA_PAIRS: [(Kind, Kind); 3] = [
     (Kind::Forwarder, Kind::Nginx),
     (Kind::Coregate, Kind::Forwarder),
+    (Kind::Coregate, Kind::Baseline),
 ];
 
 /// Everything a comparison measured, with what it ran on.
@@ -289,7 +291,7 @@ fn scenario_markdown(out: &mut String, scenario: &ScenarioResult, cfg: &CompareC
             let _ = writeln!(out, "\n{line}");
         }
     }
-    for (ours, theirs) in FLOOR_PAIRS {
+    for (ours, theirs) in EXTRA_PAIRS {
         if let Some(line) = ratio_line(scenario, ours, theirs) {
             let _ = writeln!(out, "\n{line}");
         }
@@ -547,7 +549,7 @@ fn scenario_json(scenario: &ScenarioResult) -> Value {
             }
         }
     }
-    for (ours, theirs) in FLOOR_PAIRS {
+    for (ours, theirs) in EXTRA_PAIRS {
         if let Some(r) = find(ours).zip(find(theirs)).and_then(|(a, b)| ratios(a, b)) {
             ratios_json.insert(
                 format!("{}_vs_{}", ours.name(), theirs.name()),
@@ -588,10 +590,10 @@ pub(super) fn version_of(kind: Kind, program: &Path) -> String {
                 env!("CARGO_PKG_VERSION")
             )
         }
-        Kind::Coregate => "version",
+        Kind::Coregate | Kind::Baseline => "version",
         _ => "-v",
     };
-    match Command::new(program).arg(arg).output() {
+    let version = match Command::new(program).arg(arg).output() {
         Ok(output) => {
             // nginx prints its version on stderr.
             let text = if output.stdout.is_empty() {
@@ -607,5 +609,10 @@ pub(super) fn version_of(kind: Kind, program: &Path) -> String {
                 .to_owned()
         }
         Err(_) => "unknown".to_owned(),
+    };
+    // Two coregate builds of one version are told apart by their paths.
+    match kind {
+        Kind::Coregate | Kind::Baseline => format!("{version} ({})", program.display()),
+        _ => version,
     }
 }
