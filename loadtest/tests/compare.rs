@@ -19,6 +19,18 @@ fn coregate_binary() -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
+/// `loadtest compare --coregate BIN` with the coregate binary, or None (after a note) when
+/// there is none to run.
+fn compare_with_coregate() -> Option<(Command, PathBuf)> {
+    let Some(coregate) = coregate_binary() else {
+        println!("note: skipped: set COREGATE_BIN or build ../target/debug/coregate");
+        return None;
+    };
+    let mut command = Command::new(BINARY);
+    command.args(["compare", "--coregate"]).arg(&coregate);
+    Some((command, coregate))
+}
+
 /// The cell values of the first table row whose first cell is `name`.
 fn row<'a>(markdown: &'a str, name: &str) -> Option<Vec<&'a str>> {
     rows(markdown, name).into_iter().next()
@@ -174,15 +186,10 @@ fn assert_measured(markdown: &str, name: &str) {
 /// are accepted and the rate limit refuses nothing.
 #[test]
 fn compare_runs_the_coregate_only_scenarios() {
-    let Some(coregate) = coregate_binary() else {
-        println!("note: skipped: set COREGATE_BIN or build ../target/debug/coregate");
+    let Some((mut command, _)) = compare_with_coregate() else {
         return;
     };
-    let mut command = Command::new(BINARY);
-    command
-        .args(["compare", "--coregate"])
-        .arg(&coregate)
-        .args(["--targets", "coregate,nginx"]);
+    command.args(["--targets", "coregate,nginx"]);
     let (stdout, stderr) = tiny_run(command, "policies,access-log");
 
     assert!(stdout.contains("#### Scenario policies"), "{stdout}");
@@ -284,14 +291,10 @@ fn compare_runs_the_https_scenario() {
 /// the same configuration, with its own row, its path on the version line and a ratio line.
 #[test]
 fn compare_measures_a_baseline_coregate_beside_coregate() {
-    let Some(coregate) = coregate_binary() else {
-        println!("note: skipped: set COREGATE_BIN or build ../target/debug/coregate");
+    let Some((mut command, coregate)) = compare_with_coregate() else {
         return;
     };
-    let mut command = Command::new(BINARY);
     command
-        .args(["compare", "--coregate"])
-        .arg(&coregate)
         .arg("--baseline")
         .arg(&coregate)
         .args(["--targets", "coregate"]);

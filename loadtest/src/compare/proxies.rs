@@ -31,6 +31,8 @@ use crate::tls::CertificateFiles;
 
 /// Longest wait for a proxy to listen after it starts.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// Starts of a proxy whose port was taken before it bound it, on a new port each time.
+const START_ATTEMPTS: usize = 3;
 /// Idle keep-alive connections each proxy keeps to the origin.
 pub const UPSTREAM_KEEPALIVE: usize = 64;
 /// Client connections each proxy accepts, above the idle-memory measurement's thousands.
@@ -141,6 +143,26 @@ pub fn start(
     cores: &[usize],
     tls: Option<&CertificateFiles>,
 ) -> io::Result<Proxy> {
+    // The port was free when picked; something else (a connection's local port, another
+    // test's listener) may take it before the proxy binds it. Then another is picked.
+    let mut attempts = START_ATTEMPTS;
+    loop {
+        match start_once(kind, program, origin, cores, tls) {
+            Err(e) if attempts > 1 && e.to_string().contains("Address already in use") => {
+                attempts -= 1;
+            }
+            started => return started,
+        }
+    }
+}
+
+fn start_once(
+    kind: Kind,
+    program: &Path,
+    origin: SocketAddr,
+    cores: &[usize],
+    tls: Option<&CertificateFiles>,
+) -> io::Result<Proxy> {
     let dir = TempDir::new(kind.name())?;
     let addr = free_loopback_addr()?;
     let config_path = dir.path().join(match kind {
@@ -219,7 +241,7 @@ pub fn start(
 }
 
 /// A loopback address with a port that was free a moment ago. Another process could take it
-/// before the proxy binds it; the proxy then fails to start and says so.
+/// before the proxy binds it; the proxy then fails to start, and [`start`] tries another.
 pub fn free_loopback_addr() -> io::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.local_addr()
