@@ -1,7 +1,8 @@
 //! `loadtest compare` end to end in tiny configurations: against coregate and the forwarder
 //! (the Markdown table has their rows with requests per second above zero, the ratio of
 //! coregate to the forwarder, and no proxy outlives the run), the forwarder alone, coregate
-//! beside a baseline build (`--baseline`), and the
+//! beside a baseline build (`--baseline`), a proxy started again when its port was taken, and
+//! the
 //! https scenario against the origin alone (and coregate, the forwarder left out). Needs the
 //! coregate binary: COREGATE_BIN, else ../target/debug/coregate; without either the coregate
 //! tests print a note and pass, and the https one measures the origin alone.
@@ -316,4 +317,47 @@ fn compare_measures_a_baseline_coregate_beside_coregate() {
         row(&stdout, "forwarder²").is_none(),
         "not asked for: {stdout}"
     );
+}
+
+/// A proxy whose port was taken before it bound it is started again on another port: here a
+/// stand-in for coregate that fails its first start as coregate does when its listener's
+/// port is in use, then listens where its second configuration says.
+#[test]
+fn a_proxy_whose_port_was_taken_starts_again_on_another() {
+    use coregate_loadtest::compare::proxies::{self, Kind};
+    let dir = std::env::temp_dir().join(format!("compare-retry-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let failed_once = dir.join("failed-once");
+    let program = dir.join("coregate");
+    // `coregate run -c FILE`: the listener's address is the first `address = "…"` line.
+    std::fs::write(
+        &program,
+        format!(
+            "#!/bin/sh\n\
+             if [ ! -e '{marker}' ]; then\n\
+             \ttouch '{marker}'\n\
+             \techo 'error: cannot start: listener: Address already in use (os error 98)' >&2\n\
+             \texit 1\n\
+             fi\n\
+             addr=$(grep '^address' \"$3\" | head -1 | cut -d'\"' -f2)\n\
+             exec python3 -c 'import socket, sys, time\n\
+             host, port = sys.argv[1].rsplit(\":\", 1)\n\
+             s = socket.socket()\n\
+             s.bind((host, int(port)))\n\
+             s.listen()\n\
+             time.sleep(60)' \"$addr\"\n",
+            marker = failed_once.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &program,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let origin: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let started = proxies::start(Kind::Coregate, &program, origin, &[0], None);
+    let _ = std::fs::remove_dir_all(&dir);
+    let proxy = started.expect("started on the second attempt");
+    assert!(std::net::TcpStream::connect(proxy.addr).is_ok());
 }
