@@ -2,10 +2,9 @@
 //! (the Markdown table has their rows with requests per second above zero, the ratio of
 //! coregate to the forwarder, and no proxy outlives the run), the forwarder alone, coregate
 //! beside a baseline build (`--baseline`), a proxy started again when its port was taken, and
-//! the
-//! https scenario against the origin alone (and coregate, the forwarder left out). Needs the
-//! coregate binary: COREGATE_BIN, else ../target/debug/coregate; without either the coregate
-//! tests print a note and pass, and the https one measures the origin alone.
+//! the https scenario against the origin alone (and coregate, the forwarder left out). Needs
+//! the coregate binary: COREGATE_BIN, else ../target/debug/coregate; without either the
+//! coregate tests print a note and pass, and the https one measures the origin alone.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
