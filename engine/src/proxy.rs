@@ -48,7 +48,7 @@ use crate::json_filter;
 use crate::policy::auth::authenticate;
 use crate::router::{HeaderLookup, RouteRequest, RouteResult};
 use crate::snapshot::Snapshot;
-use crate::timer::{Timer, TICK};
+use crate::timer::Timer;
 use crate::transform::{expand, identity_value, Vars, REQUEST_ID};
 use crate::upstream::balancer::hash_key;
 use crate::worker::{View, Worker, BUFFER_BYTES};
@@ -1519,7 +1519,7 @@ async fn idle_read(
         let mut read = std::pin::pin!(tcp.cancelable_read(buf, canceller.handle()));
         let early = monoio::select! {
             done = &mut read => Some(done),
-            _ = worker.drain.wait_until(slot, worker.timer.coarse_now() + wait + TICK) => None,
+            _ = worker.drain.wait_until(slot, worker.timer.coarse_deadline(wait)) => None,
         };
         match early {
             Some(done) => done,
@@ -2031,7 +2031,7 @@ async fn read_response_head<C: AsyncWriteRent, U: AsyncReadRent>(
     wait: Duration,
 ) -> Result<usize, Failure> {
     // The coarse clock: a head is bounded to the tick, and the usual one costs no clock read.
-    let deadline = timer.coarse_now() + wait + TICK;
+    let deadline = timer.coarse_deadline(wait);
     loop {
         if !upbuf.is_empty() {
             match resp.parse(upbuf, req.method, RESPONSE_HEAD_BYTES_MAX) {
@@ -2102,10 +2102,7 @@ async fn relay_response<C: AsyncWriteRent, U: AsyncReadRent>(
     timeouts: &Timeouts,
     stale_key: Option<u64>,
 ) -> Option<(bool, u64)> {
-    let head_bytes = match &head_out {
-        HeadOut::Encoded(encoded) => encoded.len(),
-        HeadOut::Verbatim => resp_len,
-    } as u64;
+    let head_bytes = head_out.bytes(upbuf, resp_len).len() as u64;
     let body = match framing {
         ResponseBody::None => Some(0),
         ResponseBody::Length(n) => Some(n),
@@ -2117,32 +2114,28 @@ async fn relay_response<C: AsyncWriteRent, U: AsyncReadRent>(
         let mut extra = available > take;
         if let Some(key) = stale_key.filter(|_| take as u64 == n) {
             let body = &upbuf[resp_len..resp_len + take];
-            let head = match &head_out {
-                HeadOut::Encoded(encoded) => encoded,
-                HeadOut::Verbatim => &upbuf[..resp_len],
-            };
+            let head = head_out.bytes(upbuf, resp_len);
             worker.stale.borrow_mut().store(key, head, body);
         }
         // Head and the body bytes already read leave in one write. The encoded head goes
         // where the upstream's head was (ours is rarely longer), so the body is not copied.
         let start = match head_out {
             HeadOut::Verbatim => Some(0),
-            HeadOut::Encoded(encoded) => match resp_len.checked_sub(encoded.len()) {
-                Some(start) => {
+            HeadOut::Encoded(encoded) => {
+                let start = resp_len.checked_sub(encoded.len());
+                if let Some(start) = start {
                     upbuf[start..resp_len].copy_from_slice(&encoded);
                     worker.give_buffer(encoded);
-                    Some(start)
-                }
-                None => {
+                } else {
                     let mut encoded = encoded;
                     encoded.extend_from_slice(&upbuf[resp_len..resp_len + take]);
                     let (res, back) =
                         write_all(client, encoded, &worker.timer, timeouts.client).await;
                     res.ok()?;
                     worker.give_buffer(back);
-                    None
                 }
-            },
+                start
+            }
         };
         if let Some(start) = start {
             write_range(
@@ -2228,6 +2221,16 @@ enum HeadOut {
     /// The upstream's own head, the first `resp_len` bytes of the upstream buffer, as it came
     /// ([`relays_verbatim`]).
     Verbatim,
+}
+
+impl HeadOut {
+    /// The head's bytes: the encoded ones, or the upstream's at the start of `upbuf`.
+    fn bytes<'a>(&'a self, upbuf: &'a [u8], resp_len: usize) -> &'a [u8] {
+        match self {
+            HeadOut::Encoded(encoded) => encoded,
+            HeadOut::Verbatim => &upbuf[..resp_len],
+        }
+    }
 }
 
 /// Streams a chunked response body: passed through as it came to HTTP/1.1 clients, decoded

@@ -12,8 +12,8 @@
 //! least [`TICK_MS`] apart, never before `wait`, and at most about two ticks after it; what
 //! pingora's `fast_timeout` does with its 10 ms wheel.
 //!
-//! The ticker also keeps a coarse clock ([`Timer::coarse_now`]) for deadlines elsewhere that
-//! are as coarse, so that the request path reads the clock only for what it measures.
+//! The ticker also keeps a coarse clock ([`Timer::coarse_deadline`]) for deadlines elsewhere
+//! that are as coarse, so that the request path reads the clock only for what it measures.
 //!
 //! Owned by one worker thread (`RefCell`s, no locks).
 
@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 /// How often armed deadlines are checked: a timeout fires at most about two of these late.
 const TICK_MS: u64 = 10;
-pub(crate) const TICK: Duration = Duration::from_millis(TICK_MS);
+const TICK: Duration = Duration::from_millis(TICK_MS);
 
 /// The slab of armed deadlines of one worker.
 #[derive(Default)]
@@ -89,10 +89,18 @@ impl Timer {
         }
     }
 
+    /// A deadline `wait` from now on the coarse clock, for waits as coarse as the timer's:
+    /// never before `wait` has passed, at most about two ticks after. Reads no clock while
+    /// deadlines are armed (see [`Timer::coarse_now`]).
+    pub(crate) fn coarse_deadline(&self, wait: Duration) -> Instant {
+        // The reading may be up to a tick old: one tick more keeps the deadline from coming
+        // early.
+        self.coarse_now() + wait + TICK
+    }
+
     /// Now, give or take about one tick: the clock read at the last tick while deadlines are
-    /// armed (the busy case: no clock read), else read now. Add [`TICK`] to a deadline
-    /// taken from it that must not come early.
-    pub(crate) fn coarse_now(&self) -> Instant {
+    /// armed (the busy case: no clock read), else read now.
+    fn coarse_now(&self) -> Instant {
         match self.now.get() {
             Some(now) if self.armed.get() > 0 => now,
             _ => {
