@@ -391,9 +391,11 @@ pub fn run(cfg: &CompareConfig, mut log: impl FnMut(&str)) -> io::Result<Compare
         Kind::Haproxy,
     ] {
         // The baseline is asked for by its binary, not by --targets.
-        if kind == Kind::Baseline && cfg.baseline.is_none()
-            || kind != Kind::Baseline && !cfg.targets.contains(&kind)
-        {
+        let wanted = match kind {
+            Kind::Baseline => cfg.baseline.is_some(),
+            _ => cfg.targets.contains(&kind),
+        };
+        if !wanted {
             continue;
         }
         let program = match kind {
