@@ -4,15 +4,17 @@
 # are written here, not by loadtest. Only the fixture origin is loadtest's (`loadtest origin`,
 # the same 13-byte or 16 KiB body for every proxy).
 #
-#   [RAW=1] [COREGATE=PATH] loadtest/crosscheck.sh [ROUNDS] [SECONDS] [BODY_BYTES]
+#   [RAW=1] [ONLY="TARGET ..."] [COREGATE=PATH] loadtest/crosscheck.sh [ROUNDS] [SECONDS] [BODY_BYTES]
 #       ROUNDS      rounds over the proxies, each starting one further on (default 3)
 #       SECONDS     measured seconds of each wrk run, after a 1 s warm-up run (default 5)
 #       BODY_BYTES  the origin's response body (default 13)
 #       COREGATE    the coregate binary (default target/release/coregate), for an A/B
+#       ONLY        just these targets (names as in the results: forwarder-rt, nginx, ...)
 #
 # Targets: `loadtest forward` (the byte-forwarder floor), coregate, nginx and HAProxy; with
-# RAW=1 also the forwarder on raw rings (`--ring raw`, `raw+fixed`, `raw+multishot`,
-# `raw+fixed+multishot`: what registered files and multishot receives save on the floor).
+# RAW=1 also the forwarder on coregate's own runtime (`--ring rt`) and on raw rings
+# (`--ring raw`, `raw+fixed`, `raw+multishot`, `raw+fixed+multishot`: what leaving monoio,
+# registered files and multishot receives save on the floor).
 # Set-up, as in `loadtest compare`: each proxy with one worker (its whole process tree) pinned
 # to core 0; the origin and wrk (one thread, 64 keep-alive connections) pinned to core 1.
 # CPU per request: utime + stime of every thread of every process of the proxy
@@ -143,7 +145,7 @@ done
 
 TARGETS=(forwarder coregate)
 if [ "${RAW:-0}" = 1 ]; then
-    TARGETS+=(forwarder-raw forwarder-raw+fixed forwarder-raw+multishot forwarder-raw+fixed+multishot)
+    TARGETS+=(forwarder-rt forwarder-raw forwarder-raw+fixed forwarder-raw+multishot forwarder-raw+fixed+multishot)
 fi
 for program in nginx haproxy; do
     if command -v $program >/dev/null; then
@@ -153,6 +155,9 @@ for program in nginx haproxy; do
     fi
 done
 
+if [ -n "${ONLY:-}" ]; then
+    read -r -a TARGETS <<<"$ONLY"
+fi
 echo "round target req/s cpu_us_per_req" >"$DIR/results"
 for round in $(seq "$ROUNDS"); do
     for step in $(seq 0 $((${#TARGETS[@]} - 1))); do
@@ -179,7 +184,7 @@ done
 python3 - "$DIR/results" "$BODY" <<'EOF'
 import statistics, sys
 rows = [line.split() for line in open(sys.argv[1]).read().splitlines()[1:]]
-order = ["forwarder", "forwarder-raw", "forwarder-raw+fixed", "forwarder-raw+multishot",
+order = ["forwarder", "forwarder-rt", "forwarder-raw", "forwarder-raw+fixed", "forwarder-raw+multishot",
          "forwarder-raw+fixed+multishot", "coregate", "nginx", "haproxy"]
 targets = sorted(set(r[1] for r in rows), key=order.index)
 med = {t: (statistics.median(float(r[2]) for r in rows if r[1] == t),
@@ -191,7 +196,7 @@ print("|---|---:|---:|")
 for t in targets:
     print(f"| {t} | {med[t][0]:.0f} | {med[t][1]:.2f} |")
 print()
-for t in (t for t in targets if t != "coregate"):
+for t in (t for t in targets if t != "coregate" and "coregate" in med):
     print(f"coregate / {t}: CPU per request {med['coregate'][1] / med[t][1]:.2f}×, "
           f"throughput {med['coregate'][0] / med[t][0]:.2f}×")
 EOF

@@ -8,7 +8,8 @@
 #       BINARY  the program to measure (default target/release/coregate)
 #       LABEL   where the results go: /tmp/instructions/LABEL (default "coregate")
 #   FORWARD=1 loadtest/instructions.sh target/release/loadtest forwarder
-#       measures `loadtest forward` (the byte-forwarder floor) instead of a coregate.
+#       measures `loadtest forward` (the byte-forwarder floor) instead of a coregate; with
+#       RING=rt (or raw...) on that `--ring`.
 #
 # Method: a Fixed origin (13-byte body) on core 1, the program under callgrind with one
 # worker, 1 s of warm-up load, counters zeroed, then 3 s of open-loop load at 4 000 req/s
@@ -31,7 +32,7 @@ mkdir -p "$D"
 "$LOADTEST" origin --listen $ORIGIN --cores 1 >"$D/origin.log" 2>&1 &
 ORIGIN_PID=$!
 if [ "${FORWARD:-0}" = 1 ]; then
-    COMMAND=("$BIN" forward --listen $LISTEN --upstream $ORIGIN)
+    COMMAND=("$BIN" forward --listen $LISTEN --upstream $ORIGIN --ring "${RING:-monoio}")
 else
     write_coregate_config "$D/coregate.toml" "$LISTEN" "$ORIGIN"
     COMMAND=("$BIN" run "$D/coregate.toml")

@@ -52,7 +52,8 @@ usage:
     --upstream ADDR       IP:port every connection is forwarded to (required)
     --listen ADDR         address to listen on (default 127.0.0.1:0, printed at start)
     --cores LIST          one thread pinned to each core (default one thread, not pinned)
-    --ring RING           monoio (default), or raw: an io_uring driven directly, with
+    --ring RING           monoio (default); rt: coregate's own runtime; or raw: an
+                          io_uring driven directly, with
                           +fixed (registered files) and +multishot (multishot receives
                           into a provided-buffer ring): raw, raw+fixed, raw+multishot,
                           raw+fixed+multishot
@@ -223,7 +224,7 @@ fn parse_forward(args: &mut Args) -> Result<Command, String> {
     let mut listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     let mut upstream = None;
     let mut cores_list = Vec::new();
-    let mut raw = None;
+    let mut ring = crate::forward::Ring::default();
     while let Some(arg) = args.next_word() {
         if !arg.starts_with('-') {
             return Err(format!("unexpected argument {arg:?}"));
@@ -233,7 +234,7 @@ fn parse_forward(args: &mut Args) -> Result<Command, String> {
             "--listen" => listen = socket_addr(&arg, &value)?,
             "--upstream" => upstream = Some(socket_addr(&arg, &value)?),
             "--cores" => cores_list = cores(&value)?,
-            "--ring" => raw = crate::forward::parse_ring(&value)?,
+            "--ring" => ring = crate::forward::parse_ring(&value)?,
             _ => return Err(format!("unknown option {arg} for forward")),
         }
     }
@@ -241,7 +242,7 @@ fn parse_forward(args: &mut Args) -> Result<Command, String> {
         listen,
         upstream: upstream.ok_or("forward needs --upstream IP:port")?,
         cores: cores_list,
-        raw,
+        ring,
     }))
 }
 
@@ -420,6 +421,7 @@ fn is_token_byte(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::forward::{RawRing, Ring};
 
     fn parse_words(words: &str) -> Result<Command, String> {
         parse(words.split_whitespace().map(str::to_owned))
@@ -606,21 +608,28 @@ mod tests {
         assert_eq!(cfg.listen, "127.0.0.1:0".parse().unwrap());
         assert_eq!(cfg.upstream, "[::1]:80".parse().unwrap());
         assert!(cfg.cores.is_empty());
-        assert_eq!(cfg.raw, None);
-        for (ring, raw) in [
-            ("monoio", None),
-            ("raw", Some((false, false))),
-            ("raw+fixed", Some((true, false))),
-            ("raw+multishot", Some((false, true))),
-            ("raw+fixed+multishot", Some((true, true))),
+        assert_eq!(cfg.ring, Ring::Monoio);
+        let raw = |fixed_files, multishot| {
+            Ring::Raw(RawRing {
+                fixed_files,
+                multishot,
+            })
+        };
+        for (name, ring) in [
+            ("monoio", Ring::Monoio),
+            ("rt", Ring::Rt),
+            ("raw", raw(false, false)),
+            ("raw+fixed", raw(true, false)),
+            ("raw+multishot", raw(false, true)),
+            ("raw+fixed+multishot", raw(true, true)),
         ] {
             let Command::Forward(cfg) =
-                parse_words(&format!("forward --upstream 127.0.0.1:1 --ring {ring}")).unwrap()
+                parse_words(&format!("forward --upstream 127.0.0.1:1 --ring {name}")).unwrap()
             else {
                 panic!("not a forward");
             };
-            assert_eq!(cfg.raw.map(|r| (r.fixed_files, r.multishot)), raw);
-            assert_eq!(crate::forward::ring_name(cfg.raw), ring);
+            assert_eq!(cfg.ring, ring);
+            assert_eq!(ring.to_string(), name);
         }
         for (words, why) in [
             ("forward", "--upstream"),

@@ -85,8 +85,7 @@ fn forward(cfg: &ForwardConfig) -> std::io::Result<()> {
     let (addr, driver) = forward::start(cfg)?;
     println!(
         "forward listening on {addr} ({driver}, {} ring), to {}",
-        forward::ring_name(cfg.raw),
-        cfg.upstream
+        cfg.ring, cfg.upstream
     );
     std::io::stdout().flush()?;
     let signal = signals.wait()?;

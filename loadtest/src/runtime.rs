@@ -21,7 +21,7 @@ use monoio::time::TimeDriver;
 use monoio::{FusionRuntime, IoUringDriver, LegacyDriver, RuntimeBuilder};
 
 /// Submission queue entries per ring.
-const URING_ENTRIES: u32 = 1024;
+pub const URING_ENTRIES: u32 = 1024;
 /// Pending connections the kernel queues per listener.
 const LISTEN_BACKLOG: i32 = 1024;
 

@@ -1,8 +1,8 @@
 //! `loadtest forward` as a real process on loopback, in front of the fixture origin: keep-alive
 //! requests and responses of every size (one read, the 16 KiB scenario's, several reads each
 //! way) arrive byte for byte as the origin sent them directly, an origin that closes closes the
-//! client's connection too, and a refused upstream closes it unanswered; on the monoio ring
-//! and on each raw one (`--ring`).
+//! client's connection too, and a refused upstream closes it unanswered; on the monoio ring,
+//! on coregate's own runtime and on each raw one (`--ring`).
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -158,6 +158,11 @@ fn forwards_keep_alive_exchanges_byte_for_byte() {
 }
 
 #[test]
+fn coregates_own_runtime_forwards_byte_for_byte() {
+    forwards_byte_for_byte("rt");
+}
+
+#[test]
 fn a_raw_ring_forwards_byte_for_byte() {
     forwards_byte_for_byte("raw");
 }
@@ -225,7 +230,7 @@ fn a_refused_upstream_closes_the_client_connection() {
         .unwrap()
         .local_addr()
         .unwrap();
-    for ring in ["monoio", "raw+fixed+multishot"] {
+    for ring in ["monoio", "rt", "raw+fixed+multishot"] {
         let forwarder = Forwarder::start(upstream, ring);
         let mut client = connect(forwarder.addr);
         // Sent before the close arrives or after: either way nothing comes back.

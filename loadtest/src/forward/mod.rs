@@ -15,9 +15,10 @@
 //! port; one thread on no particular core when none is listed. They run until the process
 //! exits: the forwarder is a process of its own, stopped by a signal.
 //!
-//! With `--ring raw[+fixed][+multishot]` ([`raw`]) the same forwarding runs on an io_uring
-//! driven directly, with registered files and multishot receives into a provided-buffer ring
-//! when asked: the kernel-side ways below this floor, measured.
+//! With `--ring rt` the same copy loops run on coregate's own runtime (`coregate-rt`) instead
+//! of monoio's. With `--ring raw[+fixed][+multishot]` ([`raw`]) the same forwarding runs on an
+//! io_uring driven directly, with registered files and multishot receives into a
+//! provided-buffer ring when asked: the kernel-side ways below this floor, measured.
 //!
 //! It never holds more than one read per direction, and never answers anything: an upstream
 //! that refuses the connection closes the client's, and when either direction ends (end of
@@ -30,7 +31,9 @@ use std::net::SocketAddr;
 use std::sync::mpsc::{self, SyncSender};
 use std::time::Duration;
 
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
+use std::future::Future;
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split, Splitable};
 use monoio::net::{TcpListener, TcpStream};
 
 use crate::runtime::{self, Driver, Listening};
@@ -54,32 +57,50 @@ pub struct ForwardConfig {
     pub upstream: SocketAddr,
     /// Cores to run one pinned thread on each; empty runs one thread on no particular core.
     pub cores: Vec<usize>,
-    /// monoio (None, the default), or a raw ring with these techniques.
-    pub raw: Option<RawRing>,
+    /// What drives the forwarding.
+    pub ring: Ring,
 }
 
-/// The name of a ring choice, as `--ring` takes it: `monoio`, or `raw` with `+fixed` and
-/// `+multishot` in that order when on.
-pub fn ring_name(raw: Option<RawRing>) -> String {
-    match raw {
-        None => "monoio".to_owned(),
-        Some(raw) => format!(
-            "raw{}{}",
-            if raw.fixed_files { "+fixed" } else { "" },
-            if raw.multishot { "+multishot" } else { "" }
-        ),
+/// What drives a forwarder's I/O (`--ring`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ring {
+    /// monoio's runtime on the gateway's ring flags, as issue #3 defined the floor.
+    #[default]
+    Monoio,
+    /// The same copy loops on coregate's own runtime (`coregate-rt`).
+    Rt,
+    /// An io_uring driven directly, with these techniques.
+    Raw(RawRing),
+}
+
+impl std::fmt::Display for Ring {
+    /// The choice as `--ring` takes it: `monoio`, `rt`, or `raw` with `+fixed` and
+    /// `+multishot` in that order when on.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ring::Monoio => f.write_str("monoio"),
+            Ring::Rt => f.write_str("rt"),
+            Ring::Raw(raw) => write!(
+                f,
+                "raw{}{}",
+                if raw.fixed_files { "+fixed" } else { "" },
+                if raw.multishot { "+multishot" } else { "" }
+            ),
+        }
     }
 }
 
-/// Parses a `--ring` value: `monoio`, or `raw` followed by any of `+fixed` and `+multishot`.
-pub fn parse_ring(value: &str) -> Result<Option<RawRing>, String> {
+/// Parses a `--ring` value: `monoio`, `rt`, or `raw` followed by any of `+fixed` and
+/// `+multishot`.
+pub fn parse_ring(value: &str) -> Result<Ring, String> {
     let mut parts = value.split('+');
     match parts.next() {
-        Some("monoio") if value == "monoio" => return Ok(None),
+        Some("monoio") if value == "monoio" => return Ok(Ring::Monoio),
+        Some("rt") if value == "rt" => return Ok(Ring::Rt),
         Some("raw") => {}
         _ => {
             return Err(format!(
-                "--ring {value:?}: monoio, or raw[+fixed][+multishot]"
+                "--ring {value:?}: monoio, rt, or raw[+fixed][+multishot]"
             ))
         }
     }
@@ -91,7 +112,7 @@ pub fn parse_ring(value: &str) -> Result<Option<RawRing>, String> {
             _ => return Err(format!("--ring {value:?}: unknown technique {part:?}")),
         }
     }
-    Ok(Some(raw))
+    Ok(Ring::Raw(raw))
 }
 
 /// What a thread sends back once it listens: its address and its driver.
@@ -111,12 +132,13 @@ pub fn start(cfg: &ForwardConfig) -> io::Result<(SocketAddr, Driver)> {
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         // The first thread binds the configured address; the others join its port, which is
         // known only then when the configured port is 0.
-        let (bind_addr, upstream, raw) = (addr, cfg.upstream, cfg.raw);
+        let (bind_addr, upstream, ring) = (addr, cfg.upstream, cfg.ring);
         std::thread::Builder::new()
             .name(format!("forward-{index}"))
-            .spawn(move || match raw {
-                None => run(bind_addr, upstream, core, ready_tx),
-                Some(raw) => raw::run(bind_addr, upstream, core, raw, ready_tx),
+            .spawn(move || match ring {
+                Ring::Monoio => run(bind_addr, upstream, core, ready_tx),
+                Ring::Rt => run_rt(bind_addr, upstream, core, ready_tx),
+                Ring::Raw(raw) => raw::run(bind_addr, upstream, core, raw, ready_tx),
             })?;
         let (bound, thread_driver) = ready_rx
             .recv()
@@ -127,7 +149,7 @@ pub fn start(cfg: &ForwardConfig) -> io::Result<(SocketAddr, Driver)> {
     Ok((addr, driver))
 }
 
-/// Body of a forwarder thread: accepts and forwards until the process exits.
+/// Body of a forwarder thread on monoio: accepts and forwards until the process exits.
 fn run(bind_addr: SocketAddr, upstream: SocketAddr, core: Option<usize>, ready: SyncSender<Ready>) {
     // Nothing stops the forwarder from outside but the end of the process, so the listener's
     // duplicate is not kept.
@@ -139,31 +161,118 @@ fn run(bind_addr: SocketAddr, upstream: SocketAddr, core: Option<usize>, ready: 
             ..
         } = listening;
         if ready.send(Ok((addr, driver))).is_ok() {
-            accept_loop(&listener, upstream).await;
+            accept_loop::<Monoio>(&listener, upstream).await;
         }
     });
 }
 
-async fn accept_loop(listener: &TcpListener, upstream: SocketAddr) {
+/// Body of a forwarder thread on coregate's runtime, as [`run`] on monoio's.
+fn run_rt(
+    bind_addr: SocketAddr,
+    upstream: SocketAddr,
+    core: Option<usize>,
+    ready: SyncSender<Ready>,
+) {
+    if let Some(id) = core {
+        core_affinity::set_for_current(core_affinity::CoreId { id });
+    }
+    let started = coregate_rt::Runtime::new(runtime::URING_ENTRIES).and_then(|rt| {
+        let (socket, addr) = runtime::bind_reuseport(bind_addr, false)?;
+        Ok((rt, socket, addr))
+    });
+    let (mut rt, socket, addr) = match started {
+        Ok(started) => started,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let driver = if rt.tuned() {
+        Driver::UringTuned
+    } else {
+        Driver::Uring
+    };
+    let listener = coregate_rt::TcpListener::from_std(socket.into());
+    if ready.send(Ok((addr, driver))).is_ok() {
+        rt.block_on(accept_loop::<Rt>(&listener, upstream));
+    }
+}
+
+/// What the forwarding loops need of a runtime.
+trait Net: 'static {
+    type Listener;
+    type Stream: AsyncReadRent + AsyncWriteRent + Split + 'static;
+    async fn accept(listener: &Self::Listener) -> io::Result<Self::Stream>;
+    async fn connect(addr: SocketAddr) -> io::Result<Self::Stream>;
+    fn set_nodelay(stream: &Self::Stream);
+    fn spawn(task: impl Future<Output = ()> + 'static);
+    async fn sleep(wait: Duration);
+}
+
+/// monoio's runtime.
+enum Monoio {}
+
+impl Net for Monoio {
+    type Listener = TcpListener;
+    type Stream = TcpStream;
+    async fn accept(listener: &TcpListener) -> io::Result<TcpStream> {
+        Ok(listener.accept().await?.0)
+    }
+    async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+        TcpStream::connect_addr(addr).await
+    }
+    fn set_nodelay(stream: &TcpStream) {
+        let _ = stream.set_nodelay(true);
+    }
+    fn spawn(task: impl Future<Output = ()> + 'static) {
+        monoio::spawn(task);
+    }
+    async fn sleep(wait: Duration) {
+        monoio::time::sleep(wait).await
+    }
+}
+
+/// coregate's own runtime.
+enum Rt {}
+
+impl Net for Rt {
+    type Listener = coregate_rt::TcpListener;
+    type Stream = coregate_rt::TcpStream;
+    async fn accept(listener: &Self::Listener) -> io::Result<Self::Stream> {
+        Ok(listener.accept().await?.0)
+    }
+    async fn connect(addr: SocketAddr) -> io::Result<Self::Stream> {
+        coregate_rt::TcpStream::connect_addr(addr).await
+    }
+    fn set_nodelay(stream: &Self::Stream) {
+        let _ = stream.set_nodelay(true);
+    }
+    fn spawn(task: impl Future<Output = ()> + 'static) {
+        coregate_rt::spawn(task);
+    }
+    async fn sleep(wait: Duration) {
+        coregate_rt::time::sleep(wait).await
+    }
+}
+
+async fn accept_loop<N: Net>(listener: &N::Listener, upstream: SocketAddr) {
     loop {
-        match listener.accept().await {
-            Ok((client, _peer)) => {
-                monoio::spawn(forward(client, upstream));
-            }
-            Err(_) => monoio::time::sleep(ACCEPT_ERROR_BACKOFF).await,
+        match N::accept(listener).await {
+            Ok(client) => N::spawn(forward::<N>(client, upstream)),
+            Err(_) => N::sleep(ACCEPT_ERROR_BACKOFF).await,
         }
     }
 }
 
 /// Forwards one client connection over an upstream connection of its own until either
 /// direction ends; both connections close on return.
-async fn forward(client: TcpStream, upstream: SocketAddr) {
-    let Ok(server) = TcpStream::connect_addr(upstream).await else {
+async fn forward<N: Net>(client: N::Stream, upstream: SocketAddr) {
+    let Ok(server) = N::connect(upstream).await else {
         return;
     };
     // Each write carries a whole read; Nagle would only hold it back.
     for stream in [&client, &server] {
-        let _ = stream.set_nodelay(true);
+        N::set_nodelay(stream);
     }
     let (client_rx, client_tx) = client.into_split();
     let (server_rx, server_tx) = server.into_split();

@@ -1,0 +1,251 @@
+//! TCP sockets over the ring: accept, connect, receive, send and readiness, each one
+//! operation (`Recv`/`Send`, with MSG_NOSIGNAL, as monoio's; `Readv`/`Writev` for vectors).
+//!
+//! [`TcpStream`] implements monoio's rent-style `AsyncReadRent`/`AsyncWriteRent` (the buffer
+//! is moved into the operation and handed back with its result), and `Split`, so code written
+//! against those traits runs on this runtime as on monoio. Closing is the socket's drop, a
+//! plain `close(2)`: an operation still in flight holds the kernel's own reference to it.
+
+use std::future::Future;
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use io_uring::{opcode, types};
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
+use monoio::BufResult;
+use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
+
+use crate::driver::Op;
+
+/// A listening socket.
+pub struct TcpListener {
+    fd: OwnedFd,
+}
+
+impl TcpListener {
+    /// Takes a bound, listening socket (blocking or not: the ring does not care).
+    pub fn from_std(listener: std::net::TcpListener) -> TcpListener {
+        TcpListener {
+            fd: listener.into(),
+        }
+    }
+
+    /// The next connection and its peer's address.
+    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let mut peer: Box<(libc::sockaddr_storage, libc::socklen_t)> = Box::new((
+            // SAFETY: all-zero is a valid sockaddr_storage.
+            unsafe { std::mem::zeroed() },
+            std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t,
+        ));
+        let sqe = opcode::Accept::new(
+            types::Fd(self.fd.as_raw_fd()),
+            std::ptr::addr_of_mut!(peer.0).cast(),
+            &mut peer.1,
+        )
+        .flags(libc::SOCK_CLOEXEC)
+        .build();
+        let (result, peer) = Op::submit(sqe, peer).await;
+        // SAFETY: the kernel returned a new descriptor, now owned here.
+        let stream = TcpStream {
+            fd: unsafe { OwnedFd::from_raw_fd(result? as i32) },
+        };
+        Ok((stream, socket_addr(&peer.0)?))
+    }
+
+    /// The address it is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        sock_addr(SockRef::from(&self.fd).local_addr()?)
+    }
+}
+
+/// The socket address the kernel wrote into `storage`.
+fn socket_addr(storage: &libc::sockaddr_storage) -> io::Result<SocketAddr> {
+    match i32::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let a = unsafe { &*std::ptr::from_ref(storage).cast::<libc::sockaddr_in>() };
+            Ok(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let a = unsafe { &*std::ptr::from_ref(storage).cast::<libc::sockaddr_in6>() };
+            Ok(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(a.sin6_addr.s6_addr),
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        family => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("accepted a socket of address family {family}"),
+        )),
+    }
+}
+
+fn sock_addr(addr: SockAddr) -> io::Result<SocketAddr> {
+    addr.as_socket()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP socket"))
+}
+
+/// A connected TCP socket.
+pub struct TcpStream {
+    fd: OwnedFd,
+}
+
+// SAFETY: the halves' operations are independent submissions on the one descriptor.
+unsafe impl Split for TcpStream {}
+
+impl TcpStream {
+    /// Connects to `addr`.
+    pub async fn connect_addr(addr: SocketAddr) -> io::Result<TcpStream> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        let addr = Box::new(SockAddr::from(addr));
+        let sqe = opcode::Connect::new(
+            types::Fd(socket.as_raw_fd()),
+            addr.as_ptr().cast(),
+            addr.len(),
+        )
+        .build();
+        Op::submit(sqe, addr).await.0?;
+        Ok(TcpStream { fd: socket.into() })
+    }
+
+    /// Sets TCP_NODELAY.
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        SockRef::from(&self.fd).set_tcp_nodelay(nodelay)
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        sock_addr(SockRef::from(&self.fd).peer_addr()?)
+    }
+
+    /// Resolves once the socket has something to read (or has ended or failed): a poll
+    /// operation, which pins no buffer while it waits.
+    pub async fn readable(&self) -> io::Result<()> {
+        let sqe = opcode::PollAdd::new(types::Fd(self.fd.as_raw_fd()), libc::POLLIN as u32).build();
+        Op::submit(sqe, ()).await.0.map(drop)
+    }
+
+    /// Receives into `buf` from its start; the [`Recv`] can be cancelled while it waits.
+    pub fn recv<T: IoBufMut>(&self, mut buf: T) -> Recv<T> {
+        let sqe = opcode::Recv::new(
+            types::Fd(self.fd.as_raw_fd()),
+            buf.write_ptr(),
+            buf.bytes_total() as u32,
+        )
+        .build();
+        Recv(Op::submit(sqe, buf))
+    }
+}
+
+impl AsFd for TcpStream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl AsRawFd for TcpStream {
+    fn as_raw_fd(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// A receive in flight: resolves to the count and the buffer, whose length it sets.
+pub struct Recv<T: IoBufMut>(Op<T>);
+
+impl<T: IoBufMut> Recv<T> {
+    /// Asks the kernel to cancel the receive: it resolves with `ECANCELED`, or with the bytes
+    /// that arrived first, and the buffer either way.
+    pub fn cancel(&self) {
+        self.0.cancel();
+    }
+}
+
+impl<T: IoBufMut> Future for Recv<T> {
+    type Output = BufResult<usize, T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let (result, mut buf) = ready!(Pin::new(&mut self.0).poll(cx));
+        if let Ok(n) = result {
+            // SAFETY: the kernel wrote `n` bytes from the buffer's start.
+            unsafe { buf.set_init(n as usize) };
+        }
+        Poll::Ready((result.map(|n| n as usize), buf))
+    }
+}
+
+/// Whether an error is the `ECANCELED` of a cancelled operation.
+pub fn is_cancelled(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ECANCELED)
+}
+
+impl AsyncReadRent for TcpStream {
+    fn read<T: IoBufMut>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
+        self.recv(buf)
+    }
+
+    fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> impl Future<Output = BufResult<usize, T>> {
+        let sqe = opcode::Readv::new(
+            types::Fd(self.fd.as_raw_fd()),
+            buf.write_iovec_ptr(),
+            buf.write_iovec_len() as u32,
+        )
+        .build();
+        let op = Op::submit(sqe, buf);
+        async move {
+            let (result, mut buf) = op.await;
+            if let Ok(n) = result {
+                // SAFETY: the kernel wrote `n` bytes across the vectors, in order.
+                unsafe { buf.set_init(n as usize) };
+            }
+            (result.map(|n| n as usize), buf)
+        }
+    }
+}
+
+impl AsyncWriteRent for TcpStream {
+    fn write<T: IoBuf>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
+        let sqe = opcode::Send::new(
+            types::Fd(self.fd.as_raw_fd()),
+            buf.read_ptr(),
+            buf.bytes_init() as u32,
+        )
+        .flags(libc::MSG_NOSIGNAL)
+        .build();
+        counted(Op::submit(sqe, buf))
+    }
+
+    fn writev<T: IoVecBuf>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
+        let sqe = opcode::Writev::new(
+            types::Fd(self.fd.as_raw_fd()),
+            buf.read_iovec_ptr(),
+            buf.read_iovec_len() as u32,
+        )
+        .build();
+        counted(Op::submit(sqe, buf))
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Shuts down the sending side (a FIN); the socket stays open for reading.
+    async fn shutdown(&mut self) -> io::Result<()> {
+        SockRef::from(&self.fd).shutdown(std::net::Shutdown::Write)
+    }
+}
+
+/// An operation's result as a byte count, with its buffer.
+async fn counted<T: 'static>(op: Op<T>) -> BufResult<usize, T> {
+    let (result, buf) = op.await;
+    (result.map(|n| n as usize), buf)
+}
