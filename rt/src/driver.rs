@@ -1,114 +1,85 @@
-//! The ring and the operations in flight on it.
+//! The thread's driver (io_uring, or epoll where io_uring is unavailable) and [`Op`], the
+//! future of one I/O operation on either.
 //!
-//! An operation is a slot in a table indexed by the submission's `user_data`. Its [`Op`]
-//! future owns the operation's buffers (`data`) and hands them back with the result, so the
-//! kernel never writes into memory the program has freed: a future dropped while its
-//! operation is in flight moves `data` into the slot as an orphan, asks the kernel to cancel,
-//! and the slot is freed, and `data` dropped, only when the completion arrives.
-//!
-//! Submissions are batched: nothing enters the kernel until the executor has run every ready
-//! task ([`Ring::park`]), when one `io_uring_enter` submits them all and, if nothing is left
-//! to run, waits for the first completion.
+//! An operation is described once for both: the submission io_uring takes, and the
+//! non-blocking syscall epoll's readiness calls for. Its future owns the operation's buffers
+//! and hands them back with the result (rent-style), so they outlive the kernel's use of them
+//! whatever the driver.
 
 use std::any::Any;
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
+use std::fmt;
 use std::future::Future;
 use std::io;
+use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-use io_uring::{opcode, squeue, IoUring};
+use io_uring::squeue;
 
-/// `user_data` of submissions whose completion nobody waits for (cancellations).
-const UNWATCHED: u64 = u64::MAX;
-/// `IORING_ENTER_GETEVENTS`: with `DEFER_TASKRUN`, completions are posted only on an enter
-/// that asks for them.
-const ENTER_GETEVENTS: u32 = 1;
+use crate::epoll::{Interest, Poller};
+use crate::uring::Ring;
 
-/// One operation's state.
-enum Slot {
-    /// Free; the index of the next free slot (or `u32::MAX`).
-    Vacant(u32),
-    /// Submitted; the waker of the task awaiting it, once polled.
-    Waiting(Option<Waker>),
-    /// Completed: the raw result and the completion flags, until the future takes them.
-    Done(i32),
-    /// Its future is gone: the buffers wait here for the kernel to finish with them.
-    Orphan(Box<dyn Any>),
+/// Which driver a runtime got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DriverKind {
+    /// io_uring with COOP_TASKRUN, SINGLE_ISSUER and DEFER_TASKRUN.
+    UringTuned,
+    /// io_uring without those flags (a kernel older than 6.1).
+    Uring,
+    /// epoll, because io_uring is unavailable.
+    Epoll,
 }
 
-/// The table of operations in flight.
-struct Slots {
-    slots: Vec<Slot>,
-    free: u32,
-}
-
-impl Slots {
-    fn insert(&mut self) -> u32 {
-        if self.free == u32::MAX {
-            self.slots.push(Slot::Waiting(None));
-            return (self.slots.len() - 1) as u32;
-        }
-        let index = self.free;
-        match std::mem::replace(&mut self.slots[index as usize], Slot::Waiting(None)) {
-            Slot::Vacant(next) => self.free = next,
-            _ => unreachable!("free list points at a used slot"),
-        }
-        index
-    }
-
-    fn remove(&mut self, index: u32) -> Slot {
-        let slot = std::mem::replace(&mut self.slots[index as usize], Slot::Vacant(self.free));
-        self.free = index;
-        slot
+impl fmt::Display for DriverKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DriverKind::UringTuned => "io_uring",
+            DriverKind::Uring => "io_uring (untuned)",
+            DriverKind::Epoll => "epoll (io_uring unavailable)",
+        })
     }
 }
 
-/// A thread's ring and its operations.
-pub struct Ring {
-    uring: RefCell<IoUring>,
-    slots: RefCell<Slots>,
-    /// Whether the ring got COOP_TASKRUN, SINGLE_ISSUER and DEFER_TASKRUN.
-    tuned: bool,
+// One per thread, for the thread's life: the size of the larger variant costs nothing, and a
+// box would cost an indirection per operation.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Driver {
+    Uring(Ring),
+    Epoll(Poller),
 }
 
 thread_local! {
-    /// The ring of the runtime running on this thread (null outside [`crate::Runtime::block_on`]).
-    static CURRENT: Cell<*const Ring> = const { Cell::new(std::ptr::null()) };
+    /// The driver of the runtime running on this thread (null outside
+    /// [`crate::Runtime::block_on`]).
+    static CURRENT: Cell<*const Driver> = const { Cell::new(std::ptr::null()) };
 }
 
-impl Ring {
-    /// A ring of `entries` submission entries, with the flags that let one thread own it
-    /// (COOP_TASKRUN, SINGLE_ISSUER, DEFER_TASKRUN: completions are posted when the thread
-    /// asks, without interrupts), or without them on kernels older than 6.1.
-    pub fn new(entries: u32) -> io::Result<Ring> {
-        let mut tuned = IoUring::builder();
-        tuned
-            .setup_coop_taskrun()
-            .setup_single_issuer()
-            .setup_defer_taskrun();
-        let (uring, tuned) = match tuned.build(entries) {
-            Ok(uring) => (uring, true),
-            Err(_) => (IoUring::new(entries)?, false),
-        };
-        Ok(Ring {
-            uring: RefCell::new(uring),
-            slots: RefCell::new(Slots {
-                slots: Vec::with_capacity(entries as usize),
-                free: u32::MAX,
-            }),
-            tuned,
-        })
+impl Driver {
+    /// io_uring with `entries` submission entries if the kernel allows it, else epoll.
+    pub(crate) fn new(entries: u32) -> io::Result<Driver> {
+        match Ring::new(entries) {
+            Ok(ring) => Ok(Driver::Uring(ring)),
+            Err(_) => Ok(Driver::Epoll(Poller::new()?)),
+        }
     }
 
-    /// Whether the ring got the single-thread flags.
-    pub fn tuned(&self) -> bool {
-        self.tuned
+    /// epoll, whatever the kernel offers.
+    pub(crate) fn epoll() -> io::Result<Driver> {
+        Ok(Driver::Epoll(Poller::new()?))
     }
 
-    /// Runs `f` with this ring as the thread's current one.
+    pub(crate) fn kind(&self) -> DriverKind {
+        match self {
+            Driver::Uring(ring) if ring.tuned() => DriverKind::UringTuned,
+            Driver::Uring(_) => DriverKind::Uring,
+            Driver::Epoll(_) => DriverKind::Epoll,
+        }
+    }
+
+    /// Runs `f` with this driver as the thread's current one.
     pub(crate) fn enter<R>(&self, f: impl FnOnce() -> R) -> R {
-        struct Reset(*const Ring);
+        struct Reset(*const Driver);
         impl Drop for Reset {
             fn drop(&mut self) {
                 CURRENT.with(|c| c.set(self.0));
@@ -118,135 +89,69 @@ impl Ring {
         f()
     }
 
-    /// The ring of the runtime running on this thread.
+    /// The driver of the runtime running on this thread.
     ///
     /// # Panics
     /// Outside [`crate::Runtime::block_on`].
-    pub(crate) fn current<'a>() -> &'a Ring {
-        Ring::try_current().expect("coregate-rt: no runtime on this thread")
+    pub(crate) fn current<'a>() -> &'a Driver {
+        Driver::try_current().expect("coregate-rt: no runtime on this thread")
     }
 
-    fn try_current<'a>() -> Option<&'a Ring> {
-        let ring = CURRENT.with(Cell::get);
-        // SAFETY: set only while `enter` runs on this thread, with a ring that outlives it.
-        (!ring.is_null()).then(|| unsafe { &*ring })
+    fn try_current<'a>() -> Option<&'a Driver> {
+        let driver = CURRENT.with(Cell::get);
+        // SAFETY: set only while `enter` runs on this thread, with a driver that outlives it.
+        (!driver.is_null()).then(|| unsafe { &*driver })
     }
 
-    /// Queues one submission, entering the kernel first only if the queue is full.
-    fn push(&self, sqe: &squeue::Entry) {
-        let mut uring = self.uring.borrow_mut();
-        loop {
-            // SAFETY: every submission's buffers are owned by its slot until it completes.
-            if unsafe { uring.submission().push(sqe) }.is_ok() {
-                return;
-            }
-            // Full: hand the queue to the kernel (completions wait in the CQ, which the
-            // kernel never drops from).
-            let _ = uring.submit();
-        }
-    }
-
-    /// Submits everything queued and reaps the completions; waits for one first when `wait`
-    /// (the executor has nothing to run).
+    /// Submits what is queued and takes what is ready; waits for something first when
+    /// `wait` (the executor has nothing to run).
     pub(crate) fn park(&self, wait: bool) -> io::Result<()> {
-        {
-            let mut uring = self.uring.borrow_mut();
-            let result = if wait {
-                uring.submit_and_wait(1)
-            } else {
-                let queued = uring.submission().len() as u32;
-                // SAFETY: no argument is passed.
-                unsafe {
-                    uring
-                        .submitter()
-                        .enter::<libc::sigset_t>(queued, 0, ENTER_GETEVENTS, None)
-                }
-            };
-            match result {
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EINTR | libc::EBUSY | libc::EAGAIN | libc::ETIME)
-                    ) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        self.reap();
-        Ok(())
-    }
-
-    /// Hands every completion to its operation and wakes the task awaiting it.
-    fn reap(&self) {
-        loop {
-            let cqe = {
-                let mut uring = self.uring.borrow_mut();
-                let next = uring.completion().next();
-                match next {
-                    Some(cqe) => cqe,
-                    None => return,
-                }
-            };
-            let index = cqe.user_data();
-            if index == UNWATCHED {
-                continue;
-            }
-            let index = index as u32;
-            let mut slots = self.slots.borrow_mut();
-            match &mut slots.slots[index as usize] {
-                Slot::Waiting(waker) => {
-                    let waker = waker.take();
-                    slots.slots[index as usize] = Slot::Done(cqe.result());
-                    drop(slots);
-                    if let Some(waker) = waker {
-                        waker.wake();
-                    }
-                }
-                Slot::Orphan(_) => {
-                    if let Slot::Orphan(data) = slots.remove(index) {
-                        // Dropped outside the borrow: a buffer's drop may be anything.
-                        drop(slots);
-                        drop(data);
-                    }
-                }
-                Slot::Vacant(_) | Slot::Done(_) => {
-                    unreachable!("completion for an operation not in flight")
-                }
-            }
+        match self {
+            Driver::Uring(ring) => ring.park(wait),
+            Driver::Epoll(poller) => poller.park(wait),
         }
     }
 
-    /// Takes the wakers of every operation awaited, so a runtime going away can drop the
-    /// tasks they hold (each holds its waker's task, and the task its operation: a cycle).
+    /// Every waker the driver keeps, for a runtime going away.
     pub(crate) fn take_wakers(&self) -> Vec<Waker> {
-        let mut slots = self.slots.borrow_mut();
-        slots
-            .slots
-            .iter_mut()
-            .filter_map(|slot| match slot {
-                Slot::Waiting(waker) => waker.take(),
-                _ => None,
-            })
-            .collect()
+        match self {
+            Driver::Uring(ring) => ring.take_wakers(),
+            Driver::Epoll(poller) => poller.take_wakers(),
+        }
     }
 
-    /// Asks the kernel to cancel the operation in slot `index`, whose completion still comes.
-    fn cancel(&self, index: u32) {
-        self.push(
-            &opcode::AsyncCancel::new(u64::from(index))
-                .build()
-                .user_data(UNWATCHED),
-        );
+    /// `fd` is about to be closed.
+    pub(crate) fn forget(fd: RawFd) {
+        if let Some(Driver::Epoll(poller)) = Driver::try_current() {
+            poller.forget(fd);
+        }
     }
 }
 
-/// An operation in flight and the buffers it uses: resolves to the kernel's result (a count,
-/// or the error) and the buffers back.
+/// The non-blocking syscall an operation makes under epoll: a count, `WouldBlock` to wait
+/// for readiness, or the error.
+pub(crate) type Syscall<T> = fn(RawFd, &mut T) -> io::Result<u32>;
+
+/// How an operation is carried out.
+enum How<T> {
+    /// Submitted; its slot in the ring's table.
+    Uring(u32),
+    /// Tried when polled, after readiness.
+    Epoll {
+        fd: RawFd,
+        interest: Interest,
+        syscall: Syscall<T>,
+        cancelled: Cell<bool>,
+    },
+}
+
+/// An I/O operation and the buffers it uses: resolves to the kernel's result (a count, or
+/// the error) and the buffers back.
 ///
-/// Everything `sqe` points at must be owned by `data` (on the heap, where moving the future
-/// does not move it) or outlive the operation.
+/// Everything the submission points at must be owned by `data` (on the heap, where moving
+/// the future does not move it) or outlive the operation.
 pub struct Op<T: 'static> {
-    index: u32,
+    how: How<T>,
     data: Option<T>,
 }
 
@@ -254,22 +159,55 @@ pub struct Op<T: 'static> {
 impl<T> Unpin for Op<T> {}
 
 impl<T: 'static> Op<T> {
-    /// Submits `sqe` (its `user_data` is set here) with the buffers it points into.
-    pub fn submit(sqe: squeue::Entry, data: T) -> Op<T> {
-        let ring = Ring::current();
-        let index = ring.slots.borrow_mut().insert();
-        ring.push(&sqe.user_data(u64::from(index)));
+    /// Starts an operation on `fd`: under io_uring the submission `sqe` makes of the
+    /// buffers; under epoll `syscall`, tried once `fd` is ready for `interest`.
+    pub(crate) fn start(
+        fd: RawFd,
+        interest: Interest,
+        mut data: T,
+        sqe: impl FnOnce(&mut T) -> squeue::Entry,
+        syscall: Syscall<T>,
+    ) -> Op<T> {
+        let how = match Driver::current() {
+            Driver::Uring(ring) => How::Uring(ring.submit(sqe(&mut data))),
+            Driver::Epoll(_) => How::Epoll {
+                fd,
+                interest,
+                syscall,
+                cancelled: Cell::new(false),
+            },
+        };
         Op {
-            index,
+            how,
             data: Some(data),
         }
     }
 
-    /// Asks the kernel to cancel the operation; it still completes (with `ECANCELED`, or with
-    /// the result it reached first), and the future resolves then.
+    /// Submits `sqe` on io_uring, which must be the driver (an operation epoll has no
+    /// syscall for, such as a timeout).
+    pub(crate) fn submit(sqe: squeue::Entry, data: T) -> Op<T> {
+        match Driver::current() {
+            Driver::Uring(ring) => Op {
+                how: How::Uring(ring.submit(sqe)),
+                data: Some(data),
+            },
+            Driver::Epoll(_) => unreachable!("an io_uring-only operation under epoll"),
+        }
+    }
+
+    /// Asks for the operation to be cancelled: it still resolves, with `ECANCELED` or with
+    /// the result it reached first.
     pub fn cancel(&self) {
-        if self.data.is_some() {
-            Ring::current().cancel(self.index);
+        if self.data.is_none() {
+            return;
+        }
+        match &self.how {
+            How::Uring(index) => {
+                if let Driver::Uring(ring) = Driver::current() {
+                    ring.cancel(*index);
+                }
+            }
+            How::Epoll { cancelled, .. } => cancelled.set(true),
         }
     }
 }
@@ -278,54 +216,66 @@ impl<T: 'static> Future for Op<T> {
     type Output = (io::Result<u32>, T);
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let ring = Ring::current();
-        let mut slots = ring.slots.borrow_mut();
-        match &mut slots.slots[self.index as usize] {
-            Slot::Waiting(waker) => {
-                match waker {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => *waker = Some(cx.waker().clone()),
-                }
-                Poll::Pending
-            }
-            Slot::Done(result) => {
-                let result = *result;
-                slots.remove(self.index);
-                drop(slots);
-                let data = self
-                    .data
-                    .take()
-                    .expect("operation polled after it resolved");
-                let result = if result < 0 {
-                    Err(io::Error::from_raw_os_error(-result))
-                } else {
-                    Ok(result as u32)
+        let this = &mut *self;
+        let result = match &this.how {
+            How::Uring(index) => {
+                let Driver::Uring(ring) = Driver::current() else {
+                    unreachable!("an io_uring operation under epoll");
                 };
-                Poll::Ready((result, data))
+                match ring.poll_op(*index, cx.waker()) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(result) if result < 0 => Err(io::Error::from_raw_os_error(-result)),
+                    Poll::Ready(result) => Ok(result as u32),
+                }
             }
-            Slot::Vacant(_) | Slot::Orphan(_) => unreachable!("operation polled after it resolved"),
-        }
+            How::Epoll {
+                fd,
+                interest,
+                syscall,
+                cancelled,
+            } => {
+                let data = this
+                    .data
+                    .as_mut()
+                    .expect("operation polled after it resolved");
+                loop {
+                    match syscall(*fd, data) {
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            if cancelled.get() {
+                                break Err(io::Error::from_raw_os_error(libc::ECANCELED));
+                            }
+                            let Driver::Epoll(poller) = Driver::current() else {
+                                unreachable!("an epoll operation under io_uring");
+                            };
+                            match poller.wait(*fd, *interest, cx.waker()) {
+                                Ok(()) => return Poll::Pending,
+                                Err(e) => break Err(e),
+                            }
+                        }
+                        other => break other,
+                    }
+                }
+            }
+        };
+        let data = this
+            .data
+            .take()
+            .expect("operation polled after it resolved");
+        Poll::Ready((result, data))
     }
 }
 
 impl<T: 'static> Drop for Op<T> {
     fn drop(&mut self) {
-        let Some(data) = self.data.take() else {
+        let (How::Uring(index), Some(data)) = (&self.how, self.data.take()) else {
             return;
         };
-        let Some(ring) = Ring::try_current() else {
+        match Driver::try_current() {
+            Some(Driver::Uring(ring)) => ring.abandon(*index, Box::new(data) as Box<dyn Any>),
             // Off the runtime (a task dropped after it stopped): the ring may still own the
             // operation, so its buffers are leaked rather than freed under it.
-            std::mem::forget(data);
-            return;
-        };
-        let mut slots = ring.slots.borrow_mut();
-        if let Slot::Done(_) = slots.slots[self.index as usize] {
-            slots.remove(self.index);
-            return;
+            _ => std::mem::forget(data),
         }
-        slots.slots[self.index as usize] = Slot::Orphan(Box::new(data));
-        drop(slots);
-        ring.cancel(self.index);
     }
 }

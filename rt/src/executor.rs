@@ -18,7 +18,7 @@ use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
-use crate::driver::Ring;
+use crate::driver::{Driver, DriverKind};
 
 /// Tasks run between two entries into the kernel at most.
 const RUN_BUDGET: usize = 256;
@@ -160,31 +160,40 @@ const MAIN_VTABLE: RawWakerVTable = RawWakerVTable::new(
     |_| {},
 );
 
-/// A thread's runtime: its ring and the tasks on it.
+/// A thread's runtime: its driver and the tasks on it.
 pub struct Runtime {
-    ring: Ring,
+    driver: Driver,
 }
 
 impl Runtime {
-    /// A runtime on a ring of `entries` submission entries (see [`Ring::new`]).
+    /// A runtime on io_uring with `entries` submission entries (with the single-thread flags
+    /// where the kernel has them), or on epoll where io_uring is unavailable.
     pub fn new(entries: u32) -> io::Result<Runtime> {
         Ok(Runtime {
-            ring: Ring::new(entries)?,
+            driver: Driver::new(entries)?,
         })
     }
 
-    /// Whether the ring got the single-thread flags (kernel 6.1 and later).
-    pub fn tuned(&self) -> bool {
-        self.ring.tuned()
+    /// A runtime on epoll, whatever the kernel offers.
+    pub fn epoll() -> io::Result<Runtime> {
+        Ok(Runtime {
+            driver: Driver::epoll()?,
+        })
+    }
+
+    /// The driver it got.
+    pub fn driver(&self) -> DriverKind {
+        self.driver.kind()
     }
 
     /// Runs `future` to completion, and the tasks it spawns meanwhile.
     ///
     /// # Panics
-    /// If the ring fails (`io_uring_enter` with an error other than an interruption).
+    /// If the driver fails (`io_uring_enter` or `epoll_wait` with an error other than an
+    /// interruption).
     pub fn block_on<F: Future>(&mut self, future: F) -> F::Output {
-        let ring = &self.ring;
-        ring.enter(|| {
+        let driver = &self.driver;
+        driver.enter(|| {
             let mut future = pin!(future);
             // SAFETY: the vtable ignores the data pointer.
             let waker = unsafe { Waker::from_raw(RawWaker::new(std::ptr::null(), &MAIN_VTABLE)) };
@@ -205,20 +214,21 @@ impl Runtime {
                     budget -= 1;
                 }
                 let idle = QUEUE.with(|q| q.borrow().is_empty()) && !MAIN_WOKEN.with(|w| w.get());
-                ring.park(idle).expect("coregate-rt: io_uring_enter failed");
+                driver.park(idle).expect("coregate-rt: the driver failed");
             }
         })
     }
 }
 
 impl Drop for Runtime {
-    /// Drops the tasks left (woken or waiting on an operation) while the ring is still this
-    /// thread's, so their operations are cancelled and their buffers kept until the ring goes.
+    /// Drops the tasks left (woken or waiting on an operation) while the driver is still
+    /// this thread's, so their operations are cancelled and their buffers kept until the
+    /// ring goes.
     fn drop(&mut self) {
-        self.ring.enter(|| {
+        self.driver.enter(|| {
             let queued: Vec<_> = QUEUE.with(|q| q.borrow_mut().drain(..).collect());
             drop(queued);
-            drop(self.ring.take_wakers());
+            drop(self.driver.take_wakers());
         });
     }
 }

@@ -9,9 +9,12 @@
 //!
 //! What each module owns:
 //! - [`executor`]: tasks, their wakers and the run queue; [`Runtime`], [`spawn`].
-//! - [`driver`]: the ring (tuned flags, falling back to none), the table of in-flight
-//!   operations, submission and completion; the [`Op`] future that owns an operation's
-//!   buffers until the kernel is done with them, also when the future is dropped early.
+//! - [`driver`]: which driver a thread has, and [`Op`], the future of one operation on
+//!   either, which owns the operation's buffers until the kernel is done with them, also
+//!   when the future is dropped early.
+//! - `uring`: the ring (tuned flags, falling back to none), the table of operations in
+//!   flight, submission and completion.
+//! - `epoll`: the fallback where io_uring is unavailable: readiness, then the syscall.
 //! - [`net`]: [`TcpListener`] and [`TcpStream`] over those operations.
 //! - [`time`]: [`time::sleep`] and [`time::timeout`], on the ring's own timeout operation.
 //!
@@ -19,10 +22,12 @@
 //! not leave that thread (the same contract as monoio without its `sync` feature).
 
 pub mod driver;
+mod epoll;
 pub mod executor;
 pub mod net;
 pub mod time;
+mod uring;
 
-pub use driver::{Op, Ring};
+pub use driver::{DriverKind, Op};
 pub use executor::{spawn, JoinHandle, Runtime};
 pub use net::{TcpListener, TcpStream};

@@ -1,5 +1,6 @@
-//! TCP sockets over the ring: accept, connect, receive, send and readiness, each one
-//! operation (`Recv`/`Send`, with MSG_NOSIGNAL, as monoio's; `Readv`/`Writev` for vectors).
+//! TCP sockets over the driver: accept, connect, receive, send and readiness, each one
+//! operation (`Recv`/`Send`, with MSG_NOSIGNAL, as monoio's; `Readv`/`Writev` for vectors),
+//! or under epoll the same syscall, non-blocking, after readiness.
 //!
 //! [`TcpStream`] implements monoio's rent-style `AsyncReadRent`/`AsyncWriteRent` (the buffer
 //! is moved into the operation and handed back with its result), and `Split`, so code written
@@ -19,7 +20,8 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
 use monoio::BufResult;
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 
-use crate::driver::Op;
+use crate::driver::{Driver, Op};
+use crate::epoll::Interest;
 
 /// A listening socket.
 pub struct TcpListener {
@@ -27,28 +29,48 @@ pub struct TcpListener {
 }
 
 impl TcpListener {
-    /// Takes a bound, listening socket (blocking or not: the ring does not care).
-    pub fn from_std(listener: std::net::TcpListener) -> TcpListener {
-        TcpListener {
+    /// Takes a bound, listening socket (made non-blocking, which io_uring ignores and epoll
+    /// needs).
+    pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
+        listener.set_nonblocking(true)?;
+        Ok(TcpListener {
             fd: listener.into(),
-        }
+        })
     }
 
     /// The next connection and its peer's address.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let mut peer: Box<(libc::sockaddr_storage, libc::socklen_t)> = Box::new((
+        let peer: Box<(libc::sockaddr_storage, libc::socklen_t)> = Box::new((
             // SAFETY: all-zero is a valid sockaddr_storage.
             unsafe { std::mem::zeroed() },
             std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t,
         ));
-        let sqe = opcode::Accept::new(
-            types::Fd(self.fd.as_raw_fd()),
-            std::ptr::addr_of_mut!(peer.0).cast(),
-            &mut peer.1,
+        let (result, peer) = Op::start(
+            self.fd.as_raw_fd(),
+            Interest::Read,
+            peer,
+            |peer| {
+                opcode::Accept::new(
+                    types::Fd(self.fd.as_raw_fd()),
+                    std::ptr::addr_of_mut!(peer.0).cast(),
+                    &mut peer.1,
+                )
+                .flags(libc::SOCK_CLOEXEC)
+                .build()
+            },
+            |fd, peer| {
+                // SAFETY: the address storage and its length are the operation's own.
+                cvt(unsafe {
+                    libc::accept4(
+                        fd,
+                        std::ptr::addr_of_mut!(peer.0).cast(),
+                        &mut peer.1,
+                        libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                    )
+                } as isize)
+            },
         )
-        .flags(libc::SOCK_CLOEXEC)
-        .build();
-        let (result, peer) = Op::submit(sqe, peer).await;
+        .await;
         // SAFETY: the kernel returned a new descriptor, now owned here.
         let stream = TcpStream {
             fd: unsafe { OwnedFd::from_raw_fd(result? as i32) },
@@ -90,6 +112,15 @@ fn socket_addr(storage: &libc::sockaddr_storage) -> io::Result<SocketAddr> {
     }
 }
 
+/// A syscall's return as a count, or the error it set.
+fn cvt(n: isize) -> io::Result<u32> {
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as u32)
+    }
+}
+
 fn sock_addr(addr: SockAddr) -> io::Result<SocketAddr> {
     addr.as_socket()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP socket"))
@@ -107,15 +138,28 @@ impl TcpStream {
     /// Connects to `addr`.
     pub async fn connect_addr(addr: SocketAddr) -> io::Result<TcpStream> {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_nonblocking(true)?;
+        // Owned before the first await, so the socket is forgotten by epoll when dropped.
+        let stream = TcpStream { fd: socket.into() };
+        let fd = stream.fd.as_raw_fd();
         let addr = Box::new(SockAddr::from(addr));
-        let sqe = opcode::Connect::new(
-            types::Fd(socket.as_raw_fd()),
-            addr.as_ptr().cast(),
-            addr.len(),
-        )
-        .build();
-        Op::submit(sqe, addr).await.0?;
-        Ok(TcpStream { fd: socket.into() })
+        let sqe = |addr: &mut Box<SockAddr>| {
+            opcode::Connect::new(types::Fd(fd), addr.as_ptr().cast(), addr.len()).build()
+        };
+        let (result, _) = Op::start(fd, Interest::Write, addr, sqe, |fd, addr| {
+            // Repeated once the socket is writable: it then tells how the attempt ended.
+            // SAFETY: the address is the operation's own.
+            match cvt(unsafe { libc::connect(fd, addr.as_ptr().cast(), addr.len()) } as isize) {
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINPROGRESS | libc::EALREADY)) => {
+                    Err(io::ErrorKind::WouldBlock.into())
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EISCONN) => Ok(0),
+                other => other,
+            }
+        })
+        .await;
+        result?;
+        Ok(stream)
     }
 
     /// Sets TCP_NODELAY.
@@ -131,19 +175,49 @@ impl TcpStream {
     /// Resolves once the socket has something to read (or has ended or failed): a poll
     /// operation, which pins no buffer while it waits.
     pub async fn readable(&self) -> io::Result<()> {
-        let sqe = opcode::PollAdd::new(types::Fd(self.fd.as_raw_fd()), libc::POLLIN as u32).build();
-        Op::submit(sqe, ()).await.0.map(drop)
+        let fd = self.fd.as_raw_fd();
+        let sqe = |_: &mut ()| opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32).build();
+        let (result, ()) = Op::start(fd, Interest::Read, (), sqe, |fd, _| {
+            let mut poll = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one pollfd, no wait.
+            match cvt(unsafe { libc::poll(&mut poll, 1, 0) } as isize)? {
+                0 => Err(io::ErrorKind::WouldBlock.into()),
+                n => Ok(n),
+            }
+        })
+        .await;
+        result.map(drop)
     }
 
     /// Receives into `buf` from its start; the [`Recv`] can be cancelled while it waits.
-    pub fn recv<T: IoBufMut>(&self, mut buf: T) -> Recv<T> {
-        let sqe = opcode::Recv::new(
-            types::Fd(self.fd.as_raw_fd()),
-            buf.write_ptr(),
-            buf.bytes_total() as u32,
-        )
-        .build();
-        Recv(Op::submit(sqe, buf))
+    pub fn recv<T: IoBufMut>(&self, buf: T) -> Recv<T> {
+        let fd = self.fd.as_raw_fd();
+        Recv(Op::start(
+            fd,
+            Interest::Read,
+            buf,
+            |buf| {
+                opcode::Recv::new(types::Fd(fd), buf.write_ptr(), buf.bytes_total() as u32).build()
+            },
+            // SAFETY: the buffer is the operation's own, `bytes_total` long.
+            |fd, buf| cvt(unsafe { libc::recv(fd, buf.write_ptr().cast(), buf.bytes_total(), 0) }),
+        ))
+    }
+}
+
+impl Drop for TcpStream {
+    fn drop(&mut self) {
+        Driver::forget(self.fd.as_raw_fd());
+    }
+}
+
+impl Drop for TcpListener {
+    fn drop(&mut self) {
+        Driver::forget(self.fd.as_raw_fd());
     }
 }
 
@@ -193,14 +267,25 @@ impl AsyncReadRent for TcpStream {
         self.recv(buf)
     }
 
-    fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> impl Future<Output = BufResult<usize, T>> {
-        let sqe = opcode::Readv::new(
-            types::Fd(self.fd.as_raw_fd()),
-            buf.write_iovec_ptr(),
-            buf.write_iovec_len() as u32,
-        )
-        .build();
-        let op = Op::submit(sqe, buf);
+    fn readv<T: IoVecBufMut>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
+        let fd = self.fd.as_raw_fd();
+        let op = Op::start(
+            fd,
+            Interest::Read,
+            buf,
+            |buf| {
+                opcode::Readv::new(
+                    types::Fd(fd),
+                    buf.write_iovec_ptr(),
+                    buf.write_iovec_len() as u32,
+                )
+                .build()
+            },
+            // SAFETY: the vectors are the operation's own.
+            |fd, buf| {
+                cvt(unsafe { libc::readv(fd, buf.write_iovec_ptr(), buf.write_iovec_len() as i32) })
+            },
+        );
         async move {
             let (result, mut buf) = op.await;
             if let Ok(n) = result {
@@ -214,24 +299,49 @@ impl AsyncReadRent for TcpStream {
 
 impl AsyncWriteRent for TcpStream {
     fn write<T: IoBuf>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
-        let sqe = opcode::Send::new(
-            types::Fd(self.fd.as_raw_fd()),
-            buf.read_ptr(),
-            buf.bytes_init() as u32,
-        )
-        .flags(libc::MSG_NOSIGNAL)
-        .build();
-        counted(Op::submit(sqe, buf))
+        let fd = self.fd.as_raw_fd();
+        counted(Op::start(
+            fd,
+            Interest::Write,
+            buf,
+            |buf| {
+                opcode::Send::new(types::Fd(fd), buf.read_ptr(), buf.bytes_init() as u32)
+                    .flags(libc::MSG_NOSIGNAL)
+                    .build()
+            },
+            // SAFETY: the buffer is the operation's own, `bytes_init` long.
+            |fd, buf| {
+                cvt(unsafe {
+                    libc::send(
+                        fd,
+                        buf.read_ptr().cast(),
+                        buf.bytes_init(),
+                        libc::MSG_NOSIGNAL,
+                    )
+                })
+            },
+        ))
     }
 
     fn writev<T: IoVecBuf>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
-        let sqe = opcode::Writev::new(
-            types::Fd(self.fd.as_raw_fd()),
-            buf.read_iovec_ptr(),
-            buf.read_iovec_len() as u32,
-        )
-        .build();
-        counted(Op::submit(sqe, buf))
+        let fd = self.fd.as_raw_fd();
+        counted(Op::start(
+            fd,
+            Interest::Write,
+            buf,
+            |buf| {
+                opcode::Writev::new(
+                    types::Fd(fd),
+                    buf.read_iovec_ptr(),
+                    buf.read_iovec_len() as u32,
+                )
+                .build()
+            },
+            // SAFETY: the vectors are the operation's own.
+            |fd, buf| {
+                cvt(unsafe { libc::writev(fd, buf.read_iovec_ptr(), buf.read_iovec_len() as i32) })
+            },
+        ))
     }
 
     async fn flush(&mut self) -> io::Result<()> {

@@ -1,4 +1,5 @@
-//! Sleeps and timeouts on the ring's own timeout operation (a kernel timer per sleep).
+//! Sleeps and timeouts: on io_uring the ring's own timeout operation (a kernel timer per
+//! sleep), under epoll a deadline the poller's wait ends at.
 //!
 //! They are meant for the occasional wait (a housekeeping tick, a handshake's limit), not for
 //! per-request deadlines: a worker keeps those on its own coarse timer, which arms none.
@@ -7,33 +8,76 @@ use std::fmt;
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use io_uring::{opcode, types};
 
-use crate::driver::Op;
+use crate::driver::{Driver, Op};
 
-/// Resolves once its duration has passed (cancelled in the kernel if dropped first).
-pub struct Sleep(Op<Box<types::Timespec>>);
+/// Resolves once its duration has passed (cancelled if dropped first).
+pub struct Sleep(Timer);
+
+enum Timer {
+    Uring(Op<Box<types::Timespec>>),
+    /// The deadline, and its key once the poller keeps it.
+    Epoll(Instant, Option<u64>),
+}
 
 /// A sleep of `duration`, starting now.
 pub fn sleep(duration: Duration) -> Sleep {
-    let spec = Box::new(
-        types::Timespec::new()
-            .sec(duration.as_secs())
-            .nsec(duration.subsec_nanos()),
-    );
-    let sqe = opcode::Timeout::new(&*spec).build();
-    Sleep(Op::submit(sqe, spec))
+    Sleep(match Driver::current() {
+        Driver::Uring(_) => {
+            let spec = Box::new(
+                types::Timespec::new()
+                    .sec(duration.as_secs())
+                    .nsec(duration.subsec_nanos()),
+            );
+            let sqe = opcode::Timeout::new(&*spec).build();
+            Timer::Uring(Op::submit(sqe, spec))
+        }
+        Driver::Epoll(_) => Timer::Epoll(Instant::now() + duration, None),
+    })
 }
 
 impl Future for Sleep {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        // `ETIME` is the timer's normal end; nothing else ends it but a cancellation.
-        let _ = ready!(Pin::new(&mut self.0).poll(cx));
-        Poll::Ready(())
+        match &mut self.0 {
+            Timer::Uring(op) => {
+                // `ETIME` is the timer's normal end; nothing else ends it but a cancellation.
+                let _ = ready!(Pin::new(op).poll(cx));
+                Poll::Ready(())
+            }
+            Timer::Epoll(deadline, key) => {
+                let Driver::Epoll(poller) = Driver::current() else {
+                    unreachable!("an epoll sleep under io_uring");
+                };
+                let pending = match key {
+                    Some(k) => poller.timer_pending(*deadline, *k, cx.waker()),
+                    None if Instant::now() < *deadline => {
+                        *key = Some(poller.add_timer(*deadline, cx.waker()));
+                        true
+                    }
+                    None => false,
+                };
+                if pending {
+                    return Poll::Pending;
+                }
+                *key = None;
+                Poll::Ready(())
+            }
+        }
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let Timer::Epoll(deadline, Some(key)) = self.0 {
+            if let Driver::Epoll(poller) = Driver::current() {
+                poller.remove_timer(deadline, key);
+            }
+        }
     }
 }
 

@@ -178,21 +178,21 @@ fn run_rt(
     }
     let started = coregate_rt::Runtime::new(runtime::URING_ENTRIES).and_then(|rt| {
         let (socket, addr) = runtime::bind_reuseport(bind_addr, false)?;
-        Ok((rt, socket, addr))
+        let listener = coregate_rt::TcpListener::from_std(socket.into())?;
+        Ok((rt, listener, addr))
     });
-    let (mut rt, socket, addr) = match started {
+    let (mut rt, listener, addr) = match started {
         Ok(started) => started,
         Err(e) => {
             let _ = ready.send(Err(e));
             return;
         }
     };
-    let driver = if rt.tuned() {
-        Driver::UringTuned
-    } else {
-        Driver::Uring
+    let driver = match rt.driver() {
+        coregate_rt::DriverKind::UringTuned => Driver::UringTuned,
+        coregate_rt::DriverKind::Uring => Driver::Uring,
+        coregate_rt::DriverKind::Epoll => Driver::Epoll,
     };
-    let listener = coregate_rt::TcpListener::from_std(socket.into());
     if ready.send(Ok((addr, driver))).is_ok() {
         rt.block_on(accept_loop::<Rt>(&listener, upstream));
     }
