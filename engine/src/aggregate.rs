@@ -67,8 +67,8 @@ pub async fn fan_out(
         .map(|(part, head)| {
             let (worker, view) = (worker.clone(), view.clone());
             let (upstream, wait) = (part.upstream, Duration::from_millis(part.timeout_ms));
-            monoio::spawn(async move {
-                match monoio::time::timeout(wait, call(&worker, &view, upstream, head)).await {
+            coregate_rt::spawn(async move {
+                match coregate_rt::time::timeout(wait, call(&worker, &view, upstream, head)).await {
                     Ok(answer) => answer,
                     Err(_) => Err("timed out".to_owned()),
                 }

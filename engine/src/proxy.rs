@@ -30,11 +30,11 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use coregate_config::{AuthRef, Balancer, HashKey, RateKey};
+use coregate_rt::net::is_cancelled;
+use coregate_rt::time::timeout;
+use coregate_rt::{spawn, TcpStream};
 use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::{
-    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelableAsyncReadRent, Canceller, Splitable,
-};
-use monoio::net::TcpStream;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
 
 use crate::stream::Stream;
 use crate::tls::{AcceptError, ClientTls};
@@ -98,8 +98,6 @@ pub(crate) struct Conn {
     /// Scratch for the rewritten path.
     path: Vec<u8>,
     pub id: ConnId,
-    /// Cancels the between-requests read when the connection parks.
-    canceller: Canceller,
     /// Lines added to the forwarded head: identity headers from the authentication step
     /// first, then the request id and the route's added headers.
     identity: Vec<u8>,
@@ -183,7 +181,7 @@ pub(crate) async fn serve(worker: Rc<Worker>, tcp: TcpStream, peer: SocketAddr, 
 async fn serve_from(worker: Rc<Worker>, client: Stream, id: ConnId) {
     match run(&worker, client, id).await {
         Some((client, id)) => {
-            monoio::spawn(park(worker, client, id));
+            spawn(park(worker, client, id));
         }
         None => worker.connection_closed(),
     }
@@ -198,11 +196,11 @@ async fn park(worker: Rc<Worker>, client: Stream, id: ConnId) {
     let left = Duration::from_millis(idle_ms.saturating_sub(IDLE_PARK_MS));
     let deadline = Instant::now() + left;
     let ready = monoio::select! {
-        ready = client.tcp().readable(false) => ready.is_ok(),
+        ready = client.tcp().readable() => ready.is_ok(),
         _ = worker.drain.wait_until(id.drain_slot, deadline) => false,
     };
     if ready && !worker.draining() {
-        monoio::spawn(serve_from(worker, client, id));
+        spawn(serve_from(worker, client, id));
     } else {
         worker.drain.release(id.drain_slot);
         // Boxed, as everything this task does besides waiting: its size is an idle
@@ -220,7 +218,7 @@ const CLOSE_NOTIFY_WAIT_MS: u64 = 1_000;
 async fn close(client: Stream) {
     if let Stream::Tls(mut tls) = client {
         let wait = Duration::from_millis(CLOSE_NOTIFY_WAIT_MS);
-        let _ = monoio::time::timeout(wait, tls.shutdown()).await;
+        let _ = timeout(wait, tls.shutdown()).await;
     }
 }
 
@@ -232,7 +230,6 @@ async fn run(worker: &Rc<Worker>, mut client: Stream, id: ConnId) -> Option<(Str
         head: RequestHead::new(),
         path: Vec::new(),
         id,
-        canceller: Canceller::new(),
         identity: Vec::new(),
         request_id: Vec::new(),
         log_method: Vec::new(),
@@ -1453,8 +1450,7 @@ async fn await_request(worker: &Worker, client: &mut Stream, conn: &mut Conn) ->
                 conn.buf = Vec::with_capacity(IDLE_READ_BYTES);
             }
             let owned = std::mem::take(&mut conn.buf);
-            let (woke, buf) =
-                idle_read(worker, tcp, owned, &mut conn.canceller, park_after, slot).await;
+            let (woke, buf) = idle_read(worker, tcp, owned, park_after, slot).await;
             conn.buf = buf;
             woke
         }
@@ -1466,15 +1462,8 @@ async fn await_request(worker: &Worker, client: &mut Stream, conn: &mut Conn) ->
             // The ciphertext is read straight into the session's buffer: a busy connection
             // keeps its buffers from request to request; they go only when it parks.
             let incoming = tls.take_incoming();
-            let (woke, incoming) = idle_read(
-                worker,
-                tls.tcp_mut(),
-                incoming,
-                &mut conn.canceller,
-                park_after,
-                slot,
-            )
-            .await;
+            let (woke, incoming) =
+                idle_read(worker, tls.tcp_mut(), incoming, park_after, slot).await;
             tls.put_incoming(incoming);
             woke
         }
@@ -1511,12 +1500,11 @@ async fn idle_read(
     worker: &Worker,
     tcp: &mut TcpStream,
     buf: Vec<u8>,
-    canceller: &mut Canceller,
     wait: Duration,
     slot: usize,
 ) -> (Woke, Vec<u8>) {
     let (res, buf) = {
-        let mut read = std::pin::pin!(tcp.cancelable_read(buf, canceller.handle()));
+        let mut read = std::pin::pin!(tcp.recv(buf));
         let early = monoio::select! {
             done = &mut read => Some(done),
             _ = worker.drain.wait_until(slot, worker.timer.coarse_deadline(wait)) => None,
@@ -1524,7 +1512,7 @@ async fn idle_read(
         match early {
             Some(done) => done,
             None => {
-                *canceller = std::mem::take(canceller).cancel();
+                read.cancel();
                 read.await
             }
         }
@@ -1648,11 +1636,6 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// Whether an I/O error is the ECANCELED of a cancelled operation.
-fn is_cancelled(e: &io::Error) -> bool {
-    e.raw_os_error() == Some(libc::ECANCELED)
 }
 
 pub(crate) enum ReadFailure {

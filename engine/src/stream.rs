@@ -5,9 +5,9 @@
 
 use std::io;
 
+use coregate_rt::TcpStream;
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
-use monoio::net::TcpStream;
 use monoio::BufResult;
 
 use crate::tls::TlsStream;
@@ -18,7 +18,7 @@ pub enum Stream {
     Tls(Box<TlsStream>),
 }
 
-// SAFETY: both variants are safe to split (TcpStream by monoio, TlsStream by its own
+// SAFETY: both variants are safe to split (TcpStream by coregate-rt, TlsStream by its own
 // argument), and a stream never changes variant while split.
 unsafe impl Split for Stream {}
 

@@ -82,7 +82,7 @@ impl Timer {
                 }
             })
             .await;
-            monoio::time::sleep(TICK).await;
+            coregate_rt::time::sleep(TICK).await;
             self.now.set(Some(Instant::now()));
             self.ticks.set(self.ticks.get() + 1);
             self.fire_expired(self.ticks.get());
@@ -119,7 +119,7 @@ impl Timer {
                 entry.fired = true;
                 self.armed.set(self.armed.get() - 1);
                 if let Some(waker) = entry.waker.take() {
-                    // monoio only queues the task: nothing runs inside this borrow.
+                    // Waking only queues the task: nothing runs inside this borrow.
                     waker.wake();
                 }
             }
@@ -190,7 +190,7 @@ impl Timer {
 
 pin_project_lite::pin_project! {
     /// The future of [`Timer::timeout`]. Dropping it disarms its deadline (and drops the
-    /// operation, which monoio cancels).
+    /// operation, which the runtime cancels).
     pub(crate) struct Timeout<'a, F> {
         timer: &'a Timer,
         wait: Duration,
@@ -236,13 +236,10 @@ mod tests {
 
     /// Runs `test` on a timer whose ticker runs beside it.
     fn with_timer<F: Future<Output = ()>>(test: impl FnOnce(std::rc::Rc<Timer>) -> F) {
-        let mut runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .unwrap();
+        let mut runtime = coregate_rt::Runtime::new(64).unwrap();
         runtime.block_on(async {
             let timer = std::rc::Rc::new(Timer::default());
-            monoio::spawn({
+            coregate_rt::spawn({
                 let timer = timer.clone();
                 async move { timer.run().await }
             });
@@ -253,7 +250,7 @@ mod tests {
     #[test]
     fn an_operation_that_finishes_first_is_not_timed_out_and_disarms() {
         with_timer(|timer| async move {
-            let op = monoio::time::sleep(Duration::from_millis(5));
+            let op = coregate_rt::time::sleep(Duration::from_millis(5));
             assert_eq!(timer.timeout(Duration::from_secs(5), op).await, Ok(()));
             assert_eq!(timer.armed.get(), 0);
             assert_eq!(timer.inner.borrow().free.len(), 1);
@@ -287,7 +284,7 @@ mod tests {
             let short = timer.timeout(Duration::from_millis(10), std::future::pending::<()>());
             let long = timer.timeout(
                 Duration::from_secs(60),
-                monoio::time::sleep(Duration::from_millis(50)),
+                coregate_rt::time::sleep(Duration::from_millis(50)),
             );
             let (short, long) = monoio::join!(short, long);
             assert_eq!(short, Err(Elapsed));
@@ -335,13 +332,13 @@ mod tests {
             // Polled once (armed), then dropped by select when the sleep finishes first.
             monoio::select! {
                 _ = first_poll => unreachable!("never finishes"),
-                _ = monoio::time::sleep(Duration::from_millis(1)) => {}
+                _ = coregate_rt::time::sleep(Duration::from_millis(1)) => {}
             }
             assert_eq!(timer.armed.get(), 0);
             assert_eq!(timer.inner.borrow().free, vec![0]);
             // The dropped deadline never fires into a later one that reuses its slot.
-            monoio::time::sleep(Duration::from_millis(40)).await;
-            let op = monoio::time::sleep(Duration::from_millis(5));
+            coregate_rt::time::sleep(Duration::from_millis(40)).await;
+            let op = coregate_rt::time::sleep(Duration::from_millis(5));
             assert_eq!(timer.timeout(Duration::from_secs(5), op).await, Ok(()));
         });
     }

@@ -1,11 +1,11 @@
-//! Worker threads: one per core, each pinned with core_affinity, each running its own monoio
-//! runtime and accepting on its own SO_REUSEPORT listeners.
+//! Worker threads: one per core, each pinned with core_affinity, each running its own runtime
+//! (`coregate-rt`) and accepting on its own SO_REUSEPORT listeners.
 //!
 //! The runtime is built on io_uring with `COOP_TASKRUN | SINGLE_ISSUER | DEFER_TASKRUN`
 //! (task work runs only when the worker asks for completions, so the kernel never interrupts
 //! it mid-request); when the kernel refuses those flags it retries plain io_uring, and when
 //! io_uring is unavailable altogether (sysctl `kernel.io_uring_disabled`, seccomp) it falls back
-//! to monoio's epoll driver and says so. Everything a worker owns — connections, buffers,
+//! to the runtime's epoll driver and says so. Everything a worker owns — connections, buffers,
 //! pools, balancer state — lives in its [`Worker`] and is touched by no other thread.
 //!
 //! Its housekeeping task (every 50 ms) sends stats, sweeps the upstream pools, wakes
@@ -24,8 +24,8 @@ use std::task::{Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use monoio::net::{ListenerOpts, TcpListener};
-use monoio::{FusionRuntime, IoUringDriver, LegacyDriver, RuntimeBuilder};
+use coregate_rt::time::sleep;
+use coregate_rt::{spawn, Runtime, TcpListener};
 
 use crate::access_log;
 use crate::policy::breaker::{Breaker, BreakerConfig, State as BreakerState};
@@ -75,25 +75,7 @@ pub(crate) const RETRY_WINDOW_MS: u64 = 10_000;
 const RETRY_BUDGET_FLOOR: u64 = 3;
 
 /// Which I/O driver a worker ended up with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Driver {
-    /// io_uring with COOP_TASKRUN, SINGLE_ISSUER and DEFER_TASKRUN.
-    UringTuned,
-    /// io_uring without those flags (older kernel).
-    Uring,
-    /// epoll, because io_uring is unavailable.
-    Legacy,
-}
-
-impl std::fmt::Display for Driver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Driver::UringTuned => "io_uring (coop_taskrun, single_issuer, defer_taskrun)",
-            Driver::Uring => "io_uring",
-            Driver::Legacy => "epoll (io_uring unavailable)",
-        })
-    }
-}
+pub use coregate_rt::DriverKind as Driver;
 
 /// What a started worker reports back before it starts serving.
 #[derive(Debug)]
@@ -260,13 +242,14 @@ fn run_worker(
     ready: std::sync::mpsc::Sender<io::Result<Driver>>,
 ) {
     let index = lanes.index;
-    let (mut runtime, driver) = match build_runtime() {
-        Ok(built) => built,
+    let mut runtime = match Runtime::new(URING_ENTRIES) {
+        Ok(runtime) => runtime,
         Err(e) => {
             let _ = ready.send(Err(e));
             return;
         }
     };
+    let driver = runtime.driver();
     let serve = async move {
         let worker = Rc::new(Worker::new(lanes, shared));
         let listeners = match worker.bind_listeners() {
@@ -277,14 +260,14 @@ fn run_worker(
             }
         };
         let _ = ready.send(Ok(driver));
-        monoio::spawn(housekeeping(worker.clone()));
-        monoio::spawn({
+        spawn(housekeeping(worker.clone()));
+        spawn({
             let worker = worker.clone();
             async move { worker.timer.run().await }
         });
         let mut accepting = Vec::new();
         for (index, listener) in listeners.into_iter().enumerate() {
-            accepting.push(monoio::spawn(accept_loop(worker.clone(), listener, index)));
+            accepting.push(spawn(accept_loop(worker.clone(), listener, index)));
         }
         for task in accepting {
             task.await;
@@ -293,7 +276,7 @@ fn run_worker(
         let timeout_ms = worker.view().snapshot.config.server.drain_timeout_ms;
         let deadline = Instant::now() + Duration::from_millis(timeout_ms);
         while worker.connections.get() > 0 && Instant::now() < deadline {
-            monoio::time::sleep(Duration::from_millis(DRAIN_POLL_MS)).await;
+            sleep(Duration::from_millis(DRAIN_POLL_MS)).await;
         }
         worker.send_stats();
         worker.send_access_log();
@@ -302,41 +285,18 @@ fn run_worker(
             unfinished: worker.connections.get(),
         });
     };
-    match &mut runtime {
-        FusionRuntime::Uring(rt) => rt.block_on(serve),
-        FusionRuntime::Legacy(rt) => rt.block_on(serve),
-    }
+    runtime.block_on(serve);
 }
 
-type WorkerRuntime =
-    FusionRuntime<monoio::time::TimeDriver<IoUringDriver>, monoio::time::TimeDriver<LegacyDriver>>;
-
-fn build_runtime() -> io::Result<(WorkerRuntime, Driver)> {
-    let mut tuned = io_uring::IoUring::builder();
-    tuned
-        .setup_coop_taskrun()
-        .setup_single_issuer()
-        .setup_defer_taskrun();
-    if let Ok(rt) = RuntimeBuilder::<IoUringDriver>::new()
-        .with_entries(URING_ENTRIES)
-        .uring_builder(tuned)
-        .enable_timer()
-        .build()
-    {
-        return Ok((rt.into(), Driver::UringTuned));
-    }
-    if let Ok(rt) = RuntimeBuilder::<IoUringDriver>::new()
-        .with_entries(URING_ENTRIES)
-        .enable_timer()
-        .build()
-    {
-        return Ok((rt.into(), Driver::Uring));
-    }
-    let rt = RuntimeBuilder::<LegacyDriver>::new()
-        .with_entries(URING_ENTRIES)
-        .enable_timer()
-        .build()?;
-    Ok((rt.into(), Driver::Legacy))
+/// A listener of this worker's own on `addr`, beside the other workers' (SO_REUSEPORT).
+fn bind_reuseport(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    TcpListener::from_std(socket.into())
 }
 
 /// The breaker of one endpoint, from its upstream's settings.
@@ -769,16 +729,12 @@ impl Worker {
 
     fn bind_listeners(&self) -> io::Result<Vec<TcpListener>> {
         let view = self.view();
-        let opts = ListenerOpts::new()
-            .reuse_port(true)
-            .reuse_addr(true)
-            .backlog(LISTEN_BACKLOG);
         view.snapshot
             .config
             .listeners
             .iter()
             .map(|l| {
-                TcpListener::bind_with_config(l.address, &opts).map_err(|e| {
+                bind_reuseport(l.address).map_err(|e| {
                     io::Error::new(
                         e.kind(),
                         format!("listener {} ({}): {e}", l.name, l.address),
@@ -991,7 +947,7 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, index: usize) {
             .server
             .connections_max_per_worker;
         while worker.connections.get() >= max && !worker.draining() {
-            monoio::time::sleep(Duration::from_millis(1)).await;
+            sleep(Duration::from_millis(1)).await;
         }
         let accepted = monoio::select! {
             accepted = listener.accept() => Some(accepted),
@@ -1003,12 +959,12 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, index: usize) {
                 let _ = stream.set_nodelay(true);
                 worker.connections.set(worker.connections.get() + 1);
                 worker.stats.borrow_mut().accepted += 1;
-                monoio::spawn(crate::proxy::serve(worker.clone(), stream, peer, index));
+                spawn(crate::proxy::serve(worker.clone(), stream, peer, index));
             }
             Some(Err(_)) => {
                 // EMFILE/ENFILE/ENOBUFS: pause instead of spinning; the error will clear when
                 // connections close.
-                monoio::time::sleep(Duration::from_millis(ACCEPT_ERROR_PAUSE_MS)).await;
+                sleep(Duration::from_millis(ACCEPT_ERROR_PAUSE_MS)).await;
             }
         }
     }
@@ -1024,7 +980,7 @@ async fn housekeeping(worker: Rc<Worker>) {
     let mut last_budget_decay = Instant::now();
     loop {
         let tick_ms = DRAIN_POLL_MS.min(worker.rate_sync_interval_ms());
-        monoio::time::sleep(Duration::from_millis(tick_ms)).await;
+        sleep(Duration::from_millis(tick_ms)).await;
         worker.sync_rate_limits(&mut last_sync);
         if last_budget_decay.elapsed() >= Duration::from_millis(RETRY_WINDOW_MS) {
             last_budget_decay = Instant::now();

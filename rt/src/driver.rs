@@ -34,8 +34,8 @@ pub enum DriverKind {
 impl fmt::Display for DriverKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            DriverKind::UringTuned => "io_uring",
-            DriverKind::Uring => "io_uring (untuned)",
+            DriverKind::UringTuned => "io_uring (coop_taskrun, single_issuer, defer_taskrun)",
+            DriverKind::Uring => "io_uring",
             DriverKind::Epoll => "epoll (io_uring unavailable)",
         })
     }

@@ -38,6 +38,12 @@ impl TcpListener {
         })
     }
 
+    /// A listener bound to `addr` (a plain bind: for SO_REUSEPORT, bind the socket yourself
+    /// and use [`TcpListener::from_std`]).
+    pub fn bind(addr: impl std::net::ToSocketAddrs) -> io::Result<TcpListener> {
+        TcpListener::from_std(std::net::TcpListener::bind(addr)?)
+    }
+
     /// The next connection and its peer's address.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         let peer: Box<(libc::sockaddr_storage, libc::socklen_t)> = Box::new((

@@ -28,9 +28,9 @@ fn on_both(test: impl Fn(&mut Runtime)) {
 }
 
 fn listener() -> (TcpListener, SocketAddr) {
-    let std = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = std.local_addr().unwrap();
-    (TcpListener::from_std(std).unwrap(), addr)
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    (listener, addr)
 }
 
 #[test]

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coregate_config::{Certificate, ListenerTls, TlsVersion, UpstreamTls};
-use monoio::net::TcpStream;
+use coregate_rt::TcpStream;
 use rustls::crypto::ring as provider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -91,7 +91,7 @@ impl ServerTls {
         let session = rustls::ServerConnection::new(self.config.clone())
             .map_err(|e| AcceptError::Handshake(HandshakeError::Protocol(e)))?;
         let handshake = TlsStream::handshake(tcp, session.into());
-        match monoio::time::timeout(self.handshake_timeout, handshake).await {
+        match coregate_rt::time::timeout(self.handshake_timeout, handshake).await {
             Ok(Ok(stream)) => Ok(stream),
             Ok(Err(e)) => Err(AcceptError::Handshake(e)),
             Err(_) => Err(AcceptError::Timeout),

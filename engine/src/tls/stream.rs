@@ -14,9 +14,9 @@
 
 use std::io::{self, Read as _, Write as _};
 
+use coregate_rt::TcpStream;
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split};
-use monoio::net::TcpStream;
 use monoio::BufResult;
 use rustls::Connection;
 

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use coregate_config::{Certificate, ListenerTls, TlsVersion, UpstreamTls};
+use coregate_rt::{Runtime, TcpListener, TcpStream};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
-use monoio::net::{TcpListener, TcpStream};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
 use super::*;
@@ -78,11 +78,7 @@ fn served_cn(stream: &TlsStream) -> String {
 }
 
 fn run<F: std::future::Future>(f: F) -> F::Output {
-    monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-        .enable_timer()
-        .build()
-        .unwrap()
-        .block_on(f)
+    Runtime::new(64).unwrap().block_on(f)
 }
 
 /// Accepts one connection on `listener` and runs `serve` on it after the handshake.
