@@ -4,11 +4,13 @@
 # are written here, not by loadtest. Only the fixture origin is loadtest's (`loadtest origin`,
 # the same 13-byte or 16 KiB body for every proxy).
 #
-#   [RAW=1] [ONLY="TARGET ..."] [COREGATE=PATH] loadtest/crosscheck.sh [ROUNDS] [SECONDS] [BODY_BYTES]
+#   [RAW=1] [ONLY="TARGET ..."] [COREGATE=PATH] [BASELINE=PATH] loadtest/crosscheck.sh [ROUNDS] [SECONDS] [BODY_BYTES]
 #       ROUNDS      rounds over the proxies, each starting one further on (default 3)
 #       SECONDS     measured seconds of each wrk run, after a 1 s warm-up run (default 5)
 #       BODY_BYTES  the origin's response body (default 13)
 #       COREGATE    the coregate binary (default target/release/coregate), for an A/B
+#       BASELINE    a second coregate binary, measured as target coregate-baseline in the
+#                   same rounds (an A/B of two builds in one run)
 #       ONLY        just these targets (names as in the results: forwarder-rt, nginx, ...)
 #
 # Targets: `loadtest forward` (the byte-forwarder floor), coregate, nginx and HAProxy; with
@@ -98,6 +100,7 @@ start() {
     forwarder-*) taskset -c 0 $BIN/loadtest forward --listen $LISTEN --upstream $ORIGIN \
         --ring "${1#forwarder-}" >"$DIR/$1.log" 2>&1 & ;;
     coregate) taskset -c 0 "$COREGATE" run "$DIR/coregate.toml" >"$DIR/$1.log" 2>&1 & ;;
+    coregate-baseline) taskset -c 0 "$BASELINE" run "$DIR/coregate.toml" >"$DIR/$1.log" 2>&1 & ;;
     nginx) taskset -c 0 nginx -c "$DIR/nginx.conf" -p "$DIR" >"$DIR/$1.log" 2>&1 & ;;
     haproxy) taskset -c 0 haproxy -f "$DIR/haproxy.cfg" >"$DIR/$1.log" 2>&1 & ;;
     esac
@@ -144,6 +147,9 @@ for _ in $(seq 100); do
 done
 
 TARGETS=(forwarder coregate)
+if [ -n "${BASELINE:-}" ]; then
+    TARGETS+=(coregate-baseline)
+fi
 if [ "${RAW:-0}" = 1 ]; then
     TARGETS+=(forwarder-rt forwarder-raw forwarder-raw+fixed forwarder-raw+multishot forwarder-raw+fixed+multishot)
 fi
@@ -185,7 +191,7 @@ python3 - "$DIR/results" "$BODY" <<'EOF'
 import statistics, sys
 rows = [line.split() for line in open(sys.argv[1]).read().splitlines()[1:]]
 order = ["forwarder", "forwarder-rt", "forwarder-raw", "forwarder-raw+fixed", "forwarder-raw+multishot",
-         "forwarder-raw+fixed+multishot", "coregate", "nginx", "haproxy"]
+         "forwarder-raw+fixed+multishot", "coregate", "coregate-baseline", "nginx", "haproxy"]
 targets = sorted(set(r[1] for r in rows), key=order.index)
 med = {t: (statistics.median(float(r[2]) for r in rows if r[1] == t),
            statistics.median(float(r[3]) for r in rows if r[1] == t)) for t in targets}
