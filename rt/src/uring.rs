@@ -198,6 +198,10 @@ impl Ring {
     }
 
     /// Asks the kernel to cancel the operation in slot `index`, whose completion still comes.
+    ///
+    /// The slot's index is the whole `user_data`: a cancellation queued for an operation
+    /// that completes before the kernel sees it cannot hit the next operation to take the
+    /// slot, because that one is queued after it, and the kernel consumes the queue in order.
     pub(crate) fn cancel(&self, index: u32) {
         self.push(
             &opcode::AsyncCancel::new(u64::from(index))
