@@ -1,6 +1,6 @@
 //! coregate-engine: the data plane.
 //!
-//! Owns the worker threads (one monoio runtime pinned per core, each with its own
+//! Owns the worker threads (one `coregate-rt` runtime pinned per core, each with its own
 //! SO_REUSEPORT listener), the HTTP/1.1 codec ([`http`]), the router ([`router`]), upstream
 //! balancing and keep-alive pools ([`upstream`]), and the proxy loop that ties them together.
 //! Workers share nothing: per-core state is `Rc`/`RefCell` or owned, and the only thing they

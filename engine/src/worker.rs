@@ -860,8 +860,9 @@ impl Drain {
 
     /// Resolves when the drain fires or at the first housekeeping tick ([`DRAIN_POLL_MS`])
     /// at or after `deadline` (so never before it; polling reads no clock): the coarse timer
-    /// of a connection waiting between requests. It costs the slot the connection holds anyway, where a monoio `Sleep` would
-    /// add 640 bytes to every idle connection's task.
+    /// of a connection waiting between requests. It costs the slot the connection holds
+    /// anyway, where a sleep of its own would add a kernel timer (and, on monoio, 640 bytes)
+    /// to every idle connection.
     pub fn wait_until(&self, slot: usize, deadline: Instant) -> SlotWait<'_> {
         SlotWait {
             drain: self,

@@ -3,7 +3,7 @@
 //! Owns compiling the validated TLS config into rustls configs (certificate chains and keys
 //! parsed and checked against each other, the SNI table, ticket keys, trust anchors) — done by
 //! the control side when a snapshot is compiled, never by a worker — and running handshakes
-//! on the workers through the gateway's own monoio adapter ([`stream::TlsStream`]).
+//! on the workers through the gateway's own adapter ([`stream::TlsStream`]).
 //!
 //! A certificate is chosen by the client's SNI name: an exact name first, then a wildcard
 //! (`*.example.com` answers `api.example.com`, not `example.com` nor `a.b.example.com`, as

@@ -1,5 +1,5 @@
-//! A rustls session over a monoio `TcpStream`: the gateway's own adapter between rustls's
-//! synchronous state machine and monoio's owned-buffer I/O.
+//! A rustls session over a `coregate-rt` `TcpStream`: the gateway's own adapter between
+//! rustls's synchronous state machine and owned-buffer (rent-style) I/O.
 //!
 //! Owns two ciphertext buffers: `incoming` (read from the socket, not yet handed to rustls)
 //! and `outgoing` (records rustls produced, being written). Neither is allocated while the
@@ -35,7 +35,8 @@ pub struct TlsStream {
     outgoing: Vec<u8>,
 }
 
-// SAFETY: monoio's owned halves hand both halves a `&mut` to the one stream, on one thread.
+// SAFETY: monoio's owned halves (`Splitable`) hand both halves a `&mut` to the one stream,
+// on one thread.
 // The read half only ever awaits a socket read into `incoming` and the write half only a
 // socket write of `outgoing`; `session` is touched by each only between awaits (never held
 // across one), and a read never writes to the socket (module doc). So the two directions never
