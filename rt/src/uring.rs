@@ -101,15 +101,15 @@ impl Ring {
 
     /// Queues one submission, entering the kernel first only if the queue is full.
     fn push(&self, sqe: &squeue::Entry) {
-        let mut uring = self.uring.borrow_mut();
         loop {
             // SAFETY: every submission's buffers are owned by its slot until it completes.
-            if unsafe { uring.submission().push(sqe) }.is_ok() {
+            if unsafe { self.uring.borrow_mut().submission().push(sqe) }.is_ok() {
                 return;
             }
-            // Full: hand the queue to the kernel (completions wait in the CQ, which the
-            // kernel never drops from).
-            let _ = uring.submit();
+            // Full: hand the queue to the kernel, and take the completions too, so that a
+            // kernel that refuses submissions while completions overflow (EBUSY) gets room.
+            self.park(false)
+                .expect("coregate-rt: io_uring_enter failed with the submission queue full");
         }
     }
 

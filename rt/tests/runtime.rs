@@ -253,3 +253,28 @@ fn a_runtime_dropped_with_tasks_waiting_drops_them() {
         assert!(dropped.get());
     }
 }
+
+#[test]
+fn more_operations_in_one_round_than_the_ring_has_entries() {
+    // 8 submission entries (16 completion entries) and 300 sleeps queued by one round of
+    // tasks, 300 more when they end: the queue fills over and over, and completions pile
+    // up past the completion ring while submissions continue.
+    let mut rt = Runtime::new(8).unwrap();
+    let done = rt.block_on(async {
+        let tasks: Vec<_> = (0..300)
+            .map(|i| {
+                spawn(async move {
+                    sleep(Duration::from_millis(5)).await;
+                    sleep(Duration::from_millis(1)).await;
+                    i
+                })
+            })
+            .collect();
+        let mut sum = 0;
+        for t in tasks {
+            sum += t.await;
+        }
+        sum
+    });
+    assert_eq!(done, (0..300).sum::<i32>());
+}
