@@ -1,7 +1,8 @@
 //! Keep-alive connections between requests. After about 100 ms of quiet a connection parks
 //! (its serving task ends; a small task waits for readiness) — so these tests pause past that
 //! window: a parked connection is served again on the same socket, closed once quiet past
-//! `client_idle_timeout_ms`, and closed at once when the gateway drains.
+//! `client_idle_timeout_ms`, and closed at once when the gateway drains. And what one costs
+//! while it waits: at most 2 KiB of RSS (issue 3).
 
 mod common;
 
@@ -94,4 +95,29 @@ fn parked_connections_close_when_the_gateway_drains() {
     }
     let status = gw.wait_exit(Duration::from_secs(10));
     assert_eq!(status.and_then(|s| s.code()), Some(0), "exit status");
+}
+
+/// Issue 3's memory target: an idle keep-alive client connection costs at most 2 KiB of
+/// resident memory. Measured as `loadtest compare` does (its `idle::measure`): 2 000
+/// connections, one request each, then quiet; the gateway's RSS before and after, once
+/// they have parked. A read pinning a buffer per idle connection would not fit.
+#[test]
+fn an_idle_keep_alive_connection_costs_at_most_2_kib() {
+    use coregate_loadtest::compare::{idle, process};
+    const CONNECTIONS: usize = 2_000;
+    // The connections are this process's sockets too; the gateway inherits the limit.
+    let files = process::raise_open_files_limit();
+    if files < (CONNECTIONS + 500) as u64 {
+        eprintln!("skipped: {files} open files allowed, {CONNECTIONS} connections needed");
+        return;
+    }
+    let o = origin("o", Mode::Fixed);
+    let (gw, _admin) = start_gateway_with_admin(&config(o.addr(), ""));
+    let memory = idle::measure(gw.pid(), gw.addr, CONNECTIONS).unwrap();
+    assert_eq!(memory.connections, CONNECTIONS);
+    assert!(
+        memory.bytes_per_connection() <= 2048.0,
+        "{:.0} B per idle connection ({memory:?})",
+        memory.bytes_per_connection()
+    );
 }
