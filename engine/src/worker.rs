@@ -24,6 +24,7 @@ use std::task::{Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+use coregate_rt::net::bind_reuseport;
 use coregate_rt::time::sleep;
 use coregate_rt::{spawn, Runtime, TcpListener};
 
@@ -286,17 +287,6 @@ fn run_worker(
         });
     };
     runtime.block_on(serve);
-}
-
-/// A listener of this worker's own on `addr`, beside the other workers' (SO_REUSEPORT).
-fn bind_reuseport(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    TcpListener::from_std(socket.into())
 }
 
 /// The breaker of one endpoint, from its upstream's settings.
@@ -734,12 +724,14 @@ impl Worker {
             .listeners
             .iter()
             .map(|l| {
-                bind_reuseport(l.address).map_err(|e| {
-                    io::Error::new(
-                        e.kind(),
-                        format!("listener {} ({}): {e}", l.name, l.address),
-                    )
-                })
+                bind_reuseport(l.address, LISTEN_BACKLOG)
+                    .and_then(TcpListener::from_std)
+                    .map_err(|e| {
+                        io::Error::new(
+                            e.kind(),
+                            format!("listener {} ({}): {e}", l.name, l.address),
+                        )
+                    })
             })
             .collect()
     }

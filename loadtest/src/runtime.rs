@@ -98,17 +98,10 @@ pub fn bind_reuseport(
     addr: SocketAddr,
     nonblocking: bool,
 ) -> io::Result<(socket2::Socket, SocketAddr)> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.set_nonblocking(nonblocking)?;
-    socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    let local = socket.local_addr()?.as_socket().ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, "listener is not an IP socket")
-    })?;
-    Ok((socket, local))
+    let listener = coregate_rt::net::bind_reuseport(addr, LISTEN_BACKLOG)?;
+    listener.set_nonblocking(nonblocking)?;
+    let local = listener.local_addr()?;
+    Ok((listener.into(), local))
 }
 
 /// What a server thread has once it listens (see [`listen`]).

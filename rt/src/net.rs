@@ -118,6 +118,18 @@ fn socket_addr(storage: &libc::sockaddr_storage) -> io::Result<SocketAddr> {
     }
 }
 
+/// A listening socket on `addr` that other sockets may bind beside (SO_REUSEADDR and
+/// SO_REUSEPORT), as each thread-per-core server thread has its own: blocking, for
+/// [`TcpListener::from_std`] or another runtime's listener.
+pub fn bind_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(socket.into())
+}
+
 /// A syscall's return as a count, or the error it set.
 fn cvt(n: isize) -> io::Result<u32> {
     if n < 0 {
