@@ -238,23 +238,9 @@ impl<T: 'static> Future for Op<T> {
                     .data
                     .as_mut()
                     .expect("operation polled after it resolved");
-                loop {
-                    match syscall(*fd, data) {
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            if cancelled.get() {
-                                break Err(io::Error::from_raw_os_error(libc::ECANCELED));
-                            }
-                            let Driver::Epoll(poller) = Driver::current() else {
-                                unreachable!("an epoll operation under io_uring");
-                            };
-                            match poller.wait(*fd, *interest, cx.waker()) {
-                                Ok(()) => return Poll::Pending,
-                                Err(e) => break Err(e),
-                            }
-                        }
-                        other => break other,
-                    }
+                match try_syscall(*fd, *interest, *syscall, cancelled.get(), data, cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(result) => result,
                 }
             }
         };
@@ -263,6 +249,35 @@ impl<T: 'static> Future for Op<T> {
             .take()
             .expect("operation polled after it resolved");
         Poll::Ready((result, data))
+    }
+}
+
+/// Under epoll: makes the syscall, again after an interruption; when it would block, the
+/// operation ends if it was cancelled, else its task waits for `fd`'s readiness.
+fn try_syscall<T>(
+    fd: RawFd,
+    interest: Interest,
+    syscall: Syscall<T>,
+    cancelled: bool,
+    data: &mut T,
+    cx: &Context<'_>,
+) -> Poll<io::Result<u32>> {
+    loop {
+        match syscall(fd, data) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            other => return Poll::Ready(other),
+        }
+    }
+    if cancelled {
+        return Poll::Ready(Err(io::Error::from_raw_os_error(libc::ECANCELED)));
+    }
+    let Driver::Epoll(poller) = Driver::current() else {
+        unreachable!("an epoll operation under io_uring");
+    };
+    match poller.wait(fd, interest, cx.waker()) {
+        Ok(()) => Poll::Pending,
+        Err(e) => Poll::Ready(Err(e)),
     }
 }
 
