@@ -85,3 +85,61 @@ fn bad_arguments_exit_with_usage() {
     assert!(stderr.contains("-c wants a whole number"), "{stderr}");
     assert!(stderr.contains("usage:"), "{stderr}");
 }
+
+/// `loadtest run` as a user runs it: its threads pinned to the core asked for, a progress
+/// line each second on stderr, and the text report with every percentile.
+#[test]
+fn run_pins_its_threads_prints_progress_and_reports_percentiles() {
+    use coregate_loadtest::origin::{Mode, Origin, OriginConfig};
+    let origin = Origin::start(OriginConfig::new("cli", Mode::Fixed)).unwrap();
+    let core = std::thread::available_parallelism().map_or(1, |n| n.get()) - 1;
+    let run = Command::new(BINARY)
+        .args([
+            "run",
+            &format!("http://{}/", origin.addr()),
+            "-c",
+            "2",
+            "-t",
+            "1",
+            "-d",
+            "1500ms",
+            "--cores",
+            &core.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The load thread, by name, and the cores it may run on.
+    std::thread::sleep(Duration::from_millis(700));
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", run.id())).unwrap();
+    let allowed: Vec<String> = tasks
+        .filter_map(|task| {
+            let path = task.ok()?.path();
+            let comm = std::fs::read_to_string(path.join("comm")).ok()?;
+            (comm.trim() == "loadtest-0").then(|| {
+                let status = std::fs::read_to_string(path.join("status")).unwrap();
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                    .unwrap()
+                    .trim()
+                    .to_owned()
+            })
+        })
+        .collect();
+    let output = run.wait_with_output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(allowed, vec![core.to_string()], "the load thread's cores");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("[   1s]") && l.contains(" req/s ") && l.ends_with(" errors")),
+        "no progress line: {stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for field in ["p50", "p90", "p99", "p99.9", "max"] {
+        assert!(stdout.contains(&format!(" {field} ")), "{field}: {stdout}");
+    }
+}
