@@ -1,7 +1,8 @@
 //! `loadtest compare` end to end in tiny configurations: against coregate and the forwarder
 //! (the Markdown table has their rows with requests per second above zero, the ratio of
 //! coregate to the forwarder, and no proxy outlives the run), the forwarder alone, coregate
-//! beside a baseline build (`--baseline`), a proxy started again when its port was taken, and
+//! beside a baseline build (`--baseline`), a proxy started again when its port was taken,
+//! nginx and HAProxy beside coregate (where installed; `.ci/run` installs them), and
 //! the https scenario against the origin alone (and coregate, the forwarder left out). Needs
 //! the coregate binary: COREGATE_BIN, else ../target/debug/coregate; without either the
 //! coregate tests print a note and pass, and the https one measures the origin alone.
@@ -359,4 +360,35 @@ fn a_proxy_whose_port_was_taken_starts_again_on_another() {
     let _ = std::fs::remove_dir_all(&dir);
     let proxy = started.expect("started on the second attempt");
     assert!(std::net::TcpStream::connect(proxy.addr).is_ok());
+}
+
+/// nginx and HAProxy, where installed (`.ci/run` installs both): compare starts each with
+/// one worker on the proxy core, in front of the same origin, measures it like coregate and
+/// puts the ratios under the table.
+#[test]
+fn compare_measures_nginx_and_haproxy_beside_coregate() {
+    use coregate_loadtest::compare::process::find_program;
+    let missing: Vec<&str> = ["nginx", "haproxy"]
+        .into_iter()
+        .filter(|program| find_program(program).is_none())
+        .collect();
+    if !missing.is_empty() {
+        println!("note: skipped: {missing:?} not installed");
+        return;
+    }
+    let Some((mut command, _)) = compare_with_coregate() else {
+        return;
+    };
+    command.args(["--targets", "coregate,nginx,haproxy"]);
+    let (stdout, _) = tiny_run(command, "small");
+    for name in ["coregate", "nginx", "haproxy"] {
+        assert_measured(&stdout, name);
+    }
+    for proxy in ["nginx", "haproxy"] {
+        assert!(
+            stdout.contains(&format!("coregate / {proxy}: CPU per request")),
+            "{stdout}"
+        );
+    }
+    assert!(stdout.contains("- nginx: nginx version"), "{stdout}");
 }
