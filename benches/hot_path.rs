@@ -10,7 +10,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use coregate_config::Config;
-use coregate_engine::http::{encode_request_head, FieldEdits, Forward, Limits, RequestHead};
+use coregate_engine::http::{
+    encode_request_head, ClientAddr, FieldEdits, Forward, Limits, RequestHead,
+};
 use coregate_engine::router::{HeaderLookup, RouteRequest, RouteResult, Router};
 use coregate_engine::{Snapshot, SnapshotCell};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -183,7 +185,7 @@ User-Agent: bench\r\nAccept: */*\r\nX-Forwarded-For: 10.0.0.1\r\nConnection: kee
                 &head,
                 &Forward {
                     path_and_query: &path,
-                    client_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
+                    client: ClientAddr::peer(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7))),
                     proto: "http",
                     default_host: b"127.0.0.1:9000",
                     edits: FieldEdits::default(),

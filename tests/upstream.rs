@@ -193,10 +193,12 @@ fn hop_by_hop_removed_and_forwarded_headers_set() {
         );
     }
     assert_eq!(seen.all("x-keep"), ["yes"], "end-to-end header kept");
+    // No trusted proxies (the default): the client's X-Forwarded-For is replaced, not
+    // appended to (issue 14, defect 6).
     assert_eq!(
         seen.all("x-forwarded-for"),
-        ["203.0.113.9, 127.0.0.1"],
-        "X-Forwarded-For appended: {:?}",
+        ["127.0.0.1"],
+        "X-Forwarded-For replaced: {:?}",
         seen.headers
     );
     assert_eq!(seen.all("x-forwarded-proto"), ["http"]);

@@ -56,6 +56,12 @@ pub const HEALTH_CHECK_EXPECTED_STATUS: u16 = 200;
 /// and hands out new shares, ms. Shorter is more accurate across workers and costs more
 /// control-thread time.
 pub const RATE_LIMIT_SYNC_INTERVAL_MS: u64 = 100;
+/// `server.trusted_proxies`: no peer's forwarding headers are believed unless the operator
+/// names it.
+pub const TRUSTED_PROXIES: &[&str] = &[];
+/// Most `server.trusted_proxies` entries: a peer and every X-Forwarded-For hop from a trusted
+/// peer is checked against each of them.
+pub const TRUSTED_PROXIES_MAX: usize = 256;
 /// Shortest `rate_limit_sync_interval_ms` accepted.
 pub const RATE_LIMIT_SYNC_INTERVAL_MS_FLOOR: u64 = 10;
 /// Longest `rate_limit_sync_interval_ms` accepted: beyond it the split between workers goes
@@ -286,6 +292,9 @@ pub(crate) fn unhealthy_threshold() -> u32 {
 }
 pub(crate) fn health_check_expected_status() -> u16 {
     HEALTH_CHECK_EXPECTED_STATUS
+}
+pub(crate) fn trusted_proxies() -> Vec<String> {
+    TRUSTED_PROXIES.iter().map(|&net| net.to_owned()).collect()
 }
 pub(crate) fn rate_limit_sync_interval_ms() -> u64 {
     RATE_LIMIT_SYNC_INTERVAL_MS

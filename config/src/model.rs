@@ -37,6 +37,10 @@ pub struct Config {
     /// `claims_to_headers` targets and `consumer_header`s), sorted and deduplicated. Any
     /// client-sent copy is removed on every route, authenticated or not.
     pub identity_headers: Vec<String>,
+    /// `server.trusted_proxies`, parsed: peers whose X-Forwarded-For is believed. Empty by
+    /// default. Addresses are IPv4 or IPv6 as written; the engine compares IPv4-mapped IPv6
+    /// peers as IPv4.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// A validated `[auth.jwt.NAME]`: how a route's bearer tokens are verified.

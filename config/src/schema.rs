@@ -132,6 +132,14 @@ pub struct ServerConfig {
     /// [`defaults::RATE_LIMIT_SYNC_INTERVAL_MS`].
     #[serde(default = "defaults::rate_limit_sync_interval_ms")]
     pub rate_limit_sync_interval_ms: u64,
+    /// Peers whose forwarding headers are believed, as CIDRs (`"10.0.0.0/8"`, `"::1/128"`)
+    /// or bare addresses. From any other peer the gateway removes `Forwarded`, `X-Real-IP`
+    /// and every `X-Forwarded-*` field and writes its own; from one of these it appends the
+    /// peer to `X-Forwarded-For` and takes the client address from it (right to left, the
+    /// first address not in this list). Default empty: no peer is trusted
+    /// ([`defaults::TRUSTED_PROXIES`]).
+    #[serde(default = "defaults::trusted_proxies")]
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -148,6 +156,7 @@ impl Default for ServerConfig {
             connections_max_per_worker: defaults::CONNECTIONS_MAX_PER_WORKER,
             drain_timeout_ms: defaults::DRAIN_TIMEOUT_MS,
             rate_limit_sync_interval_ms: defaults::RATE_LIMIT_SYNC_INTERVAL_MS,
+            trusted_proxies: defaults::trusted_proxies(),
         }
     }
 }

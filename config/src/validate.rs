@@ -20,6 +20,7 @@ mod breaker;
 mod fallback;
 mod json_filter;
 mod keys;
+mod proxies;
 mod ratelimit;
 mod retry;
 mod tls;
@@ -130,6 +131,7 @@ fn validate(doc: &Document<'_>, file: ConfigFile, source: Source) -> Result<Conf
         .and_then(Path::parent)
         .unwrap_or(Path::new(""));
     check_server(doc, &file.server)?;
+    let trusted_proxies = proxies::check_trusted_proxies(doc, &file.server.trusted_proxies)?;
     let listeners = check_listeners(doc, &file, base_dir)?;
     let upstreams = file
         .upstreams
@@ -162,6 +164,7 @@ fn validate(doc: &Document<'_>, file: ConfigFile, source: Source) -> Result<Conf
         api_keys: targets.api_keys,
         rate_limits: targets.rate_limits,
         identity_headers: targets.identity_headers,
+        trusted_proxies,
     })
 }
 

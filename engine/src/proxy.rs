@@ -42,7 +42,8 @@ use crate::tls::{AcceptError, ClientTls};
 use crate::aggregate;
 use crate::http::{
     encode_request_head, encode_response_head, error_response, relays_verbatim, BodyFraming,
-    ChunkedDecoder, FieldEdits, Forward, Method, RequestHead, ResponseBody, ResponseHead,
+    ChunkedDecoder, ClientAddr, FieldEdits, Forward, Method, RequestHead, ResponseBody,
+    ResponseHead,
 };
 use crate::json_filter;
 use crate::policy::auth::authenticate;
@@ -98,6 +99,10 @@ pub(crate) struct Conn {
     /// Scratch for the rewritten path.
     path: Vec<u8>,
     pub id: ConnId,
+    /// Who the current request is from: the peer, or the client a trusted proxy names
+    /// (`server.trusted_proxies`). `${client_ip}`, rate-limit keys, hashing and the access
+    /// log use it.
+    pub client: ClientAddr,
     /// Lines added to the forwarded head: identity headers from the authentication step
     /// first, then the request id and the route's added headers.
     identity: Vec<u8>,
@@ -229,6 +234,7 @@ async fn run(worker: &Rc<Worker>, mut client: Stream, id: ConnId) -> Option<(Str
         buf: Vec::new(),
         head: RequestHead::new(),
         path: Vec::new(),
+        client: ClientAddr::peer(id.peer.ip()),
         id,
         identity: Vec::new(),
         request_id: Vec::new(),
@@ -298,6 +304,8 @@ async fn exchange(
 ) -> Next {
     let view = worker.view();
     let snap: &Snapshot = &view.snapshot;
+    // A head that fails to parse is logged under the peer's address.
+    conn.client = ClientAddr::peer(conn.id.peer.ip());
     let head_len = match read_head(worker, client, conn, snap).await {
         Ok(n) => n,
         Err(HeadEnd::Gone) => return Next::Close,
@@ -309,6 +317,10 @@ async fn exchange(
 
     let started = Instant::now();
     outcome.started.set(Some(started));
+    let trusted = &snap.config.trusted_proxies;
+    if !trusted.is_empty() {
+        conn.client = ClientAddr::resolve(trusted, conn.id.peer.ip(), &conn.head, &conn.buf);
+    }
     outcome.head_only.set(conn.head.method == Method::Head);
     if worker.logging() {
         conn.log_method.clear();
@@ -406,7 +418,7 @@ async fn exchange(
     let mut response_headers = Vec::new();
     if let Some(rl) = route.rate_limit {
         let (rule, zone) = snap.policies.rate_rules[rl];
-        let ip = match conn.id.peer.ip() {
+        let ip = match conn.client.ip {
             IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
             IpAddr::V6(v6) => v6.octets(),
         };
@@ -464,7 +476,7 @@ async fn exchange(
     if !transform.request.lines.is_empty() || !transform.response.lines.is_empty() {
         let mut added = Vec::new();
         let vars = Vars {
-            client_ip: conn.id.peer.ip(),
+            client_ip: conn.client.ip,
             route: &route.name,
             request_id: &conn.request_id,
             path: conn.head.path.get(&conn.buf),
@@ -484,7 +496,7 @@ async fn exchange(
     let up_index = route.upstream;
     let up_tls = view.snapshot.upstream_tls[up_index].as_deref();
     let upstream = &snap.config.upstreams[up_index];
-    let hash = balance_hash(&upstream.balancer, &conn.head, &conn.buf, conn.id.peer.ip());
+    let hash = balance_hash(&upstream.balancer, &conn.head, &conn.buf, conn.client.ip);
     let stale_key = (route.fallback.stale && conn.head.method == Method::Get).then(|| {
         let host = conn.head.host.map(|h| h.get(&conn.buf)).unwrap_or_default();
         hash_key(host) ^ hash_key(conn.head.target.get(&conn.buf)).rotate_left(1)
@@ -512,7 +524,7 @@ async fn exchange(
             head,
             &Forward {
                 path_and_query: &conn.path,
-                client_ip: conn.id.peer.ip(),
+                client: conn.client,
                 proto: conn.id.proto,
                 default_host: &snap.default_hosts[up_index],
                 edits: transform.request.field_edits(&conn.identity),
@@ -1222,7 +1234,7 @@ async fn aggregated(
             let mut head = Vec::with_capacity(512);
             let forward = Forward {
                 path_and_query: &path,
-                client_ip: conn.id.peer.ip(),
+                client: conn.client,
                 proto: conn.id.proto,
                 default_host: &snap.default_hosts[part.upstream],
                 edits: transform.request.field_edits(&conn.identity),

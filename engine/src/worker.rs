@@ -591,7 +591,7 @@ impl Worker {
             &mut lines,
             &access_log::Entry {
                 time: SystemTime::now(),
-                client: conn.id.peer.ip(),
+                client: conn.client.ip,
                 method: &conn.log_method,
                 path: &conn.log_target,
                 route,

@@ -16,6 +16,7 @@ use std::io::Write as _;
 use std::net::IpAddr;
 
 use super::fields::{is_field_value_byte, is_tchar};
+use super::forwarded::ClientAddr;
 use super::request::{BodyFraming, HeaderKind, RequestHead};
 use super::response::{ResponseBody, ResponseHead};
 
@@ -24,8 +25,10 @@ use super::response::{ResponseBody, ResponseHead};
 pub struct Forward<'a> {
     /// The request target to send: path and query, already rewritten by the router.
     pub path_and_query: &'a [u8],
-    /// The client's address, appended to X-Forwarded-For.
-    pub client_ip: IpAddr,
+    /// Who the request is from ([`ClientAddr::resolve`]): the peer appended to
+    /// X-Forwarded-For, the client written as X-Real-IP, and whether the peer's forwarding
+    /// fields are kept.
+    pub client: ClientAddr,
     /// The client-facing scheme for X-Forwarded-Proto: `"http"` or `"https"`.
     pub proto: &'static str,
     /// The Host sent when the request has none (HTTP/1.0 without Host).
@@ -72,16 +75,22 @@ impl FieldEdits<'_> {
 /// ```text
 /// METHOD SP path_and_query SP HTTP/1.1
 /// Host: <request's host, else default_host>
-/// <every field except hop-by-hop, Host, framing and X-Forwarded-*, as sent>
-/// X-Forwarded-For: <received X-Forwarded-For values, ", ">, <client_ip>
-/// X-Forwarded-Proto: <proto>
-/// X-Forwarded-Host: <request's host>            (only when the request had one)
+/// <every field except hop-by-hop, Host, framing and forwarding fields, as sent>
+/// X-Forwarded-For: <client.peer>               (from a trusted peer: <received values, ", ">, <client.peer>)
+/// X-Forwarded-Proto: <proto>                    (unless a trusted peer sent one)
+/// X-Forwarded-Host: <request's host>            (when the request had one, unless a trusted peer sent one)
+/// X-Real-IP: <client.ip>
 /// Transfer-Encoding: chunked | Content-Length: N  (from the validated framing)
 /// ```
 ///
 /// Host goes first (RFC 9110 §7.2); for an absolute-form request it is the target's
-/// authority (RFC 9112 §3.2.2). Received X-Forwarded-Proto and X-Forwarded-Host are dropped:
-/// only the gateway knows the truth about them.
+/// authority (RFC 9112 §3.2.2). From a peer that is not a trusted proxy, every forwarding
+/// field it sent (`Forwarded`, `X-Real-IP`, `X-Forwarded-*`) is dropped: only the gateway
+/// knows the truth about them. A trusted proxy's `X-Forwarded-*` fields are kept (it saw
+/// the client's scheme and host) and its X-Forwarded-For is appended to. `Forwarded` and
+/// `X-Real-IP` are never passed on: the gateway does not consult them, so it cannot vouch
+/// for them, and a framework that prefers `Forwarded` (Spring) falls back to the
+/// `X-Forwarded-*` fields written here.
 pub fn encode_request_head(buf: &[u8], head: &RequestHead, fwd: &Forward, out: &mut Vec<u8>) {
     out.extend_from_slice(head.method_span.get(buf));
     out.push(b' ');
@@ -89,16 +98,27 @@ pub fn encode_request_head(buf: &[u8], head: &RequestHead, fwd: &Forward, out: &
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let host = head.host.map(|h| h.get(buf));
     push_field(out, b"Host", host.unwrap_or(fwd.default_host));
+    let trusted = fwd.client.peer_trusted;
+    let (mut sent_proto, mut sent_host) = (false, false);
     for field in &head.headers {
-        let regenerated = matches!(
-            field.kind,
+        let regenerated = match field.kind {
             HeaderKind::Host
-                | HeaderKind::ContentLength
-                | HeaderKind::TransferEncoding
-                | HeaderKind::XForwardedFor
-                | HeaderKind::XForwardedProto
-                | HeaderKind::XForwardedHost
-        );
+            | HeaderKind::ContentLength
+            | HeaderKind::TransferEncoding
+            | HeaderKind::XForwardedFor
+            | HeaderKind::Forwarded
+            | HeaderKind::XRealIp => true,
+            HeaderKind::XForwardedProto => {
+                sent_proto = trusted;
+                !trusted
+            }
+            HeaderKind::XForwardedHost => {
+                sent_host = trusted;
+                !trusted
+            }
+            HeaderKind::XForwardedOther => !trusted,
+            _ => false,
+        };
         if !field.hop_by_hop && !regenerated {
             fwd.edits
                 .copy_field(out, field.name.get(buf), field.value.get(buf));
@@ -106,19 +126,26 @@ pub fn encode_request_head(buf: &[u8], head: &RequestHead, fwd: &Forward, out: &
     }
     out.extend_from_slice(fwd.edits.extra);
     out.extend_from_slice(b"X-Forwarded-For: ");
-    for field in &head.headers {
-        let value = field.value.get(buf);
-        if field.kind == HeaderKind::XForwardedFor && !value.is_empty() {
-            out.extend_from_slice(value);
-            out.extend_from_slice(b", ");
+    if trusted {
+        for field in &head.headers {
+            let value = field.value.get(buf);
+            if field.kind == HeaderKind::XForwardedFor && !value.is_empty() {
+                out.extend_from_slice(value);
+                out.extend_from_slice(b", ");
+            }
         }
     }
-    push_ip(out, fwd.client_ip);
+    push_ip(out, fwd.client.peer);
     out.extend_from_slice(b"\r\n");
-    push_field(out, b"X-Forwarded-Proto", fwd.proto.as_bytes());
-    if let Some(host) = host {
+    if !sent_proto {
+        push_field(out, b"X-Forwarded-Proto", fwd.proto.as_bytes());
+    }
+    if let Some(host) = host.filter(|_| !sent_host) {
         push_field(out, b"X-Forwarded-Host", host);
     }
+    out.extend_from_slice(b"X-Real-IP: ");
+    push_ip(out, fwd.client.ip);
+    out.extend_from_slice(b"\r\n");
     match head.body {
         BodyFraming::None => {}
         BodyFraming::Length(n) => push_content_length(out, n),
@@ -463,11 +490,15 @@ mod tests {
     }
 
     fn forward(raw: &[u8], path: &[u8], ip: IpAddr) -> String {
+        forward_from(raw, path, ClientAddr::peer(ip))
+    }
+
+    fn forward_from(raw: &[u8], path: &[u8], client: ClientAddr) -> String {
         let head = request(raw);
         let mut out = Vec::new();
         let fwd = Forward {
             path_and_query: path,
-            client_ip: ip,
+            client,
             proto: "https",
             default_host: b"backend:8080",
             edits: FieldEdits::default(),
@@ -502,11 +533,52 @@ mod tests {
             Host: api.example.com\r\n\
             User-Agent: curl/8.5\r\n\
             Accept: */*\r\n\
-            X-Forwarded-For: 10.0.0.1, 10.0.0.2, 10.0.0.3, 203.0.113.7\r\n\
+            X-Forwarded-For: 203.0.113.7\r\n\
             X-Forwarded-Proto: https\r\n\
             X-Forwarded-Host: api.example.com\r\n\
+            X-Real-IP: 203.0.113.7\r\n\
             Content-Length: 5\r\n\
             \r\n"
+        );
+    }
+
+    #[test]
+    fn an_untrusted_peers_forwarding_fields_are_replaced() {
+        let raw = b"GET / HTTP/1.1\r\nHost: h\r\nForwarded: for=1.1.1.1\r\nX-REAL-IP: 1.1.1.1\r\n\
+            x-forwarded-port: 1\r\nX-Forwarded-Prefix: /p\r\nX-Forwarded-For: 1.1.1.1\r\n\
+            X-Forwarded-Proto: ftp\r\nX-Forwarded-Host: evil\r\nX-Keep: 1\r\n\r\n";
+        assert_eq!(
+            forward(raw, b"/", CLIENT),
+            "GET / HTTP/1.1\r\nHost: h\r\nX-Keep: 1\r\nX-Forwarded-For: 203.0.113.7\r\n\
+            X-Forwarded-Proto: https\r\nX-Forwarded-Host: h\r\nX-Real-IP: 203.0.113.7\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_trusted_peers_chain_is_appended_to() {
+        let peer: IpAddr = "10.0.0.9".parse().unwrap();
+        let trusted = ClientAddr {
+            ip: CLIENT,
+            peer,
+            peer_trusted: true,
+        };
+        // Its X-Forwarded-* fields are kept (and the gateway's own Proto and Host are then
+        // not added); Forwarded and X-Real-IP are still replaced.
+        let raw = b"GET / HTTP/1.1\r\nHost: h\r\nForwarded: for=1.1.1.1\r\nX-Real-IP: 1.1.1.1\r\n\
+            X-Forwarded-For: 1.1.1.1, 203.0.113.7\r\nX-Forwarded-Port: 443\r\n\
+            X-Forwarded-Proto: https\r\nX-Forwarded-Host: shop\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n";
+        assert_eq!(
+            forward_from(raw, b"/", trusted),
+            "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-Port: 443\r\nX-Forwarded-Proto: https\r\n\
+            X-Forwarded-Host: shop\r\nX-Forwarded-For: 1.1.1.1, 203.0.113.7, 10.0.0.1, 10.0.0.9\r\n\
+            X-Real-IP: 203.0.113.7\r\n\r\n"
+        );
+        // Without Proto and Host of its own, the gateway's are added.
+        let raw = b"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 203.0.113.7\r\n\r\n";
+        assert_eq!(
+            forward_from(raw, b"/", trusted),
+            "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 203.0.113.7, 10.0.0.9\r\n\
+            X-Forwarded-Proto: https\r\nX-Forwarded-Host: h\r\nX-Real-IP: 203.0.113.7\r\n\r\n"
         );
     }
 
@@ -516,21 +588,21 @@ mod tests {
         assert_eq!(
             forward(raw, b"/u", IpAddr::V6(Ipv6Addr::LOCALHOST)),
             "PUT /u HTTP/1.1\r\nHost: h\r\nx-a: 1\r\nX-Forwarded-For: ::1\r\n\
-            X-Forwarded-Proto: https\r\nX-Forwarded-Host: h\r\n\
+            X-Forwarded-Proto: https\r\nX-Forwarded-Host: h\r\nX-Real-IP: ::1\r\n\
             Transfer-Encoding: chunked\r\n\r\n"
         );
         let raw = b"GET /old HTTP/1.0\r\nX-Forwarded-For:\r\n\r\n";
         assert_eq!(
             forward(raw, b"/old", CLIENT),
             "GET /old HTTP/1.1\r\nHost: backend:8080\r\nX-Forwarded-For: 203.0.113.7\r\n\
-            X-Forwarded-Proto: https\r\n\r\n"
+            X-Forwarded-Proto: https\r\nX-Real-IP: 203.0.113.7\r\n\r\n"
         );
         // Absolute-form: the target's authority replaces Host (RFC 9112 §3.2.2).
         let raw = b"GET http://real.example/x HTTP/1.1\r\nHost: other.example\r\n\r\n";
         assert_eq!(
             forward(raw, b"/x", CLIENT),
             "GET /x HTTP/1.1\r\nHost: real.example\r\nX-Forwarded-For: 203.0.113.7\r\n\
-            X-Forwarded-Proto: https\r\nX-Forwarded-Host: real.example\r\n\r\n"
+            X-Forwarded-Proto: https\r\nX-Forwarded-Host: real.example\r\nX-Real-IP: 203.0.113.7\r\n\r\n"
         );
     }
 
@@ -655,8 +727,9 @@ mod tests {
         assert_eq!(head.body, BodyFraming::Chunked);
         assert_eq!(
             head.header(buf, "x-forwarded-for"),
-            Some(&b"1.1.1.1, 203.0.113.7"[..])
+            Some(&b"203.0.113.7"[..])
         );
+        assert_eq!(head.header(buf, "x-real-ip"), Some(&b"203.0.113.7"[..]));
 
         let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n";
         let encoded = relay(raw, Method::Get, true, false);
@@ -754,7 +827,7 @@ mod tests {
         let mut out = Vec::new();
         let fwd = Forward {
             path_and_query: b"/",
-            client_ip: "192.0.2.1".parse().unwrap(),
+            client: ClientAddr::peer("192.0.2.1".parse().unwrap()),
             proto: "http",
             default_host: b"b",
             edits: FieldEdits {

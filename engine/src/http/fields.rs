@@ -47,6 +47,10 @@ pub(crate) fn classify_name(name: &[u8]) -> (HeaderKind, NameMatch) {
             (b"trailer", HeaderKind::Trailer),
             (b"upgrade", HeaderKind::Upgrade),
         ],
+        9 => &[
+            (b"forwarded", HeaderKind::Forwarded),
+            (b"x-real-ip", HeaderKind::XRealIp),
+        ],
         10 => &[
             (b"connection", HeaderKind::Connection),
             (b"keep-alive", HeaderKind::KeepAlive),
@@ -70,6 +74,12 @@ pub(crate) fn classify_name(name: &[u8]) -> (HeaderKind, NameMatch) {
         let how = compare_name(&name[..6], b"proxy-");
         if how != NameMatch::No {
             return (HeaderKind::ProxyAny, how);
+        }
+    }
+    if name.len() > 12 {
+        let how = compare_name(&name[..12], b"x-forwarded-");
+        if how != NameMatch::No {
+            return (HeaderKind::XForwardedOther, how);
         }
     }
     (HeaderKind::Other, NameMatch::No)
@@ -290,6 +300,12 @@ mod tests {
         assert_eq!(classify(b"Accept"), HeaderKind::Other);
         assert_eq!(classify(b"TE"), HeaderKind::Te);
         assert_eq!(classify(b"Content_Length"), HeaderKind::Other);
+        assert_eq!(classify(b"FORWARDED"), HeaderKind::Forwarded);
+        assert_eq!(classify(b"X-Real-Ip"), HeaderKind::XRealIp);
+        assert_eq!(classify(b"x-forwarded-port"), HeaderKind::XForwardedOther);
+        assert_eq!(classify(b"X-FORWARDED-PREFIX"), HeaderKind::XForwardedOther);
+        assert_eq!(classify(b"X-Forwarded-"), HeaderKind::Other);
+        assert_eq!(classify(b"X-Forwardedx"), HeaderKind::Other);
     }
 
     #[test]
@@ -314,6 +330,14 @@ mod tests {
         assert_eq!(
             classify_name(b"Keep_Alive"),
             (HeaderKind::KeepAlive, Underscore)
+        );
+        assert_eq!(
+            classify_name(b"X_Real_IP"),
+            (HeaderKind::XRealIp, Underscore)
+        );
+        assert_eq!(
+            classify_name(b"X_Forwarded_Port"),
+            (HeaderKind::XForwardedOther, Underscore)
         );
         assert_eq!(classify_name(b"X_Api_Key"), (HeaderKind::Other, No));
         assert_eq!(classify_name(b"Content_Lengthy"), (HeaderKind::Other, No));

@@ -7,6 +7,7 @@
 //! - [`response`]: [`ResponseHead::parse`] and response framing (RFC 9112 §6.3).
 //! - [`chunked`]: [`ChunkedDecoder`], a resumable validating decoder for chunked bodies.
 //! - [`encode`]: forwarded request heads, relayed response heads, JSON error responses.
+//! - [`forwarded`]: [`ClientAddr`], the client address behind trusted proxies.
 //!
 //! The codec is pure: no I/O, no async, no clock. The proxy loop reads into a buffer, calls
 //! `parse` until it returns a head, routes on the spans, and writes what `encode` produces.
@@ -32,6 +33,7 @@
 pub mod chunked;
 pub mod encode;
 mod fields;
+pub mod forwarded;
 pub mod request;
 pub mod response;
 
@@ -41,6 +43,7 @@ pub use encode::{
     FieldEdits, Forward,
 };
 pub use fields::CONNECTION_OPTIONS_MAX;
+pub use forwarded::ClientAddr;
 pub use request::{
     BodyFraming, HeaderField, HeaderKind, Limits, Method, RequestError, RequestHead, Span,
     HEADER_COUNT_LIMIT,

@@ -207,6 +207,13 @@ pub enum HeaderKind {
     XForwardedProto,
     /// X-Forwarded-Host
     XForwardedHost,
+    /// Any other name starting with `X-Forwarded-` (X-Forwarded-Port, -Prefix, -Ssl, …):
+    /// forwarding claims only a trusted proxy may make.
+    XForwardedOther,
+    /// Forwarded (RFC 7239): never passed on, since the gateway does not vouch for it.
+    Forwarded,
+    /// X-Real-IP: always written by the gateway itself.
+    XRealIp,
     /// Anything else
     Other,
 }
