@@ -112,6 +112,32 @@ pub(crate) struct Conn {
     resp: ResponseHead,
 }
 
+impl Conn {
+    /// Points the access log at the request in `buf` while its head is incomplete or
+    /// refused: its method and target once the request line parsed, else `-` for both. A
+    /// refused head (400, 408, 414, 431) is logged as what was received, never as the
+    /// previous request on the connection (issue 14, defect 11). Off the usual path: a head
+    /// that arrives whole and parses never comes here.
+    fn log_received_line(&mut self) {
+        self.log_method.clear();
+        self.log_target.clear();
+        // No header slots: only the request line is wanted, and httparse keeps the parts of
+        // it that parsed whatever the headers do.
+        let mut line = httparse::Request::new(&mut []);
+        let _ = line.parse(&self.buf);
+        match (line.method, line.path, line.version) {
+            (Some(method), Some(target), Some(_)) => {
+                self.log_method.extend_from_slice(method.as_bytes());
+                self.log_target.extend_from_slice(target.as_bytes());
+            }
+            _ => {
+                self.log_method.push(b'-');
+                self.log_target.push(b'-');
+            }
+        }
+    }
+}
+
 enum Next {
     KeepAlive,
     Close,
@@ -1396,7 +1422,12 @@ async fn read_head(
             match conn.head.parse(&conn.buf, &snap.limits) {
                 Ok(Some(n)) => return Ok(n),
                 Ok(None) => {}
-                Err(e) => return Err(HeadEnd::Reject(e.status, e.reason)),
+                Err(e) => {
+                    if worker.logging() {
+                        conn.log_received_line();
+                    }
+                    return Err(HeadEnd::Reject(e.status, e.reason));
+                }
             }
         }
         if conn.buf.capacity() == 0 {
@@ -1406,6 +1437,10 @@ async fn read_head(
         let deadline = *deadline
             .get_or_insert_with(|| now + Duration::from_millis(server.header_read_timeout_ms));
         let wait = deadline.saturating_duration_since(now);
+        if worker.logging() {
+            // A read that times out loses the buffer: note the line while it is here.
+            conn.log_received_line();
+        }
         match read_more(client, &mut conn.buf, &worker.timer, wait).await {
             Ok(0) | Err(ReadFailure::Io) => return Err(HeadEnd::Gone),
             Ok(_) => {}
