@@ -14,7 +14,9 @@
 //!
 //! Owns the mapping of failures to answers: malformed input → the codec's 4xx and close, never
 //! forwarded; connect refused or reset → 502; connect or response-head timeout → 504; a client
-//! that goes away mid-body → both sides closed, the upstream connection not reused.
+//! that goes away mid-body → both sides closed, the upstream connection not reused; a body
+//! silent past `body_read_timeout_ms` or not complete within `body_timeout_ms` → 408 (while no
+//! response byte has gone out) and the same.
 //! Never blocks, never holds a lock, and copies a body only from the socket into the one
 //! buffer it is written out of. Each read and write has its deadline on the worker's coarse
 //! timer ([`crate::timer`]); the exchange runs inline in the connection's task, not boxed, so
@@ -599,6 +601,7 @@ async fn exchange(
         response_head: Duration::from_millis(upstream.response_header_timeout_ms),
         upstream_idle: Duration::from_millis(upstream.idle_read_timeout_ms),
         client: Duration::from_millis(snap.config.server.body_read_timeout_ms),
+        body_deadline: started + Duration::from_millis(snap.config.server.body_timeout_ms),
     };
     let mut pool = PoolReturn {
         addr,
@@ -835,6 +838,7 @@ async fn duplex(
             if outcome.status.get() == 0 {
                 let (status, reason) = match failure {
                     BodyFailure::Client => return None,
+                    BodyFailure::Timeout => (408, "request body not received in time"),
                     BodyFailure::TooLarge => (413, "request body too large"),
                     BodyFailure::Malformed => (400, "malformed chunked body"),
                     BodyFailure::Upstream => {
@@ -1903,8 +1907,11 @@ fn chunked_span(
 }
 
 enum BodyFailure {
-    /// The client went away or stalled: nothing to answer.
+    /// The client went away: nothing to answer.
     Client,
+    /// The client was silent past `body_read_timeout_ms`, or the body was not complete by
+    /// `body_timeout_ms`: 408.
+    Timeout,
     TooLarge,
     Malformed,
     Upstream,
@@ -1927,8 +1934,15 @@ async fn stream_request_body<C: AsyncReadRent, U: AsyncWriteRent>(
         if conn.buf.capacity() < BODY_CHUNK_BYTES {
             conn.buf.reserve(BODY_CHUNK_BYTES);
         }
-        match read_more(client, &mut conn.buf, timer, timeouts.client).await {
-            Ok(0) | Err(_) => return Err(BodyFailure::Client),
+        let left = timeouts
+            .body_deadline
+            .saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(BodyFailure::Timeout);
+        }
+        match read_more(client, &mut conn.buf, timer, timeouts.client.min(left)).await {
+            Ok(0) | Err(ReadFailure::Io) => return Err(BodyFailure::Client),
+            Err(ReadFailure::Timeout) => return Err(BodyFailure::Timeout),
             Ok(_) => {}
         }
         let (pass, done) = match body {
@@ -2309,6 +2323,9 @@ struct Timeouts {
     upstream_idle: Duration,
     /// Longest wait for the client, reading a body or writing a response.
     client: Duration,
+    /// When the whole request body must be in (`body_timeout_ms` from the end of the head):
+    /// a client that dribbles a byte inside every `client` wait is cut off here.
+    body_deadline: Instant,
 }
 
 #[cfg(test)]
