@@ -16,7 +16,8 @@
 //! forwarded; connect refused or reset → 502; connect or response-head timeout → 504; a client
 //! that goes away mid-body → both sides closed, the upstream connection not reused; a body
 //! silent past `body_read_timeout_ms` or not complete within `body_timeout_ms` → 408 (while no
-//! response byte has gone out) and the same.
+//! response byte has gone out) and the same. A new connection must send its first byte within
+//! `header_read_timeout_ms`; only between requests does `client_idle_timeout_ms` apply.
 //! Never blocks, never holds a lock, and copies a body only from the socket into the one
 //! buffer it is written out of. Each read and write has its deadline on the worker's coarse
 //! timer ([`crate::timer`]); the exchange runs inline in the connection's task, not boxed, so
@@ -160,6 +161,22 @@ pub(crate) struct ConnId {
     redirect: bool,
     /// This connection's slot in the worker's drain signal (and coarse timer).
     drain_slot: usize,
+    /// No request has begun on it yet: it must speak within `header_read_timeout_ms`.
+    fresh: bool,
+}
+
+impl ConnId {
+    /// How long the connection may stay quiet before its next request, in milliseconds: a
+    /// new connection's first byte must come within `header_read_timeout_ms`, so one that
+    /// never speaks is not kept for the keep-alive timeout (issue 14, defect 7); between
+    /// requests, `client_idle_timeout_ms`.
+    fn quiet_ms(&self, server: &coregate_config::ServerConfig) -> u64 {
+        if self.fresh {
+            server.header_read_timeout_ms
+        } else {
+            server.client_idle_timeout_ms
+        }
+    }
 }
 
 /// Serves one accepted client connection: first the TLS handshake when `listener` terminates
@@ -199,6 +216,7 @@ pub(crate) async fn serve(worker: Rc<Worker>, tcp: TcpStream, peer: SocketAddr, 
             .redirect_https
             .is_some(),
         drain_slot: worker.drain.register(),
+        fresh: true,
     };
     drop(view);
     serve_from(worker, client, id).await;
@@ -220,7 +238,7 @@ async fn serve_from(worker: Rc<Worker>, client: Stream, id: ConnId) {
 /// of its drain slot) or the drain. On readiness the connection is served again in a fresh
 /// task, so an idle connection never holds an exchange-sized task. Measured: see perf.md.
 async fn park(worker: Rc<Worker>, client: Stream, id: ConnId) {
-    let idle_ms = worker.view().snapshot.config.server.client_idle_timeout_ms;
+    let idle_ms = id.quiet_ms(&worker.view().snapshot.config.server);
     let left = Duration::from_millis(idle_ms.saturating_sub(IDLE_PARK_MS));
     let deadline = Instant::now() + left;
     let ready = monoio::select! {
@@ -267,7 +285,7 @@ async fn run(worker: &Rc<Worker>, mut client: Stream, id: ConnId) -> Option<(Str
     let parked = loop {
         if conn.buf.is_empty() {
             match await_request(worker, &mut client, &mut conn).await {
-                Waited::Request => {}
+                Waited::Request => conn.id.fresh = false,
                 Waited::Park => break true,
                 Waited::Close => break false,
             }
@@ -1475,7 +1493,7 @@ async fn await_request(worker: &Worker, client: &mut Stream, conn: &mut Conn) ->
     if worker.draining() {
         return Waited::Close;
     }
-    let idle_ms = worker.view().snapshot.config.server.client_idle_timeout_ms;
+    let idle_ms = conn.id.quiet_ms(&worker.view().snapshot.config.server);
     let park_after = Duration::from_millis(IDLE_PARK_MS.min(idle_ms));
     // Most request heads fit the small buffer, and a connection that goes quiet holds 2 KiB
     // for a moment, not a pooled 32 KiB one. A buffer grown for a body goes back first.
