@@ -40,39 +40,62 @@ fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
 // Defect 3: a late body after a bodiless response poisons a pooled upstream connection.
 
 /// An upstream that answers `HEAD` with `Content-Length: 44` and no body (as RFC 9110 §9.3.2
-/// says) and then, 100 ms later, writes a whole extra response with a poison body on the same
-/// connection, telling `poisoned` once it has; a GET gets `clean`.
-fn late_body_upstream(poisoned: mpsc::Sender<()>) -> SocketAddr {
+/// says) and then, `delay` later (in the same write when zero), writes a whole extra response
+/// with a poison body on the same connection; a GET gets `clean`. Tells `events` "poisoned"
+/// once it has written the stray response, and "closed" when the gateway closes a connection.
+fn late_body_upstream(delay: Duration, events: mpsc::Sender<&'static str>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { return };
-            let poisoned = poisoned.clone();
+            let events = events.clone();
             std::thread::spawn(move || {
                 while let Some(head) = read_head(&mut stream) {
                     if head.starts_with(b"HEAD ") {
-                        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 44\r\n\r\n");
-                        std::thread::sleep(Duration::from_millis(100));
-                        let _ = stream.write_all(
+                        let mut answer = b"HTTP/1.1 200 OK\r\nContent-Length: 44\r\n\r\n".to_vec();
+                        if !delay.is_zero() {
+                            let _ = stream.write_all(&answer);
+                            answer.clear();
+                            std::thread::sleep(delay);
+                        }
+                        answer.extend_from_slice(
                             b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nX-Poison: 1\r\n\r\npoison",
                         );
-                        let _ = poisoned.send(());
+                        let _ = stream.write_all(&answer);
+                        let _ = events.send("poisoned");
                     } else {
                         let _ =
                             stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nclean");
                     }
                 }
+                let _ = events.send("closed");
             });
         }
     });
     addr
 }
 
+/// The stray response arrives while the connection sits in the pool: only a check when it is
+/// taken finds it.
 #[test]
 fn a_late_response_after_head_does_not_reach_the_next_client() {
-    let (poisoned_tx, poisoned) = mpsc::channel();
-    let upstream = late_body_upstream(poisoned_tx);
+    stray_response_after_head_is_not_served(Duration::from_millis(100));
+}
+
+/// The stray response arrives with the HEAD answer, in one read: the relay sees the bytes
+/// left over after the response and closes the connection at once, without pooling it.
+#[test]
+fn a_response_after_head_in_the_same_read_closes_the_upstream_connection() {
+    let events = stray_response_after_head_is_not_served(Duration::ZERO);
+    assert_eq!(events.first().copied(), Some("closed"), "{events:?}");
+}
+
+/// Sends HEAD, then GETs on another connection and on the same one; returns the upstream's
+/// events after "poisoned" that came before the GETs.
+fn stray_response_after_head_is_not_served(delay: Duration) -> Vec<&'static str> {
+    let (events_tx, events) = mpsc::channel();
+    let upstream = late_body_upstream(delay, events_tx);
     let gw = start_gateway(&config(upstream, "", ""));
 
     let mut first = gw.connect();
@@ -80,9 +103,12 @@ fn a_late_response_after_head_does_not_reach_the_next_client() {
     let resp = first.read_response_to(true);
     assert_eq!(resp.status, 200);
     assert_eq!(resp.header("content-length"), Some("44"));
-    poisoned
-        .recv_timeout(EVENT_WAIT)
-        .expect("the upstream wrote its late response");
+    assert_eq!(events.recv_timeout(EVENT_WAIT), Ok("poisoned"));
+    // What the gateway does next with the connection it got the stray bytes on.
+    let before_next: Vec<_> = events
+        .recv_timeout(Duration::from_secs(2))
+        .into_iter()
+        .collect();
 
     // Another client, then the same one: neither may be answered with the stray response
     // sitting on the pooled connection.
@@ -92,6 +118,7 @@ fn a_late_response_after_head_does_not_reach_the_next_client() {
         assert_eq!(resp.header("x-poison"), None, "{}", show(&resp.body));
         assert_eq!(resp.body, b"clean");
     }
+    before_next
 }
 
 /// An upstream that ends its HEAD answer and then closes the connection (an upstream that
