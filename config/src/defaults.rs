@@ -16,6 +16,8 @@ pub const HEADER_READ_TIMEOUT_MS: u64 = 10_000;
 pub const CLIENT_IDLE_TIMEOUT_MS: u64 = 60_000;
 /// Longest wait for the next piece of a request body, ms.
 pub const BODY_READ_TIMEOUT_MS: u64 = 30_000;
+/// Time to receive a whole request body, from its head, ms (408 beyond).
+pub const BODY_TIMEOUT_MS: u64 = 60_000;
 /// Most open client connections per worker.
 pub const CONNECTIONS_MAX_PER_WORKER: usize = 65_536;
 /// Time in-flight requests get to finish after SIGTERM, ms.
@@ -244,6 +246,9 @@ pub(crate) fn client_idle_timeout_ms() -> u64 {
 }
 pub(crate) fn body_read_timeout_ms() -> u64 {
     BODY_READ_TIMEOUT_MS
+}
+pub(crate) fn body_timeout_ms() -> u64 {
+    BODY_TIMEOUT_MS
 }
 pub(crate) fn connections_max_per_worker() -> usize {
     CONNECTIONS_MAX_PER_WORKER

@@ -116,6 +116,13 @@ pub struct ServerConfig {
     /// At least 1. Default [`defaults::BODY_READ_TIMEOUT_MS`].
     #[serde(default = "defaults::body_read_timeout_ms")]
     pub body_read_timeout_ms: u64,
+    /// Time allowed to receive a whole request body, from the end of its head, in
+    /// milliseconds; slower gets 408 (or, once the response has begun, a closed connection)
+    /// and its upstream connection is closed. Bounds what `body_read_timeout_ms` alone does
+    /// not: a client that sends a byte just inside every per-read wait. A large body on a slow
+    /// link needs more. At least 1. Default [`defaults::BODY_TIMEOUT_MS`].
+    #[serde(default = "defaults::body_timeout_ms")]
+    pub body_timeout_ms: u64,
     /// Most open client connections per worker; further accepts wait. At least 1. Default
     /// [`defaults::CONNECTIONS_MAX_PER_WORKER`].
     #[serde(default = "defaults::connections_max_per_worker")]
@@ -153,6 +160,7 @@ impl Default for ServerConfig {
             header_read_timeout_ms: defaults::HEADER_READ_TIMEOUT_MS,
             client_idle_timeout_ms: defaults::CLIENT_IDLE_TIMEOUT_MS,
             body_read_timeout_ms: defaults::BODY_READ_TIMEOUT_MS,
+            body_timeout_ms: defaults::BODY_TIMEOUT_MS,
             connections_max_per_worker: defaults::CONNECTIONS_MAX_PER_WORKER,
             drain_timeout_ms: defaults::DRAIN_TIMEOUT_MS,
             rate_limit_sync_interval_ms: defaults::RATE_LIMIT_SYNC_INTERVAL_MS,

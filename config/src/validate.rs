@@ -432,6 +432,7 @@ fn check_server(doc: &Document<'_>, server: &ServerConfig) -> Result<(), ConfigE
             ("header_read_timeout_ms", server.header_read_timeout_ms),
             ("client_idle_timeout_ms", server.client_idle_timeout_ms),
             ("body_read_timeout_ms", server.body_read_timeout_ms),
+            ("body_timeout_ms", server.body_timeout_ms),
         ],
     )?;
     if server.connections_max_per_worker == 0 {

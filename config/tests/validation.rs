@@ -240,6 +240,7 @@ fn zero_server_timeouts_are_rejected() {
         "header_read_timeout_ms",
         "client_idle_timeout_ms",
         "body_read_timeout_ms",
+        "body_timeout_ms",
     ] {
         let text = server(&format!("{key} = 0"));
         fails_at(&text, "0\n", &format!("server.{key}"));

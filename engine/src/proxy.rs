@@ -14,7 +14,10 @@
 //!
 //! Owns the mapping of failures to answers: malformed input → the codec's 4xx and close, never
 //! forwarded; connect refused or reset → 502; connect or response-head timeout → 504; a client
-//! that goes away mid-body → both sides closed, the upstream connection not reused.
+//! that goes away mid-body → both sides closed, the upstream connection not reused; a body
+//! silent past `body_read_timeout_ms` or not complete within `body_timeout_ms` → 408 (while no
+//! response byte has gone out) and the same. A new connection must send its first byte within
+//! `header_read_timeout_ms`; only between requests does `client_idle_timeout_ms` apply.
 //! Never blocks, never holds a lock, and copies a body only from the socket into the one
 //! buffer it is written out of. Each read and write has its deadline on the worker's coarse
 //! timer ([`crate::timer`]); the exchange runs inline in the connection's task, not boxed, so
@@ -117,6 +120,32 @@ pub(crate) struct Conn {
     resp: ResponseHead,
 }
 
+impl Conn {
+    /// Points the access log at the request in `buf` while its head is incomplete or
+    /// refused: its method and target once the request line parsed, else `-` for both. A
+    /// refused head (400, 408, 414, 431) is logged as what was received, never as the
+    /// previous request on the connection (issue 14, defect 11). Off the usual path: a head
+    /// that arrives whole and parses never comes here.
+    fn log_received_line(&mut self) {
+        self.log_method.clear();
+        self.log_target.clear();
+        // No header slots: only the request line is wanted, and httparse keeps the parts of
+        // it that parsed whatever the headers do.
+        let mut line = httparse::Request::new(&mut []);
+        let _ = line.parse(&self.buf);
+        match (line.method, line.path, line.version) {
+            (Some(method), Some(target), Some(_)) => {
+                self.log_method.extend_from_slice(method.as_bytes());
+                self.log_target.extend_from_slice(target.as_bytes());
+            }
+            _ => {
+                self.log_method.push(b'-');
+                self.log_target.push(b'-');
+            }
+        }
+    }
+}
+
 enum Next {
     KeepAlive,
     Close,
@@ -137,6 +166,22 @@ pub(crate) struct ConnId {
     redirect: bool,
     /// This connection's slot in the worker's drain signal (and coarse timer).
     drain_slot: usize,
+    /// No request has begun on it yet: it must speak within `header_read_timeout_ms`.
+    fresh: bool,
+}
+
+impl ConnId {
+    /// How long the connection may stay quiet before its next request, in milliseconds: a
+    /// new connection's first byte must come within `header_read_timeout_ms`, so one that
+    /// never speaks is not kept for the keep-alive timeout (issue 14, defect 7); between
+    /// requests, `client_idle_timeout_ms`.
+    fn quiet_ms(&self, server: &coregate_config::ServerConfig) -> u64 {
+        if self.fresh {
+            server.header_read_timeout_ms
+        } else {
+            server.client_idle_timeout_ms
+        }
+    }
 }
 
 /// Serves one accepted client connection: first the TLS handshake when `listener` terminates
@@ -176,6 +221,7 @@ pub(crate) async fn serve(worker: Rc<Worker>, tcp: TcpStream, peer: SocketAddr, 
             .redirect_https
             .is_some(),
         drain_slot: worker.drain.register(),
+        fresh: true,
     };
     drop(view);
     serve_from(worker, client, id).await;
@@ -197,7 +243,7 @@ async fn serve_from(worker: Rc<Worker>, client: Stream, id: ConnId) {
 /// of its drain slot) or the drain. On readiness the connection is served again in a fresh
 /// task, so an idle connection never holds an exchange-sized task. Measured: see perf.md.
 async fn park(worker: Rc<Worker>, client: Stream, id: ConnId) {
-    let idle_ms = worker.view().snapshot.config.server.client_idle_timeout_ms;
+    let idle_ms = id.quiet_ms(&worker.view().snapshot.config.server);
     let left = Duration::from_millis(idle_ms.saturating_sub(IDLE_PARK_MS));
     let deadline = Instant::now() + left;
     let ready = monoio::select! {
@@ -245,7 +291,7 @@ async fn run(worker: &Rc<Worker>, mut client: Stream, id: ConnId) -> Option<(Str
     let parked = loop {
         if conn.buf.is_empty() {
             match await_request(worker, &mut client, &mut conn).await {
-                Waited::Request => {}
+                Waited::Request => conn.id.fresh = false,
                 Waited::Park => break true,
                 Waited::Close => break false,
             }
@@ -585,6 +631,7 @@ async fn exchange(
         response_head: Duration::from_millis(upstream.response_header_timeout_ms),
         upstream_idle: Duration::from_millis(upstream.idle_read_timeout_ms),
         client: Duration::from_millis(snap.config.server.body_read_timeout_ms),
+        body_deadline: started + Duration::from_millis(snap.config.server.body_timeout_ms),
     };
     let mut pool = PoolReturn {
         addr,
@@ -821,6 +868,7 @@ async fn duplex(
             if outcome.status.get() == 0 {
                 let (status, reason) = match failure {
                     BodyFailure::Client => return None,
+                    BodyFailure::Timeout => (408, "request body not received in time"),
                     BodyFailure::TooLarge => (413, "request body too large"),
                     BodyFailure::Malformed => (400, "malformed chunked body"),
                     BodyFailure::Upstream => {
@@ -1408,7 +1456,12 @@ async fn read_head(
             match conn.head.parse(&conn.buf, &snap.limits) {
                 Ok(Some(n)) => return Ok(n),
                 Ok(None) => {}
-                Err(e) => return Err(HeadEnd::Reject(e.status, e.reason)),
+                Err(e) => {
+                    if worker.logging() {
+                        conn.log_received_line();
+                    }
+                    return Err(HeadEnd::Reject(e.status, e.reason));
+                }
             }
         }
         if conn.buf.capacity() == 0 {
@@ -1418,6 +1471,10 @@ async fn read_head(
         let deadline = *deadline
             .get_or_insert_with(|| now + Duration::from_millis(server.header_read_timeout_ms));
         let wait = deadline.saturating_duration_since(now);
+        if worker.logging() {
+            // A read that times out loses the buffer: note the line while it is here.
+            conn.log_received_line();
+        }
         match read_more(client, &mut conn.buf, &worker.timer, wait).await {
             Ok(0) | Err(ReadFailure::Io) => return Err(HeadEnd::Gone),
             Ok(_) => {}
@@ -1448,7 +1505,7 @@ async fn await_request(worker: &Worker, client: &mut Stream, conn: &mut Conn) ->
     if worker.draining() {
         return Waited::Close;
     }
-    let idle_ms = worker.view().snapshot.config.server.client_idle_timeout_ms;
+    let idle_ms = conn.id.quiet_ms(&worker.view().snapshot.config.server);
     let park_after = Duration::from_millis(IDLE_PARK_MS.min(idle_ms));
     // Most request heads fit the small buffer, and a connection that goes quiet holds 2 KiB
     // for a moment, not a pooled 32 KiB one. A buffer grown for a body goes back first.
@@ -1880,8 +1937,11 @@ fn chunked_span(
 }
 
 enum BodyFailure {
-    /// The client went away or stalled: nothing to answer.
+    /// The client went away: nothing to answer.
     Client,
+    /// The client was silent past `body_read_timeout_ms`, or the body was not complete by
+    /// `body_timeout_ms`: 408.
+    Timeout,
     TooLarge,
     Malformed,
     Upstream,
@@ -1904,8 +1964,15 @@ async fn stream_request_body<C: AsyncReadRent, U: AsyncWriteRent>(
         if conn.buf.capacity() < BODY_CHUNK_BYTES {
             conn.buf.reserve(BODY_CHUNK_BYTES);
         }
-        match read_more(client, &mut conn.buf, timer, timeouts.client).await {
-            Ok(0) | Err(_) => return Err(BodyFailure::Client),
+        let left = timeouts
+            .body_deadline
+            .saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(BodyFailure::Timeout);
+        }
+        match read_more(client, &mut conn.buf, timer, timeouts.client.min(left)).await {
+            Ok(0) | Err(ReadFailure::Io) => return Err(BodyFailure::Client),
+            Err(ReadFailure::Timeout) => return Err(BodyFailure::Timeout),
             Ok(_) => {}
         }
         let (pass, done) = match body {
@@ -2286,6 +2353,9 @@ struct Timeouts {
     upstream_idle: Duration,
     /// Longest wait for the client, reading a body or writing a response.
     client: Duration,
+    /// When the whole request body must be in (`body_timeout_ms` from the end of the head):
+    /// a client that dribbles a byte inside every `client` wait is cut off here.
+    body_deadline: Instant,
 }
 
 #[cfg(test)]

@@ -4,12 +4,26 @@
 //! connections stay busy and the cold ones age out at the bottom of the stack, where the
 //! sweep finds them. Pools are keyed by address, not by snapshot, so a reload keeps them.
 //! An idle pooled connection holds no buffer: only its socket.
+//!
+//! A connection is handed out only while it is quiet: nothing to read and not closed, checked
+//! with one non-blocking `recv(MSG_PEEK | MSG_DONTWAIT)` when it is taken (a syscall, about a
+//! microsecond, on every reuse; it works the same on any runtime). Bytes an upstream sends on
+//! an idle connection answer no request of ours: a late body after a HEAD, 204 or 304, a
+//! second response, or its end of stream. Served to the next request they would answer it
+//! with another client's response (issue 14, defect 3), so such a connection is closed and
+//! the next one tried. A TLS connection counts as not quiet also when its session holds
+//! unread ciphertext or plaintext; a post-handshake message that arrives after the response
+//! (a late TLS 1.3 NewSessionTicket or KeyUpdate) therefore costs the connection too. Tickets
+//! sent with the handshake's last flight are read with the first response and cost nothing.
 
 use std::collections::VecDeque;
+use std::io;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use rustc_hash::FxHashMap;
+use socket2::SockRef;
 
 use crate::stream::Stream;
 
@@ -33,15 +47,19 @@ pub struct Pools {
 }
 
 impl Pools {
-    /// The most recently returned idle connection to `addr` that has not expired.
+    /// The most recently returned idle connection to `addr` that has not expired and is
+    /// quiet ([`is_quiet`]); the ones found not quiet on the way are closed.
     pub fn take(&mut self, addr: SocketAddr, identity: u128, now: Instant) -> Option<Stream> {
         let idle = self.by_addr.get_mut(&(addr, identity))?;
-        while let Some(conn) = idle.pop_back() {
-            if conn.expires_at > now {
+        while let Some(mut conn) = idle.pop_back() {
+            if conn.expires_at <= now {
+                // Expired: everything below it is older still.
+                idle.clear();
+                break;
+            }
+            if is_quiet(&mut conn.stream) {
                 return Some(conn.stream);
             }
-            // Expired: everything below it is older still.
-            idle.clear();
         }
         None
     }
@@ -86,4 +104,19 @@ impl Pools {
     pub fn idle_count(&self) -> usize {
         self.by_addr.values().map(VecDeque::len).sum()
     }
+}
+
+/// Whether an idle upstream connection has nothing to read and has not been closed by its
+/// peer: only then may the next request be written on it. An error other than "would block"
+/// (a reset) also counts as not quiet.
+fn is_quiet(stream: &mut Stream) -> bool {
+    if let Stream::Tls(tls) = stream {
+        if tls.has_buffered() {
+            return false;
+        }
+    }
+    let mut byte = [MaybeUninit::<u8>::uninit(); 1];
+    let peeked =
+        SockRef::from(stream.tcp()).recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT);
+    matches!(peeked, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
