@@ -18,9 +18,9 @@
 //!   `proxy-revalidate` or `s-maxage`; one to a request with `Cache-Control: no-store`. A
 //!   request with `Authorization` never reaches the cache unless its route keys by identity
 //!   (the caller decides who is eligible: see the proxy's `stale_request`).
-//! - **Bounds**: at most [`RESPONSE_BYTES_MAX`] per answer, and the route's
-//!   `server.stale_bytes_max` over all entries (keys, heads, bodies, varied values and a fixed
-//!   [`ENTRY_OVERHEAD_BYTES`] each), the oldest entries making room.
+//! - **Bounds**: at most [`RESPONSE_BYTES_MAX`] per answer, and `server.stale_bytes_max`
+//!   over all entries (keys, heads, bodies, varied values and a fixed [`ENTRY_OVERHEAD_BYTES`]
+//!   each), the oldest entries making room.
 //!
 //! Only complete `200` answers to GET are kept: the relayed head without its framing's
 //! `Connection`, without the blank line and without the lines the gateway adds per request
