@@ -22,6 +22,12 @@ pub const BODY_TIMEOUT_MS: u64 = 60_000;
 pub const CONNECTIONS_MAX_PER_WORKER: usize = 65_536;
 /// Time in-flight requests get to finish after SIGTERM, ms.
 pub const DRAIN_TIMEOUT_MS: u64 = 30_000;
+/// Bytes of stale fallback answers a worker keeps (heads, bodies and keys): 8 MiB.
+pub const STALE_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Smallest `stale_bytes_max` accepted.
+pub const STALE_BYTES_MAX_FLOOR: usize = 1024;
+/// Largest `stale_bytes_max` accepted: 1 GiB per worker.
+pub const STALE_BYTES_MAX_CEILING: usize = 1024 * 1024 * 1024;
 /// Time to connect to an upstream endpoint, ms (504 beyond).
 pub const CONNECT_TIMEOUT_MS: u64 = 2_000;
 /// Time from the end of the request to the upstream's complete response head, ms.
@@ -255,6 +261,9 @@ pub(crate) fn connections_max_per_worker() -> usize {
 }
 pub(crate) fn drain_timeout_ms() -> u64 {
     DRAIN_TIMEOUT_MS
+}
+pub(crate) fn stale_bytes_max() -> usize {
+    STALE_BYTES_MAX
 }
 pub(crate) fn connect_timeout_ms() -> u64 {
     CONNECT_TIMEOUT_MS

@@ -379,9 +379,12 @@ pub struct BreakerSettings {
 /// breakers open): at once, never by waiting on a dead service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fallback {
-    /// Serve the last good response to the same GET (method, host, target) from the
+    /// Serve the last good response to the same GET (route, method, host, target) from the
     /// worker's bounded cache, marked `X-Coregate-Stale: 1` and `Warning: 110`. Default false.
     pub stale: bool,
+    /// Keep stale answers of an authenticated route, keyed by the verified identity (the
+    /// route has `auth`, and a JWT verifier maps `sub`). Default false: none kept.
+    pub stale_per_identity: bool,
     /// Otherwise this response; otherwise (None) 503 JSON.
     pub static_response: Option<StaticResponse>,
 }

@@ -127,6 +127,12 @@ pub struct ServerConfig {
     /// [`defaults::CONNECTIONS_MAX_PER_WORKER`].
     #[serde(default = "defaults::connections_max_per_worker")]
     pub connections_max_per_worker: usize,
+    /// Bytes of stale fallback answers (`[route.fallback] stale`) each worker keeps, heads,
+    /// bodies and keys counted; the oldest answers make room.
+    /// [`defaults::STALE_BYTES_MAX_FLOOR`]..=[`defaults::STALE_BYTES_MAX_CEILING`]. Default
+    /// [`defaults::STALE_BYTES_MAX`] (8 MiB).
+    #[serde(default = "defaults::stale_bytes_max")]
+    pub stale_bytes_max: usize,
     /// On SIGTERM/SIGINT: how long in-flight requests may take to finish before the workers
     /// exit anyway, in milliseconds. Default [`defaults::DRAIN_TIMEOUT_MS`].
     #[serde(default = "defaults::drain_timeout_ms")]
@@ -162,6 +168,7 @@ impl Default for ServerConfig {
             body_read_timeout_ms: defaults::BODY_READ_TIMEOUT_MS,
             body_timeout_ms: defaults::BODY_TIMEOUT_MS,
             connections_max_per_worker: defaults::CONNECTIONS_MAX_PER_WORKER,
+            stale_bytes_max: defaults::STALE_BYTES_MAX,
             drain_timeout_ms: defaults::DRAIN_TIMEOUT_MS,
             rate_limit_sync_interval_ms: defaults::RATE_LIMIT_SYNC_INTERVAL_MS,
             trusted_proxies: defaults::trusted_proxies(),
@@ -666,10 +673,18 @@ pub struct RetryConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FallbackConfig {
-    /// Answer a GET with the last good response to the same method, host and target from the
-    /// worker's bounded cache, marked `X-Coregate-Stale: 1` and `Warning: 110`. Default false.
+    /// Answer a GET with the last good response to the same route, method, host and target
+    /// from the worker's bounded cache, marked `X-Coregate-Stale: 1` and `Warning: 110`, where
+    /// HTTP caching rules let a shared cache keep it (RFC 9111 §3). Default false.
     #[serde(default)]
     pub stale: bool,
+    /// On a route with `auth`: keep stale answers for authenticated requests too, each keyed
+    /// by the verified identity (the JWT `sub`, which the verifier's `claims_to_headers` must
+    /// map, or the API key's consumer), so one only goes back to the identity it was made
+    /// for. Without it an authenticated route keeps none. Only with `stale = true` and
+    /// `auth`. Default false.
+    #[serde(default)]
+    pub stale_per_identity: bool,
     /// Status of a fixed response, 200..=599. Default: unset (503 with a JSON body).
     #[serde(default)]
     pub status: Option<u16>,

@@ -36,7 +36,8 @@ use crate::defaults::{
     CONNECTIONS_MAX_PER_WORKER, ENDPOINT_WEIGHT_MAX, HEADER_BYTES_MAX, HEADER_BYTES_MAX_CEILING,
     HEADER_COUNT_MAX, HEADER_COUNT_MAX_CEILING, RATE_LIMIT_SYNC_INTERVAL_MS,
     RATE_LIMIT_SYNC_INTERVAL_MS_CEILING, RATE_LIMIT_SYNC_INTERVAL_MS_FLOOR, REQUEST_LINE_BYTES_MAX,
-    REQUEST_LINE_BYTES_MAX_CEILING, REQUEST_LINE_BYTES_MAX_FLOOR, WORKERS_MAX,
+    REQUEST_LINE_BYTES_MAX_CEILING, REQUEST_LINE_BYTES_MAX_FLOOR, STALE_BYTES_MAX,
+    STALE_BYTES_MAX_CEILING, STALE_BYTES_MAX_FLOOR, WORKERS_MAX,
 };
 use crate::locate::{line_column, Document, FieldPath, Target};
 use crate::schema::{
@@ -442,6 +443,22 @@ fn check_server(doc: &Document<'_>, server: &ServerConfig) -> Result<(), ConfigE
             Target::Value,
             "connections_max_per_worker = 0 would accept no connection".to_owned(),
             &format!("use at least 1; the default is {CONNECTIONS_MAX_PER_WORKER}"),
+        );
+    }
+    let stale = server.stale_bytes_max;
+    if !(STALE_BYTES_MAX_FLOOR..=STALE_BYTES_MAX_CEILING).contains(&stale) {
+        return fail(
+            doc,
+            &at.key("stale_bytes_max"),
+            Target::Value,
+            format!(
+                "stale_bytes_max = {stale} is outside \
+                 {STALE_BYTES_MAX_FLOOR}..={STALE_BYTES_MAX_CEILING} (1 KiB..=1 GiB)"
+            ),
+            &format!(
+                "every worker keeps up to this many bytes of stale answers; the default is \
+                 {STALE_BYTES_MAX} (8 MiB)"
+            ),
         );
     }
     let sync = server.rate_limit_sync_interval_ms;
@@ -899,7 +916,13 @@ fn check_route(
             &targets.rate_limits,
         )?),
     };
-    let fallback = fallback::check_fallback(doc, &at.key("fallback"), route.fallback.as_ref())?;
+    let fallback = fallback::check_fallback(
+        doc,
+        &at.key("fallback"),
+        route.fallback.as_ref(),
+        auth,
+        &targets.jwt,
+    )?;
     let timeout_ms = retry::check_route_timeout(doc, &at.key("timeout_ms"), route.timeout_ms)?;
     let retry = match &route.retry {
         None => None,

@@ -645,6 +645,7 @@ fn breakers_and_fallbacks_become_the_expected_model() {
         [
             &Fallback {
                 stale: true,
+                stale_per_identity: false,
                 static_response: Some(StaticResponse {
                     status: 503,
                     content_type: "application/problem+json".to_owned(),
@@ -653,10 +654,12 @@ fn breakers_and_fallbacks_become_the_expected_model() {
             },
             &Fallback {
                 stale: true,
+                stale_per_identity: false,
                 static_response: None,
             },
             &Fallback {
                 stale: false,
+                stale_per_identity: false,
                 static_response: Some(StaticResponse {
                     status: 200,
                     content_type: "text/html; charset=utf-8".to_owned(),
@@ -665,6 +668,7 @@ fn breakers_and_fallbacks_become_the_expected_model() {
             },
             &Fallback {
                 stale: false,
+                stale_per_identity: false,
                 static_response: None,
             },
         ]

@@ -812,6 +812,54 @@ fn rate_limit_sync_interval_is_range_checked() {
 }
 
 #[test]
+fn stale_bytes_max_is_range_checked() {
+    let key = "server.stale_bytes_max";
+    fails_at(&server("stale_bytes_max = 1023"), "1023", key);
+    fails_at(&server("stale_bytes_max = 1073741825"), "1073741825", key);
+    for ok in [1024, 1 << 30] {
+        let config = load_str(&server(&format!("stale_bytes_max = {ok}")), "t").expect("valid");
+        assert_eq!(config.server.stale_bytes_max, ok);
+    }
+    let config = load_str(&server(""), "t").expect("valid");
+    assert_eq!(
+        config.server.stale_bytes_max,
+        coregate_config::defaults::STALE_BYTES_MAX
+    );
+}
+
+/// `stale_per_identity` keys by a verified identity: it needs `stale`, the route's `auth`,
+/// and a JWT verifier that passes `sub` on.
+#[test]
+fn stale_per_identity_needs_an_identity_to_key_by() {
+    let key = "route[0].fallback.stale_per_identity";
+    let fallback = "\n[route.fallback]\nstale = true\nstale_per_identity = true\n";
+    let error = fails_at(&with_fallback("stale_per_identity = true"), "true", key);
+    assert!(error.message.contains("stale = true"), "{error}");
+    let error = fails_at_nth(
+        &with_fallback("stale = true\nstale_per_identity = true"),
+        "true",
+        1,
+        key,
+    );
+    assert!(error.message.contains("auth"), "{error}");
+    let jwt = format!("[auth.jwt.j]\nalgorithms = [\"HS256\"]\nsecret = \"{SECRET_32}\"\n");
+    let no_sub = format!("{jwt}claims_to_headers = {{ tenant = \"X-Tenant\" }}\n");
+    let text = policies(&no_sub, &format!("auth = \"j\"{fallback}"));
+    let error = fails_at_nth(&text, "true", 1, key);
+    assert!(error.message.contains("`sub`"), "{error}");
+    for tables in [
+        jwt,
+        format!(
+            "[auth.api_keys.j]\nkeys = [{{ consumer = \"acme\", sha256 = \"{FOO_SHA256}\" }}]\n"
+        ),
+    ] {
+        let text = policies(&tables, &format!("auth = \"j\"{fallback}"));
+        let config = load_str(&text, "t").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(config.routes[0].fallback.stale_per_identity);
+    }
+}
+
+#[test]
 fn jwt_algorithms_are_required_and_non_empty() {
     let text = jwt(&format!("secret = \"{SECRET_32}\""));
     let error = fails_at(&text, "[auth.jwt.j]", "auth.jwt.j.algorithms");
@@ -1850,6 +1898,7 @@ fn static_response(status: u16, content_type: &str, body: &str) -> Option<Static
 fn fallback_defaults_to_503_json() {
     let none = Fallback {
         stale: false,
+        stale_per_identity: false,
         static_response: None,
     };
     assert_eq!(fallback_of(&route("path_prefix = \"/\"")), none);
@@ -1858,6 +1907,7 @@ fn fallback_defaults_to_503_json() {
         fallback_of(&with_fallback("stale = true")),
         Fallback {
             stale: true,
+            stale_per_identity: false,
             static_response: None,
         }
     );
@@ -1865,6 +1915,7 @@ fn fallback_defaults_to_503_json() {
         fallback_of(&with_fallback("status = 503")),
         Fallback {
             stale: false,
+            stale_per_identity: false,
             static_response: static_response(503, defaults::FALLBACK_CONTENT_TYPE, ""),
         }
     );
@@ -1875,6 +1926,7 @@ fn fallback_defaults_to_503_json() {
         fallback_of(&text),
         Fallback {
             stale: true,
+            stale_per_identity: false,
             static_response: static_response(200, "application/json", "ok"),
         }
     );

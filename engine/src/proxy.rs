@@ -52,6 +52,7 @@ use crate::json_filter;
 use crate::policy::auth::authenticate;
 use crate::router::{HeaderLookup, RouteRequest, RouteResult};
 use crate::snapshot::Snapshot;
+use crate::stale::{varied_names, KeyParts, StaleRequest};
 use crate::timer::Timer;
 use crate::transform::{expand, identity_value, Vars, REQUEST_ID};
 use crate::upstream::balancer::hash_key;
@@ -543,12 +544,14 @@ async fn exchange(
     let up_tls = view.snapshot.upstream_tls[up_index].as_deref();
     let upstream = &snap.config.upstreams[up_index];
     let hash = balance_hash(&upstream.balancer, &conn.head, &conn.buf, conn.client.ip);
-    let stale_key = (route.fallback.stale && conn.head.method == Method::Get).then(|| {
-        let host = conn.head.host.map(|h| h.get(&conn.buf)).unwrap_or_default();
-        hash_key(host) ^ hash_key(conn.head.target.get(&conn.buf)).rotate_left(1)
-    });
+    let stale = stale_request(snap, route, conn);
     let Some(endpoint) = worker.pick_endpoint(&view, up_index, hash, &[]) else {
-        return fall_back(worker, client, outcome, conn, &route.fallback, stale_key).await;
+        let fallback = Fallback {
+            config: &route.fallback,
+            stale: stale.as_ref(),
+            extra: &response_headers,
+        };
+        return fall_back(worker, client, outcome, conn, fallback).await;
     };
     let mut in_flight = InFlight::start(worker, &view, up_index, endpoint);
     let addr = upstream.endpoints[endpoint].address;
@@ -585,7 +588,7 @@ async fn exchange(
         expect_continue: conn.head.expect_continue,
         body_bytes_max: route.body_bytes_max,
         response_headers,
-        stale_key,
+        stale,
         view: view.clone(),
         route: m.route,
     };
@@ -1013,8 +1016,10 @@ async fn relay<C: AsyncWriteRent, U: AsyncReadRent>(
         HeadOut::Encoded(encoded)
     };
     outcome.status.set(resp.status);
-    // A small complete 200 is kept for the route's stale fallback.
-    let stale_key = req.stale_key.filter(|_| resp.status == 200);
+    // A small complete 200 is kept for the route's stale fallback, where caching rules allow.
+    if let Some(stale) = req.stale.as_ref().filter(|_| resp.status == 200) {
+        keep_stale(worker, req, stale, upbuf, resp, resp_len);
+    }
     let reusable = relay_response(
         worker,
         client,
@@ -1025,7 +1030,6 @@ async fn relay<C: AsyncWriteRent, U: AsyncReadRent>(
         head_out,
         chunked_to_client,
         timeouts,
-        stale_key,
     )
     .await;
     match reusable {
@@ -1038,6 +1042,53 @@ async fn relay<C: AsyncWriteRent, U: AsyncReadRent>(
         }
         None => Relayed::Broken,
     }
+}
+
+/// Keeps a 200 whose whole body is in `upbuf` as the stale answer to `stale`, where a shared
+/// cache may keep it (see [`crate::stale`]); otherwise drops the older answer. The head is
+/// kept as the route relays it, minus the lines added per request (the answering request
+/// adds its own).
+fn keep_stale(
+    worker: &Worker,
+    req: &RequestFacts,
+    stale: &StaleRequest,
+    upbuf: &[u8],
+    resp: &ResponseHead,
+    resp_len: usize,
+) {
+    let mut cache = worker.stale.borrow_mut();
+    let available = (upbuf.len() - resp_len) as u64;
+    let n = match resp.body {
+        ResponseBody::Length(n) if n <= available => n as usize,
+        _ => {
+            cache.forget(stale);
+            return;
+        }
+    };
+    let fields = resp
+        .headers
+        .iter()
+        .map(|f| (f.name.get(upbuf), f.value.get(upbuf)));
+    let Some(varied) = varied_names(fields) else {
+        cache.forget(stale);
+        return;
+    };
+    let snap = &req.view.snapshot;
+    let edits = snap.policies.transforms[req.route]
+        .response
+        .field_edits(b"");
+    let mut head = worker.take_buffer();
+    encode_response_head(upbuf, resp, false, false, &edits, &mut head);
+    head.truncate(head.len() - 2);
+    let body = &upbuf[resp_len..resp_len + n];
+    cache.store(
+        stale,
+        varied,
+        &head,
+        body,
+        snap.config.server.stale_bytes_max,
+    );
+    worker.give_buffer(head);
 }
 
 /// What [`relay_filtered`] needs besides the streams.
@@ -1165,9 +1216,9 @@ struct RequestFacts {
     body_bytes_max: u64,
     /// `Name: value\r\n` lines added to the response (the RateLimit-* fields).
     response_headers: Vec<u8>,
-    /// Where a good answer to this request goes in the worker's stale cache (GET on a route
-    /// with `fallback.stale`).
-    stale_key: Option<u64>,
+    /// Where a good answer to this request goes in the worker's stale cache (see
+    /// [`stale_request`]).
+    stale: Option<StaleRequest>,
     /// The snapshot and route the request is served with (for the response edits).
     view: Rc<View>,
     route: usize,
@@ -1361,20 +1412,31 @@ async fn send_keeping(client: &mut Stream, out: Vec<u8>, timer: &Timer, keep: bo
     }
 }
 
+/// What [`fall_back`] answers with.
+struct Fallback<'a> {
+    config: &'a coregate_config::Fallback,
+    /// The request as the stale cache knows it, when it may be answered from there.
+    stale: Option<&'a StaleRequest>,
+    /// This request's own lines for a stale answer's head (rate-limit fields, request id,
+    /// response edits).
+    extra: &'a [u8],
+}
+
 /// Answers a request whose upstream has no usable endpoint, at once: the route's last good
-/// answer to the same GET when `fallback.stale` has one, else its static response, else 503
-/// JSON. Counted as `no_endpoint`.
+/// answer to the same GET when `fallback.stale` has one for it, else its static response,
+/// else 503 JSON. Counted as `no_endpoint`.
 async fn fall_back(
     worker: &Worker,
     client: &mut Stream,
     outcome: &Outcome,
     conn: &mut Conn,
-    fallback: &coregate_config::Fallback,
-    stale_key: Option<u64>,
+    fallback: Fallback<'_>,
 ) -> Next {
     let keep = matches!(conn.head.body, BodyFraming::None) && conn.head.keep_alive;
-    let stale = stale_key.and_then(|key| worker.stale.borrow().answer(key, !keep));
-    match (stale, &fallback.static_response) {
+    let stale = fallback
+        .stale
+        .and_then(|req| worker.stale.borrow().answer(req, fallback.extra, !keep));
+    match (stale, &fallback.config.static_response) {
         (Some(out), _) => {
             worker.reject(503);
             outcome.status.set(200);
@@ -1619,6 +1681,52 @@ fn rate_key_bytes<'a>(
         }
         RateKey::Header(name) => conn.head.header(&conn.buf, name),
     }
+}
+
+/// The request as the stale cache knows it, for a GET on a route with `fallback.stale` that
+/// may use the cache, keyed by route, method, host and target: on a route with `auth` only
+/// with `stale_per_identity` and keyed by the verified identity too (the JWT `sub` or the
+/// API key's consumer, as the authentication step wrote it); on a route without, never for
+/// a request with `Authorization` (RFC 9111 §3.5: a shared cache keeps no answer to one).
+fn stale_request(
+    snap: &Snapshot,
+    route: &coregate_config::Route,
+    conn: &Conn,
+) -> Option<StaleRequest> {
+    if !route.fallback.stale || conn.head.method != Method::Get {
+        return None;
+    }
+    let (buf, head) = (&conn.buf, &conn.head);
+    let identity = match route.auth {
+        None if head.header(buf, "authorization").is_some() => return None,
+        None => None,
+        Some(_) if !route.fallback.stale_per_identity => return None,
+        Some(AuthRef::Jwt(i)) => {
+            let (_, header) = snap.policies.jwt[i]
+                .claim_headers()
+                .find(|(claim, _)| *claim == "sub")?;
+            Some(identity_value(&conn.identity, Some(header))?)
+        }
+        Some(AuthRef::ApiKey(i)) => {
+            let header = &snap.config.api_keys[i].consumer_header;
+            Some(identity_value(&conn.identity, Some(header))?)
+        }
+    };
+    if identity.is_some_and(<[u8]>::is_empty) {
+        return None;
+    }
+    let parts = KeyParts {
+        route: &route.name,
+        method: head.method_span.get(buf),
+        host: head.host.map(|h| h.get(buf)).unwrap_or_default(),
+        target: head.target.get(buf),
+        identity,
+    };
+    Some(StaleRequest::new(
+        &parts,
+        &buf[..head.head_len],
+        &head.headers,
+    ))
 }
 
 /// One request's retry state: which endpoints were tried, how many attempts are left, and
@@ -2162,7 +2270,6 @@ async fn relay_response<C: AsyncWriteRent, U: AsyncReadRent>(
     head_out: HeadOut,
     chunked_to_client: bool,
     timeouts: &Timeouts,
-    stale_key: Option<u64>,
 ) -> Option<(bool, u64)> {
     let head_bytes = head_out.bytes(upbuf, resp_len).len() as u64;
     let body = match framing {
@@ -2174,11 +2281,6 @@ async fn relay_response<C: AsyncWriteRent, U: AsyncReadRent>(
         let available = upbuf.len() - resp_len;
         let take = (available as u64).min(n) as usize;
         let mut extra = available > take;
-        if let Some(key) = stale_key.filter(|_| take as u64 == n) {
-            let body = &upbuf[resp_len..resp_len + take];
-            let head = head_out.bytes(upbuf, resp_len);
-            worker.stale.borrow_mut().store(key, head, body);
-        }
         // Head and the body bytes already read leave in one write. The encoded head goes
         // where the upstream's head was (ours is rarely longer), so the body is not copied.
         let start = match head_out {

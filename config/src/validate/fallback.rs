@@ -1,26 +1,33 @@
 //! `[route.fallback]` → [`Fallback`]: a fixed response the engine can send as written — a
 //! final status, a `Content-Type` that is one valid header value, and a bounded body that the
-//! status allows. Runs on the control side only.
+//! status allows — and stale answers per identity only where there is a verified identity to
+//! key them by. Runs on the control side only.
 
 use super::{fail, is_token};
 use crate::defaults::{FALLBACK_BODY_BYTES_MAX, FALLBACK_CONTENT_TYPE};
 use crate::locate::{Document, FieldPath, Target};
 use crate::schema::FallbackConfig;
-use crate::{ConfigError, Fallback, StaticResponse};
+use crate::{AuthRef, ConfigError, Fallback, JwtAuth, StaticResponse};
 
-/// Validates the fallback table at `at` (`route[N].fallback`); `None` (no table) is the
-/// default: no stale answers, 503 JSON.
+/// Validates the fallback table at `at` (`route[N].fallback`) of a route with `auth` (the
+/// verifiers in `jwt`); `None` (no table) is the default: no stale answers, 503 JSON.
 pub(super) fn check_fallback(
     doc: &Document<'_>,
     at: &FieldPath,
     config: Option<&FallbackConfig>,
+    auth: Option<AuthRef>,
+    jwt: &[JwtAuth],
 ) -> Result<Fallback, ConfigError> {
     let Some(config) = config else {
         return Ok(Fallback {
             stale: false,
+            stale_per_identity: false,
             static_response: None,
         });
     };
+    if config.stale_per_identity {
+        check_stale_per_identity(doc, at, config, auth, jwt)?;
+    }
     let Some(status) = config.status else {
         // Without a status there is no fixed response for these to shape.
         for (key, written) in [
@@ -42,6 +49,7 @@ pub(super) fn check_fallback(
         }
         return Ok(Fallback {
             stale: config.stale,
+            stale_per_identity: config.stale_per_identity,
             static_response: None,
         });
     };
@@ -88,12 +96,57 @@ pub(super) fn check_fallback(
     }
     Ok(Fallback {
         stale: config.stale,
+        stale_per_identity: config.stale_per_identity,
         static_response: Some(StaticResponse {
             status,
             content_type,
             body,
         }),
     })
+}
+
+/// `stale_per_identity = true` keys stale answers by the verified identity, so it needs
+/// `stale`, a route `auth`, and for a JWT verifier a `sub` claim passed on in a header (the
+/// identity the engine reads): without one, users would share answers.
+fn check_stale_per_identity(
+    doc: &Document<'_>,
+    at: &FieldPath,
+    config: &FallbackConfig,
+    auth: Option<AuthRef>,
+    jwt: &[JwtAuth],
+) -> Result<(), ConfigError> {
+    let at = at.key("stale_per_identity");
+    if !config.stale {
+        return fail(
+            doc,
+            &at,
+            Target::Value,
+            "stale_per_identity is only used with stale = true".to_owned(),
+            "add stale = true, or remove stale_per_identity",
+        );
+    }
+    match auth {
+        None => fail(
+            doc,
+            &at,
+            Target::Value,
+            "stale_per_identity needs the route's auth, to key answers by identity".to_owned(),
+            "add auth = \"NAME\" to the route, or remove stale_per_identity: a route without \
+             auth keeps stale answers for requests without credentials only",
+        ),
+        Some(AuthRef::Jwt(i)) if !jwt[i].claims_to_headers.iter().any(|(c, _)| c == "sub") => fail(
+            doc,
+            &at,
+            Target::Value,
+            format!(
+                "stale_per_identity keys by the JWT `sub`, which auth.jwt.{} does not pass \
+                     on",
+                jwt[i].name
+            ),
+            "add sub = \"X-User-Id\" to the verifier's claims_to_headers",
+        ),
+        Some(_) => Ok(()),
+    }
 }
 
 /// A `Content-Type` value: one header field value (RFC 9110 §5.5: visible ASCII, spaces and

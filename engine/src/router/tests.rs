@@ -46,6 +46,7 @@ fn route(kind: PathKind, path: &str) -> Route {
         rate_limit: None,
         fallback: coregate_config::Fallback {
             stale: false,
+            stale_per_identity: false,
             static_response: None,
         },
         request_headers: Default::default(),
