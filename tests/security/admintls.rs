@@ -145,3 +145,215 @@ fn a_tls_upstream_closing_with_close_notify_ends_the_body_and_the_client_stays()
         "a clean close counted as a cut body"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// 8. The admin listener: concurrent, bounded, deadlines, Host check
+
+/// Connections the admin listener serves at once (`admin::CONNECTIONS_MAX`).
+const ADMIN_CONNECTIONS_MAX: usize = 64;
+/// How long the admin listener waits for a whole request head (`admin::HEAD_TIMEOUT_MS`).
+const ADMIN_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A gateway with an admin listener, and that listener's address.
+fn gateway_with_admin() -> (Gateway, SocketAddr, Origin) {
+    let o = origin("o", Mode::Json);
+    let config = format!(
+        "{}{}{}{ADMIN_TOML}",
+        server_toml(1, ""),
+        upstream_toml("o", &[o.addr()], ""),
+        route_toml("api", "path_prefix = \"/\"", "o")
+    );
+    let (gw, admin) = start_gateway_with_admin(&config);
+    (gw, admin, o)
+}
+
+/// Sends `request` on a new connection to `admin` and reads the answer, which must come
+/// within `wait`; Err says what happened instead.
+fn admin_exchange(admin: SocketAddr, request: &str, wait: Duration) -> Result<Response, String> {
+    let mut stream = TcpStream::connect_timeout(&admin, wait).map_err(|e| e.to_string())?;
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let (got, closed) = read_until_close(&mut stream, wait);
+    match parse_response(&got, request.starts_with("HEAD"), closed) {
+        Ok(Some((resp, _))) => Ok(resp),
+        _ => Err(format!(
+            "no answer within {wait:?} (closed: {closed}): {:?}",
+            show(&got)
+        )),
+    }
+}
+
+/// A client that connects to `admin`, sends a request head one byte a second and reads
+/// whatever comes back, until the listener closes the connection or `stop` is set.
+/// Returns (the connection, whether the listener had closed it, what it answered).
+struct Dribbler {
+    thread: std::thread::JoinHandle<(bool, Vec<u8>)>,
+}
+
+impl Dribbler {
+    fn start(admin: SocketAddr, stop: Arc<std::sync::atomic::AtomicBool>) -> Dribbler {
+        use std::sync::atomic::Ordering;
+        let mut stream = connect(admin);
+        // The first bytes go out before this returns, so the listener has the connection.
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")
+            .unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let thread = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 1024];
+            let dribble = b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+            for byte in dribble.iter().cycle() {
+                // A byte a second: under any per-read timeout, and never a whole head.
+                match stream.read(&mut buf) {
+                    Ok(0) => return (true, got),
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        if stop.load(Ordering::Relaxed) {
+                            return (false, got);
+                        }
+                    }
+                    Err(_) => return (true, got),
+                }
+                let _ = stream.write_all(std::slice::from_ref(byte));
+            }
+            unreachable!("the dribble cycles")
+        });
+        Dribbler { thread }
+    }
+
+    fn finish(self) -> (bool, Vec<u8>) {
+        self.thread.join().expect("dribbler thread")
+    }
+}
+
+#[test]
+fn a_client_dribbling_a_head_does_not_hold_up_healthz_and_is_cut_at_the_deadline() {
+    let (_gw, admin, _o) = gateway_with_admin();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let slow = Dribbler::start(admin, stop.clone());
+    // Served beside the slow one, not after it: before the fix this waited for it to end.
+    let healthz = admin_exchange(
+        admin,
+        "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        ADMIN_HEAD_TIMEOUT,
+    );
+    let ready = admin_exchange(
+        admin,
+        "GET /ready HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        ADMIN_HEAD_TIMEOUT,
+    );
+    // The slow client is cut by the whole-head deadline, however steadily it sends. It
+    // stops by itself only when the listener closes on it; `stop` ends a test that failed.
+    let cut = std::thread::spawn({
+        let stop = stop.clone();
+        move || {
+            std::thread::sleep(ADMIN_HEAD_TIMEOUT * 4);
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let (closed, answer) = slow.finish();
+    drop(cut);
+    let healthz = healthz.expect("/healthz beside a slow client");
+    assert_eq!(healthz.status, 200, "{healthz:?}");
+    assert_eq!(ready.expect("/ready beside a slow client").status, 200);
+    assert!(
+        closed,
+        "a client sending a byte a second kept its admin connection for {:?}",
+        ADMIN_HEAD_TIMEOUT * 4
+    );
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408"),
+        "{:?}",
+        show(&answer)
+    );
+}
+
+#[test]
+fn slow_clients_beyond_the_bound_are_refused_and_healthz_answers_once_they_are_cut() {
+    let (_gw, admin, _o) = gateway_with_admin();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let slow: Vec<Dribbler> = (0..ADMIN_CONNECTIONS_MAX + 8)
+        .map(|_| Dribbler::start(admin, stop.clone()))
+        .collect();
+    // While the slots are full a request may be refused; once the deadline has cut the slow
+    // clients (and with them gone), /healthz answers.
+    let answered = eventually(ADMIN_HEAD_TIMEOUT * 4, || {
+        admin_exchange(
+            admin,
+            "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            Duration::from_secs(2),
+        )
+        .is_ok_and(|r| r.status == 200)
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let ends: Vec<(bool, Vec<u8>)> = slow.into_iter().map(Dribbler::finish).collect();
+    assert!(
+        answered,
+        "/healthz did not answer after slow clients filled the admin listener"
+    );
+    let refused = ends
+        .iter()
+        .filter(|(_, got)| got.starts_with(b"HTTP/1.1 503"))
+        .count();
+    let timed_out = ends
+        .iter()
+        .filter(|(_, got)| got.starts_with(b"HTTP/1.1 408"))
+        .count();
+    assert!(
+        ends.iter().all(|(closed, _)| *closed),
+        "slow admin clients were not all closed"
+    );
+    assert!(refused >= 1, "no connection beyond the bound was refused");
+    assert!(
+        timed_out + refused == ends.len() && timed_out <= ADMIN_CONNECTIONS_MAX,
+        "{timed_out} cut by the deadline, {refused} refused, of {}",
+        ends.len()
+    );
+}
+
+#[test]
+fn the_admin_listener_answers_only_its_own_host_names() {
+    let (_gw, admin, _o) = gateway_with_admin();
+    let port = admin.port();
+    let wait = Duration::from_secs(15);
+    let ask = |host_line: &str| {
+        let request = format!("GET /config HTTP/1.1\r\n{host_line}\r\n");
+        admin_exchange(admin, &request, wait).unwrap_or_else(|e| panic!("{host_line:?}: {e}"))
+    };
+    // A DNS-rebinding page: the browser sends its own name.
+    for host in [
+        "Host: evil.example\r\n".to_owned(),
+        format!("Host: evil.example:{port}\r\n"),
+        format!("Host: localhost.evil.example:{port}\r\n"),
+        format!("Host: 127.0.0.1.evil.example:{port}\r\n"),
+    ] {
+        let resp = ask(&host);
+        assert_eq!(resp.status, 421, "{host:?}: {resp:?}");
+        assert!(!resp.body_text().contains("\"hash\""), "{resp:?}");
+    }
+    let resp = ask("");
+    assert_eq!(resp.status, 400, "HTTP/1.1 without Host: {resp:?}");
+    for host in [
+        format!("Host: localhost:{port}\r\n"),
+        "Host: localhost\r\n".to_owned(),
+        format!("Host: {admin}\r\n"),
+        format!("Host: 127.0.0.2:{port}\r\n"),
+        format!("Host: [::1]:{port}\r\n"),
+    ] {
+        let resp = ask(&host);
+        assert_eq!(resp.status, 200, "{host:?}: {resp:?}");
+        assert!(resp.body_text().contains("\"hash\""), "{resp:?}");
+    }
+    // No browser sends HTTP/1.0 without Host; other clients may.
+    let resp = admin_exchange(admin, "GET /healthz HTTP/1.0\r\n\r\n", wait).unwrap();
+    assert_eq!(resp.status, 200, "HTTP/1.0 without Host: {resp:?}");
+}
