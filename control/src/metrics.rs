@@ -34,6 +34,7 @@ pub struct Metrics {
     pub access_log_bytes: u64,
     pub access_log_errors: u64,
     pub json_filter_skipped: u64,
+    pub upstream_truncated: u64,
     pub tls: TlsCounters,
 }
 
@@ -51,6 +52,7 @@ impl Metrics {
             access_log_bytes: 0,
             access_log_errors: 0,
             json_filter_skipped: 0,
+            upstream_truncated: 0,
             tls: TlsCounters::default(),
         }
     }
@@ -89,6 +91,7 @@ impl Metrics {
         let _ = self.upstream_latency_us.add(&report.upstream_latency_us);
         self.connections_accepted += report.connections_accepted;
         self.json_filter_skipped += report.json_filter_skipped;
+        self.upstream_truncated += report.upstream_truncated;
         self.tls.add(&report.tls);
         if let Some(open) = self.connections_open.get_mut(report.worker) {
             *open = report.connections_open;
@@ -174,6 +177,12 @@ impl Metrics {
             "coregate_json_filter_skipped_total",
             "Responses of JSON-filtered routes passed unchanged (too large, not JSON or not length-framed).",
             self.json_filter_skipped,
+        );
+        counter(
+            &mut out,
+            "coregate_upstream_truncated_total",
+            "Close-delimited upstream bodies cut short (reset, stall, or TLS close without close_notify); the client saw no clean end.",
+            self.upstream_truncated,
         );
         let tls = &self.tls;
         series(
@@ -317,6 +326,7 @@ mod tests {
             connections_open: 1,
             breakers: Vec::new(),
             json_filter_skipped: 0,
+            upstream_truncated: 0,
             tls: TlsCounters::default(),
         }
     }

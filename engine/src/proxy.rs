@@ -43,6 +43,7 @@ use crate::stream::Stream;
 use crate::tls::{AcceptError, ClientTls};
 
 use crate::aggregate;
+use crate::http::chunked;
 use crate::http::{
     encode_request_head, encode_response_head, error_response, relays_verbatim, BodyFraming,
     ChunkedDecoder, ClientAddr, FieldEdits, Forward, Method, RequestHead, ResponseBody,
@@ -973,9 +974,11 @@ async fn relay<C: AsyncWriteRent, U: AsyncReadRent>(
     outcome: &Outcome,
 ) -> Relayed {
     let chunked_to_client = !req.http10;
+    // A close-delimited body goes chunked to an HTTP/1.1 client (`relay_response`), so
+    // only an HTTP/1.0 one needs the close to see its end.
     let close_client = !req.keep_alive
         || req.http10
-        || matches!(resp.body, ResponseBody::UntilClose)
+        || (matches!(resp.body, ResponseBody::UntilClose) && !chunked_to_client)
         || worker.draining();
     let edits = req.view.snapshot.policies.transforms[req.route]
         .response
@@ -2352,27 +2355,58 @@ async fn relay_response<C: AsyncWriteRent, U: AsyncReadRent>(
             )
             .await
         }
-        // UntilClose (the bodies with a known end were handled above).
+        // UntilClose (the bodies with a known end were handled above). Only a clean close
+        // ends it: a reset, a stall or a TLS close without close_notify (which the TLS
+        // stream reports as an error) cut it short. To an HTTP/1.1 client it goes re-framed
+        // as chunked, the last chunk sent only after a clean close, so a cut body is seen
+        // as cut (RFC 9112 §6.3, item 8 and §7.1); an HTTP/1.0 client has only the close.
         _ => {
-            head_out.extend_from_slice(upbuf);
+            if chunked_to_client {
+                chunked::push_chunk(&mut head_out, upbuf);
+            } else {
+                head_out.extend_from_slice(upbuf);
+            }
             upbuf.clear();
             let mut bytes = head_out.len() as u64;
             write_all(client, head_out, &worker.timer, timeouts.client)
                 .await
                 .0
                 .ok()?;
+            // Room before the data for its chunk-size line, so the data is not copied.
+            let room = if chunked_to_client {
+                chunked::CHUNK_SIZE_LINE_BYTES_MAX
+            } else {
+                0
+            };
             loop {
-                let n = read_more(up, upbuf, &worker.timer, timeouts.upstream_idle)
+                upbuf.clear();
+                upbuf.resize(room, 0);
+                let Ok(n) = read_more(up, upbuf, &worker.timer, timeouts.upstream_idle).await
+                else {
+                    worker.upstream_truncated();
+                    return None;
+                };
+                let out = if n == 0 {
+                    if !chunked_to_client {
+                        return Some((false, bytes));
+                    }
+                    upbuf.clear();
+                    upbuf.extend_from_slice(chunked::LAST_CHUNK);
+                    0..upbuf.len()
+                } else if chunked_to_client {
+                    let start = chunked::chunk_size_line(&mut upbuf[..room], n);
+                    upbuf.extend_from_slice(b"\r\n");
+                    start..upbuf.len()
+                } else {
+                    0..n
+                };
+                bytes += out.len() as u64;
+                write_range(client, upbuf, out, &worker.timer, timeouts.client)
                     .await
                     .ok()?;
                 if n == 0 {
                     return Some((false, bytes));
                 }
-                bytes += n as u64;
-                write_range(client, upbuf, 0..n, &worker.timer, timeouts.client)
-                    .await
-                    .ok()?;
-                upbuf.clear();
             }
         }
     }

@@ -155,6 +155,9 @@ pub struct StatsReport {
     /// Responses of routes with a JSON filter that passed unfiltered (too large, not
     /// length-framed, or not JSON).
     pub json_filter_skipped: u64,
+    /// Close-delimited upstream bodies that ended in an error (a reset, a stall, a TLS close
+    /// without close_notify) rather than a clean close: relayed cut short, never as whole.
+    pub upstream_truncated: u64,
     pub tls: TlsCounters,
 }
 

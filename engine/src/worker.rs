@@ -667,6 +667,14 @@ impl Worker {
         stats.dirty = true;
     }
 
+    /// Counts a close-delimited upstream body that ended in an error (see
+    /// [`StatsReport::upstream_truncated`]).
+    pub(crate) fn upstream_truncated(&self) {
+        let mut stats = self.stats.borrow_mut();
+        stats.upstream_truncated += 1;
+        stats.dirty = true;
+    }
+
     /// Counts a relayed response of `route` in snapshot `version`. Samples from a snapshot
     /// older than the one being gathered (requests that straddled a reload) are dropped.
     pub fn record(&self, version: u64, route: usize, status: u16, total_us: u64, upstream_us: u64) {
@@ -713,6 +721,7 @@ impl Worker {
             connections_open: self.connections.get() as u64,
             breakers,
             json_filter_skipped: done.json_filter_skipped,
+            upstream_truncated: done.upstream_truncated,
             tls: done.tls,
         })));
     }
@@ -766,6 +775,7 @@ struct Gathered {
     upstream_latency_us: hdrhistogram::Histogram<u64>,
     accepted: u64,
     json_filter_skipped: u64,
+    upstream_truncated: u64,
     tls: TlsCounters,
     dirty: bool,
     /// The breaker states last reported, so an unchanged state is not sent again.
@@ -786,6 +796,7 @@ impl Gathered {
             upstream_latency_us: latency_histogram(),
             accepted: 0,
             json_filter_skipped: 0,
+            upstream_truncated: 0,
             tls: TlsCounters::default(),
             dirty: false,
             breakers: Vec::new(),

@@ -1022,7 +1022,7 @@ impl Gateway {
 /// `GET path` on the admin listener at `admin`.
 pub fn admin_get(admin: SocketAddr, path: &str) -> Response {
     let mut c = Client::connect(admin);
-    c.send(format!("GET {path} HTTP/1.1\r\nHost: admin\r\n\r\n").as_bytes());
+    c.send(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes());
     c.read_response()
 }
 

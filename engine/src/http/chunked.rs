@@ -1,4 +1,5 @@
-//! Validating chunked-body decoder (RFC 9112 §7.1), for request and response bodies alike.
+//! Validating chunked-body decoder (RFC 9112 §7.1), for request and response bodies alike,
+//! and the few encoding helpers the proxy needs to re-frame a close-delimited body as chunked.
 //!
 //! A byte-at-a-time state machine over the framing and a bulk step over chunk data: the
 //! decoder never copies or buffers, it tells the caller which bytes of its input were
@@ -274,6 +275,47 @@ impl ChunkedDecoder {
     }
 }
 
+/// The last chunk with an empty trailer section: the end of a chunked body.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// The longest chunk-size line [`chunk_size_line`] writes: the hex digits of a `usize`, CRLF.
+pub const CHUNK_SIZE_LINE_BYTES_MAX: usize = 2 * std::mem::size_of::<usize>() + 2;
+
+/// Writes the chunk-size line of an `n`-byte chunk (`n` in lower-case hex, no leading zeros,
+/// CRLF) at the end of `room`, so that chunk data placed right after `room` follows it
+/// without a copy; returns where in `room` the line starts. `room` holds at least
+/// [`CHUNK_SIZE_LINE_BYTES_MAX`] bytes.
+pub fn chunk_size_line(room: &mut [u8], n: usize) -> usize {
+    debug_assert!(
+        room.len() >= CHUNK_SIZE_LINE_BYTES_MAX,
+        "room for a chunk-size line"
+    );
+    let mut at = room.len() - 2;
+    room[at..].copy_from_slice(b"\r\n");
+    let mut rest = n;
+    loop {
+        at -= 1;
+        room[at] = b"0123456789abcdef"[rest & 15];
+        rest >>= 4;
+        if rest == 0 {
+            return at;
+        }
+    }
+}
+
+/// Appends `data` to `out` as one chunk (nothing when `data` is empty, which would read as
+/// the last chunk).
+pub fn push_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    let mut line = [0u8; CHUNK_SIZE_LINE_BYTES_MAX];
+    let start = chunk_size_line(&mut line, data.len());
+    out.extend_from_slice(&line[start..]);
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
 fn hex_value(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
@@ -286,6 +328,37 @@ fn hex_value(b: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn re_framed_chunks_decode_to_the_data_and_end_only_with_the_last_chunk() {
+        let mut room = [0u8; CHUNK_SIZE_LINE_BYTES_MAX];
+        for (n, line) in [
+            (1usize, &b"1\r\n"[..]),
+            (15, b"f\r\n"),
+            (16, b"10\r\n"),
+            (32 * 1024, b"8000\r\n"),
+            (usize::MAX, b"ffffffffffffffff\r\n"),
+        ] {
+            let start = chunk_size_line(&mut room, n);
+            assert_eq!(&room[start..], line, "{n}");
+        }
+        let mut body = Vec::new();
+        push_chunk(&mut body, b"hello ");
+        push_chunk(&mut body, b"");
+        push_chunk(&mut body, &[b'x'; 300]);
+        let mut decoder = ChunkedDecoder::new();
+        let mut at = 0;
+        while at < body.len() {
+            let step = decoder.advance(&body[at..]).unwrap();
+            assert!(!step.done, "ended without the last chunk");
+            at += step.consumed;
+        }
+        body.extend_from_slice(LAST_CHUNK);
+        let (payload, consumed) = decode_split(&body, &mut || 7).unwrap();
+        assert_eq!(consumed, body.len());
+        assert_eq!(payload.len(), 306);
+        assert!(payload.starts_with(b"hello x"));
+    }
 
     /// Feeds `input` in pieces of the given sizes (cycled); returns the decoded payload and
     /// the bytes consumed when the body completed.

@@ -161,13 +161,15 @@ pub fn encode_request_head(buf: &[u8], head: &RequestHead, fwd: &Forward, out: &
 /// - `Length(n)` → `Content-Length: n`;
 /// - `Chunked` and `chunked_to_client` → `Transfer-Encoding: chunked` (the body is passed
 ///   through); `Chunked` otherwise → nothing (the proxy decodes and must close);
-/// - `UntilClose` → nothing (the proxy must close);
+/// - `UntilClose` and `chunked_to_client` → `Transfer-Encoding: chunked` (the proxy
+///   re-frames the body, so that one cut short is seen as such); `UntilClose` otherwise →
+///   nothing (the proxy must close);
 /// - `None` → the upstream's own Content-Length is kept as sent for HEAD responses and 304,
 ///   where it describes the representation (RFC 9110 §8.6), and dropped for 1xx and 204,
 ///   which must not carry one.
 ///
 /// `close` adds `Connection: close`. It must be set when the end of the body is marked by
-/// closing the connection (`UntilClose`, or `Chunked` without `chunked_to_client`).
+/// closing the connection (`UntilClose` or `Chunked`, without `chunked_to_client`).
 pub fn encode_response_head(
     buf: &[u8],
     head: &ResponseHead,
@@ -180,8 +182,7 @@ pub fn encode_response_head(
         close
             || match head.body {
                 ResponseBody::None | ResponseBody::Length(_) => true,
-                ResponseBody::Chunked => chunked_to_client,
-                ResponseBody::UntilClose => false,
+                ResponseBody::Chunked | ResponseBody::UntilClose => chunked_to_client,
             },
         "a body delimited by closing needs close"
     );
@@ -206,7 +207,7 @@ pub fn encode_response_head(
     out.extend_from_slice(edits.extra);
     match head.body {
         ResponseBody::Length(n) => push_content_length(out, n),
-        ResponseBody::Chunked if chunked_to_client => {
+        ResponseBody::Chunked | ResponseBody::UntilClose if chunked_to_client => {
             out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
         }
         ResponseBody::None | ResponseBody::Chunked | ResponseBody::UntilClose => {}
@@ -640,9 +641,15 @@ mod tests {
             relay(raw, Method::Post, false, true),
             "HTTP/1.1 201 Created\r\nETag: \"x\"\r\nConnection: close\r\n\r\n"
         );
+        // Close-delimited: re-framed as chunked for an HTTP/1.1 client, so a body cut short
+        // shows; only the close marks the end for an HTTP/1.0 one.
         let raw = b"HTTP/1.0 200 OK\r\nServer: old\r\n\r\n";
         assert_eq!(
-            relay(raw, Method::Get, true, true),
+            relay(raw, Method::Get, true, false),
+            "HTTP/1.1 200 OK\r\nServer: old\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        assert_eq!(
+            relay(raw, Method::Get, false, true),
             "HTTP/1.1 200 OK\r\nServer: old\r\nConnection: close\r\n\r\n"
         );
     }

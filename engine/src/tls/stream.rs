@@ -11,8 +11,13 @@
 //! out with the next write. That is what makes the two halves of a split stream safe to drive
 //! concurrently (see the `Split` impl). The handshake, which runs before any split, does flush
 //! alerts, so a client that fails it learns why.
+//!
+//! A read ends cleanly (Ok(0)) only at the peer's `close_notify`; a TCP close without one is
+//! an `UnexpectedEof` error, so a close-delimited body cut short is never taken as whole.
+//! Plaintext is copied into the caller's buffer without ever viewing its uninitialised
+//! capacity as `&mut [u8]` (see `read_plain`).
 
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, BufRead as _, Write as _};
 
 use coregate_rt::TcpStream;
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
@@ -199,14 +204,51 @@ impl TlsStream {
         Ok((self.consumed - before).max(1))
     }
 
-    /// Reads plaintext into `dst`; Ok(0) at a clean close (close_notify, or the peer closing
-    /// the TCP stream, which HTTP/1.1 framing makes safe to treat alike).
-    async fn read_plain(&mut self, dst: &mut [u8]) -> io::Result<usize> {
+    /// Copies plaintext to `dst`, which is valid for `len` bytes that may be uninitialised
+    /// (the spare capacity of a read buffer). Ok(0) only at a clean close: the peer's
+    /// `close_notify`. A TCP close without it is an `UnexpectedEof` error, because the peer
+    /// (or anyone on the path able to send a FIN) may have cut the data short: a body whose
+    /// end is the end of the stream (RFC 9112 §6.3, item 8) is then truncated, not complete
+    /// (RFC 8446 §6.1).
+    ///
+    /// `dst` is never made into a `&mut [u8]`: one over uninitialised bytes is undefined
+    /// behaviour, and rustls's `Read::read` wants one. Its `BufRead::fill_buf` lends its own
+    /// plaintext instead, which is copied with a raw copy, so the caller's buffer needs no
+    /// zero-filling (not once, not per read).
+    async fn read_plain(&mut self, dst: *mut u8, len: usize) -> io::Result<usize> {
+        if len == 0 {
+            return Ok(0);
+        }
         loop {
-            match self.session.reader().read(dst) {
-                Ok(n) => return Ok(n),
+            let mut reader = self.session.reader();
+            let mut copied = 0;
+            let end = loop {
+                match reader.fill_buf() {
+                    Ok([]) => break Ok(()),
+                    Ok(chunk) => {
+                        let n = chunk.len().min(len - copied);
+                        // SAFETY: `dst` is valid for writes of `len` bytes (the caller's
+                        // contract) and `copied + n <= len`; `chunk` is rustls's own buffer,
+                        // so the two cannot overlap.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(chunk.as_ptr(), dst.add(copied), n)
+                        };
+                        reader.consume(n);
+                        copied += n;
+                        if copied == len {
+                            break Ok(());
+                        }
+                    }
+                    Err(e) => break Err(e),
+                }
+            };
+            if copied > 0 {
+                // An end or an error after data shows up on the next read.
+                return Ok(copied);
+            }
+            match end {
+                Ok(()) => return Ok(0),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
                 Err(e) => return Err(e),
             }
             match self.fill().await {
@@ -239,10 +281,10 @@ enum Fill {
 
 impl AsyncReadRent for TlsStream {
     async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        // SAFETY: `write_ptr` is valid for `bytes_total` bytes; rustls only writes into it,
-        // and `set_init` below covers exactly what it wrote.
-        let dst = unsafe { std::slice::from_raw_parts_mut(buf.write_ptr(), buf.bytes_total()) };
-        let res = self.read_plain(dst).await;
+        // `write_ptr` is valid for `bytes_total` bytes, initialised or not, while `buf` is
+        // owned here (IoBufMut's contract); `read_plain` writes through it without making
+        // a reference to the uninitialised part.
+        let res = self.read_plain(buf.write_ptr(), buf.bytes_total()).await;
         if let Ok(n) = res {
             // SAFETY: `n` bytes were just written at `write_ptr`.
             unsafe { buf.set_init(n) };

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use coregate_config::{Certificate, ListenerTls, TlsVersion, UpstreamTls};
 use coregate_rt::{Runtime, TcpListener, TcpStream};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
 use super::*;
@@ -291,5 +292,64 @@ fn a_session_resumes_with_a_ticket_across_a_recompile() {
                 Some(rustls::HandshakeKind::Resumed)
             ]
         );
+    });
+}
+
+/// Plaintext lands in buffers of any size through their spare (uninitialised) capacity, a
+/// read taking what several records hold; only close_notify reads as a clean end (Ok(0)),
+/// and a bare TCP close is an `UnexpectedEof` error once the data is read.
+#[test]
+fn reads_fill_spare_capacity_and_only_close_notify_is_a_clean_end() {
+    let ca = Ca::new();
+    let server = ServerTls::compile(
+        &listener_tls(vec![ca.issue("alpha", &["alpha.test"])], 0),
+        None,
+    )
+    .unwrap();
+    let client = client_for(&ca, Some("alpha.test"));
+    run(async {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        for clean in [true, false] {
+            let (mut s, mut c) =
+                futures_join(accept_one(&listener, &server), connect(addr, &client)).await;
+            // Two records, then the close.
+            for part in [&b"first record, "[..], b"second record"] {
+                let (r, _) = s.write_all(part.to_vec()).await;
+                r.unwrap();
+            }
+            if clean {
+                s.shutdown().await.unwrap();
+            } else {
+                drop(s);
+            }
+            let mut got = Vec::new();
+            // Three bytes at a time, then the rest in one read, always into spare capacity
+            // past what the buffer already holds.
+            while got.len() < 9 {
+                let (r, buf) = c.read(Vec::with_capacity(3)).await;
+                let n = r.unwrap();
+                assert!(n > 0 && n <= 3, "{n}");
+                got.extend_from_slice(&buf);
+            }
+            let mut buf = got;
+            let end = loop {
+                let len = buf.len();
+                buf.reserve(64);
+                let (r, slice) = c.read(buf.slice_mut(len..)).await;
+                buf = slice.into_inner();
+                match r {
+                    Ok(0) => break Ok(()),
+                    Ok(_) => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            assert_eq!(&buf[..], b"first record, second record");
+            match (clean, end) {
+                (true, Ok(())) => {}
+                (false, Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
+                (clean, end) => panic!("clean close {clean}: {end:?}"),
+            }
+        }
     });
 }
