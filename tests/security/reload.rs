@@ -11,6 +11,7 @@
 //!   unchanged, and token caches for every JWT policy whose keys and checks are unchanged.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use crate::common::*;
 
@@ -104,4 +105,120 @@ fn an_aggregate_route_refuses_methods_other_than_get_and_head() {
     let get = client.read_response();
     assert_eq!(get.status, 200, "{}", get.body_text());
     assert_eq!(get.json()["profile"]["method"], "GET");
+}
+
+// ---------------------------------------------------------------------------------------
+// Defect 13: breakers and token caches across a reload
+
+/// The config version the admin listener reports.
+fn config_version(admin: SocketAddr) -> u64 {
+    admin_get(admin, "/config").json()["version"]
+        .as_u64()
+        .expect("/config has a version")
+}
+
+/// Rewrites the config, signals the reload and waits until `version` serves. The admin
+/// address must stay the same, so `{admin}` is filled in.
+fn reload_to(gw: &Gateway, admin: SocketAddr, text: &str, version: u64) {
+    gw.rewrite_config(&text.replace("{admin}", &admin.to_string()));
+    gw.signal(libc::SIGHUP);
+    assert!(
+        eventually(Duration::from_secs(10), || config_version(admin) == version),
+        "version {version} not served; stderr:\n{}",
+        gw.stderr()
+    );
+}
+
+/// One worker (a breaker is per worker), upstream `o` over `endpoints`
+/// with a breaker that stays open for a minute once tripped, route `/x` to it with a static
+/// fallback, and `extra` (more upstreams and routes).
+fn breaker_config(endpoints: &[SocketAddr], extra: &str) -> String {
+    let breaker = "[upstreams.o.breaker]\nconsecutive_failures = 3\nfailure_ratio = 0\n\
+                   cooldown_ms = 60000\ncooldown_max_ms = 60000\nhalf_open_probes = 1\n\
+                   failure_statuses = [500, 502, 503, 504]\n";
+    format!(
+        "{}{}{breaker}\n{}[route.fallback]\nstatus = 503\nbody = 'cut off'\n\n{extra}{ADMIN_TOML}",
+        server_toml(1, ""),
+        upstream_toml("o", endpoints, ""),
+        route_toml("x", "path_prefix = \"/x\"", "o"),
+    )
+}
+
+/// The state of this worker's breaker for `endpoint`, as `/upstreams` shows it.
+fn breaker_state(admin: SocketAddr, endpoint: SocketAddr) -> Option<String> {
+    let upstreams = admin_get(admin, "/upstreams").json();
+    let list = upstreams["upstreams"].as_array()?.clone();
+    list.iter()
+        .flat_map(|u| u["endpoints"].as_array().cloned().unwrap_or_default())
+        .filter(|e| e["address"].as_str() == Some(&*endpoint.to_string()))
+        .flat_map(|e| e["breakers"].as_array().cloned().unwrap_or_default())
+        .find_map(|b| b["state"].as_str().map(str::to_owned))
+}
+
+#[test]
+fn an_open_breaker_stays_open_across_a_reload_keyed_by_upstream_and_address() {
+    let dead = origin_with("dead", Mode::Flaky, |c| c.failure_rate = 1.0);
+    let other = origin("other", Mode::Json);
+    let text = breaker_config(&[dead.addr()], "");
+    let (gw, admin) = start_gateway_with_admin(&text);
+    for _ in 0..3 {
+        let r = gw.get("/x/1");
+        assert!(r.status >= 500, "{}", r.status);
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            breaker_state(admin, dead.addr()).as_deref() == Some("open")
+        }),
+        "the breaker did not open: {:?}",
+        breaker_state(admin, dead.addr())
+    );
+    let seen = dead.requests();
+    assert_eq!(gw.get("/x/1").body_text(), "cut off");
+
+    // A reload that leaves upstream `o` alone (it adds a route, which answers once the new
+    // config serves): the dead endpoint stays cut off. Before the fix the breaker was
+    // rebuilt closed and the next requests went to the dead endpoint again.
+    let extra = format!(
+        "{}{}",
+        upstream_toml("other", &[other.addr()], ""),
+        route_toml("new", "path_prefix = \"/new\"", "other")
+    );
+    reload_to(&gw, admin, &breaker_config(&[dead.addr()], &extra), 2);
+    assert_eq!(gw.get("/new").status, 200, "the reload's new route");
+    for _ in 0..3 {
+        let r = gw.get("/x/1");
+        assert_eq!((r.status, r.body_text().as_str()), (503, "cut off"));
+    }
+    assert_eq!(
+        dead.requests(),
+        seen,
+        "requests reached the cut-off endpoint"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            breaker_state(admin, dead.addr()).as_deref() == Some("open")
+        }),
+        "{:?}",
+        breaker_state(admin, dead.addr())
+    );
+
+    // The state follows the address, not the position: with a new endpoint put first, the
+    // new one starts closed and takes every request, the dead one stays cut off.
+    let fresh = origin("fresh", Mode::Json);
+    reload_to(
+        &gw,
+        admin,
+        &breaker_config(&[fresh.addr(), dead.addr()], &extra),
+        3,
+    );
+    for _ in 0..4 {
+        let r = gw.get("/x/1");
+        assert_eq!(r.status, 200, "{}", r.body_text());
+        assert_eq!(r.header("x-origin"), Some("fresh"));
+    }
+    assert_eq!(
+        dead.requests(),
+        seen,
+        "requests reached the cut-off endpoint"
+    );
 }
