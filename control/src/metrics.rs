@@ -34,6 +34,8 @@ pub struct Metrics {
     pub access_log_bytes: u64,
     pub access_log_errors: u64,
     pub json_filter_skipped: u64,
+    pub jwt_cache_hits: u64,
+    pub jwt_cache_misses: u64,
     pub tls: TlsCounters,
 }
 
@@ -51,6 +53,8 @@ impl Metrics {
             access_log_bytes: 0,
             access_log_errors: 0,
             json_filter_skipped: 0,
+            jwt_cache_hits: 0,
+            jwt_cache_misses: 0,
             tls: TlsCounters::default(),
         }
     }
@@ -89,6 +93,8 @@ impl Metrics {
         let _ = self.upstream_latency_us.add(&report.upstream_latency_us);
         self.connections_accepted += report.connections_accepted;
         self.json_filter_skipped += report.json_filter_skipped;
+        self.jwt_cache_hits += report.jwt_cache_hits;
+        self.jwt_cache_misses += report.jwt_cache_misses;
         self.tls.add(&report.tls);
         if let Some(open) = self.connections_open.get_mut(report.worker) {
             *open = report.connections_open;
@@ -174,6 +180,17 @@ impl Metrics {
             "coregate_json_filter_skipped_total",
             "Responses of JSON-filtered routes passed unchanged (too large, not JSON or not length-framed).",
             self.json_filter_skipped,
+        );
+        series(
+            &mut out,
+            "coregate_jwt_cache_lookups_total",
+            "counter",
+            "Verified-token cache lookups of JWT routes: hit (no signature check) or miss.",
+            "result",
+            &[
+                ("hit", self.jwt_cache_hits),
+                ("miss", self.jwt_cache_misses),
+            ],
         );
         let tls = &self.tls;
         series(
@@ -317,6 +334,8 @@ mod tests {
             connections_open: 1,
             breakers: Vec::new(),
             json_filter_skipped: 0,
+            jwt_cache_hits: 5,
+            jwt_cache_misses: 1,
             tls: TlsCounters::default(),
         }
     }
@@ -341,6 +360,8 @@ mod tests {
         assert!(text.contains("coregate_request_duration_us{route=\"users\",quantile=\"0.99\"}"));
         assert!(text.contains("coregate_request_duration_us_count{route=\"users\"} 7"));
         assert!(text.contains("coregate_upstream_duration_us{quantile=\"0.5\"} 0"));
+        assert!(text.contains("coregate_jwt_cache_lookups_total{result=\"hit\"} 15"));
+        assert!(text.contains("coregate_jwt_cache_lookups_total{result=\"miss\"} 3"));
     }
 
     #[test]

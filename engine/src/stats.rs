@@ -155,6 +155,10 @@ pub struct StatsReport {
     /// Responses of routes with a JSON filter that passed unfiltered (too large, not
     /// length-framed, or not JSON).
     pub json_filter_skipped: u64,
+    /// Verified-token cache lookups of JWT routes that found the token (no signature
+    /// check), and those that did not.
+    pub jwt_cache_hits: u64,
+    pub jwt_cache_misses: u64,
     pub tls: TlsCounters,
 }
 

@@ -469,6 +469,8 @@ impl Worker {
         let published = self.shared.snapshot.version();
         let mut view = self.view.borrow_mut();
         if view.snapshot.version != published {
+            // The old view's lookups are counted before it goes.
+            self.count_token_lookups(&view);
             let next = View::new(
                 self.shared.snapshot.load(),
                 Some(&view),
@@ -723,6 +725,17 @@ impl Worker {
         stats.dirty = true;
     }
 
+    /// Moves the token caches' lookup counts into the next stats report.
+    fn count_token_lookups(&self, view: &View) {
+        let mut stats = self.stats.borrow_mut();
+        for cache in &view.token_caches {
+            let (hits, misses) = cache.borrow_mut().take_lookups();
+            stats.jwt_cache_hits += hits;
+            stats.jwt_cache_misses += misses;
+            stats.dirty |= hits + misses > 0;
+        }
+    }
+
     /// Counts a TLS event (handshake, failure, redirect) for the next stats report.
     pub(crate) fn count_tls(&self, count: impl FnOnce(&mut TlsCounters)) {
         let mut stats = self.stats.borrow_mut();
@@ -734,6 +747,7 @@ impl Worker {
     /// current snapshot's routes).
     fn send_stats(&self) {
         let view = self.view();
+        self.count_token_lookups(&view);
         let mut stats = self.stats.borrow_mut();
         let breakers = breaker_reports(&view);
         if !stats.dirty && stats.version == view.snapshot.version && breakers == stats.breakers {
@@ -752,6 +766,8 @@ impl Worker {
             connections_open: self.connections.get() as u64,
             breakers,
             json_filter_skipped: done.json_filter_skipped,
+            jwt_cache_hits: done.jwt_cache_hits,
+            jwt_cache_misses: done.jwt_cache_misses,
             tls: done.tls,
         })));
     }
@@ -806,6 +822,8 @@ struct Gathered {
     upstream_latency_us: hdrhistogram::Histogram<u64>,
     accepted: u64,
     json_filter_skipped: u64,
+    jwt_cache_hits: u64,
+    jwt_cache_misses: u64,
     tls: TlsCounters,
     dirty: bool,
     /// The breaker states last reported, so an unchanged state is not sent again.
@@ -826,6 +844,8 @@ impl Gathered {
             upstream_latency_us: latency_histogram(),
             accepted: 0,
             json_filter_skipped: 0,
+            jwt_cache_hits: 0,
+            jwt_cache_misses: 0,
             tls: TlsCounters::default(),
             dirty: false,
             breakers: Vec::new(),

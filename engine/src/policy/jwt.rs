@@ -1270,6 +1270,10 @@ pub struct TokenCache {
     /// Holds a verification that could not be cached, so that [`TokenCache::verify`] can
     /// still hand out a reference.
     uncached: Option<Verified>,
+    /// Lookups that found a valid entry, and those that did not, since the last
+    /// [`TokenCache::take_lookups`].
+    hits: u64,
+    misses: u64,
     _not_sync: std::marker::PhantomData<std::cell::Cell<()>>,
 }
 
@@ -1295,6 +1299,8 @@ impl TokenCache {
             max_age_seconds,
             len: 0,
             uncached: None,
+            hits: 0,
+            misses: 0,
             _not_sync: std::marker::PhantomData,
         }
     }
@@ -1312,6 +1318,15 @@ impl TokenCache {
     /// Whether no slot is occupied.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The (hits, misses) of [`TokenCache::get`] and [`TokenCache::verify`] since the last
+    /// call, for the worker's stats.
+    pub fn take_lookups(&mut self) -> (u64, u64) {
+        (
+            std::mem::take(&mut self.hits),
+            std::mem::take(&mut self.misses),
+        )
     }
 
     /// Drops every entry (keeps the memory).
@@ -1377,6 +1392,22 @@ impl TokenCache {
     }
 
     fn find(&mut self, hash: u64, verifier_id: u64, token: &[u8], now_unix: u64) -> Option<usize> {
+        let found = self.find_slot(hash, verifier_id, token, now_unix);
+        if found.is_some() {
+            self.hits += 1;
+        } else {
+            self.misses += 1;
+        }
+        found
+    }
+
+    fn find_slot(
+        &mut self,
+        hash: u64,
+        verifier_id: u64,
+        token: &[u8],
+        now_unix: u64,
+    ) -> Option<usize> {
         if self.slots.is_empty() {
             return None;
         }
@@ -2902,6 +2933,12 @@ EobdMVsG+y/AgflKgz7Jl2Q9R0hMycSNwwIDAQAB
         assert_eq!(cache.get(&v, token.as_bytes(), NOW + 1), Some(&first));
         assert_eq!(cache.verify(&v, token.as_bytes(), NOW + 2), Ok(&first));
         assert_eq!(cache.len(), 1);
+        assert_eq!(
+            cache.take_lookups(),
+            (2, 2),
+            "get, verify: misses; get, verify: hits"
+        );
+        assert_eq!(cache.take_lookups(), (0, 0));
         // Prove a hit does no verification: an entry inserted by hand for a token that
         // would not verify is returned as is.
         let bogus = b"not.a.token";
