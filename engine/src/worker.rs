@@ -10,8 +10,8 @@
 //!
 //! A worker adopts a newly published snapshot itself, between requests ([`Worker::view`]):
 //! the new [`View`] takes over the circuit breakers of endpoints whose upstream and address
-//! the reload left alone, so a reload during an outage does not send traffic back to dead
-//! endpoints.
+//! the reload left alone and the verified-token caches of JWT policies whose keys and checks
+//! it left alone, so a reload during an outage does not send traffic back to dead endpoints.
 //!
 //! Its housekeeping task (every 50 ms) sends stats, sweeps the upstream pools, wakes
 //! connections whose coarse deadline passed (the drain slots double as the coarse timer of
@@ -342,7 +342,9 @@ pub(crate) struct Worker {
 pub(crate) struct View {
     pub snapshot: Arc<Snapshot>,
     pub balancers: Vec<RefCell<BalancerState>>,
-    /// Per JWT verifier (same index as `policies.jwt`): this worker's verified tokens.
+    /// Per JWT verifier (same index as `policies.jwt`): this worker's verified tokens. A
+    /// reload hands a policy's cache on when its name, keys and checks stay the same (see
+    /// [`View::new`]).
     pub token_caches: Vec<RefCell<TokenCache>>,
     /// Per upstream, per endpoint: this worker's circuit breakers (empty for an upstream
     /// without `[breaker]`). Shared with the previous view for every endpoint whose upstream
@@ -356,10 +358,16 @@ pub(crate) struct View {
 impl View {
     /// The view of `snapshot`, taking over from `previous` (the view it replaces, on this
     /// worker) what must outlive a reload, so that a reload during an outage does not send
-    /// traffic back to endpoints this worker has cut off: the breaker of every endpoint,
-    /// keyed by upstream name and endpoint address (indexes move when upstreams or endpoints
-    /// are added or reordered). With the same settings the breaker itself is shared, with
-    /// changed settings its state is carried over ([`Breaker::carried_to`]).
+    /// traffic back to endpoints this worker has cut off, nor check every token again:
+    ///
+    /// - the breaker of every endpoint keyed by upstream name and endpoint address (indexes
+    ///   move when upstreams or endpoints are added or reordered); with the same settings
+    ///   the breaker itself is shared, with changed settings its state is carried over
+    ///   ([`Breaker::carried_to`]);
+    /// - the token cache of every JWT policy keyed by its name, whose verifier has the same
+    ///   fingerprint (keys and every check) and whose cache the same size; the cache moves
+    ///   and the old view keeps an empty one, as cached entries are only valid for the
+    ///   verifier that made them.
     ///
     /// Anything else starts fresh. Runs on the worker that owns both views, at the first
     /// request or tick after the publish, so nothing here is shared or locked.
@@ -374,11 +382,18 @@ impl View {
             .config
             .jwt
             .iter()
-            .map(|auth| {
-                RefCell::new(TokenCache::new(
-                    auth.cache_entries,
-                    jwt::DEFAULT_CACHE_MAX_AGE_SECONDS,
-                ))
+            .zip(&snapshot.policies.jwt)
+            .map(|(auth, verifier)| {
+                let carried = previous.and_then(|p| {
+                    let old = p.snapshot.config.jwt.iter().position(|a| {
+                        a.name == auth.name && a.cache_entries == auth.cache_entries
+                    })?;
+                    (p.snapshot.policies.jwt[old].fingerprint() == verifier.fingerprint())
+                        .then(|| p.token_caches[old].replace(TokenCache::new(0, 0)))
+                });
+                RefCell::new(carried.unwrap_or_else(|| {
+                    TokenCache::new(auth.cache_entries, jwt::DEFAULT_CACHE_MAX_AGE_SECONDS)
+                }))
             })
             .collect();
         let old_breakers: HashMap<(&str, SocketAddr), &Rc<RefCell<Breaker>>> = previous

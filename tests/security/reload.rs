@@ -11,7 +11,9 @@
 //!   unchanged, and token caches for every JWT policy whose keys and checks are unchanged.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use coregate_engine::policy::jwt::base64url_encode as b64url;
 
 use crate::common::*;
 
@@ -129,7 +131,7 @@ fn reload_to(gw: &Gateway, admin: SocketAddr, text: &str, version: u64) {
     );
 }
 
-/// One worker (a breaker is per worker), upstream `o` over `endpoints`
+/// One worker (a breaker and a token cache are per worker), upstream `o` over `endpoints`
 /// with a breaker that stays open for a minute once tripped, route `/x` to it with a static
 /// fallback, and `extra` (more upstreams and routes).
 fn breaker_config(endpoints: &[SocketAddr], extra: &str) -> String {
@@ -221,4 +223,94 @@ fn an_open_breaker_stays_open_across_a_reload_keyed_by_upstream_and_address() {
         seen,
         "requests reached the cut-off endpoint"
     );
+}
+
+const SECRET: &str = "a-reload-test-secret-long-enough-for-hs256";
+const ROTATED: &str = "the-rotated-secret-also-long-enough-for-hs256";
+
+fn hs256(secret: &str, sub: &str) -> String {
+    let exp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let claims = format!(r#"{{"sub":"{sub}","exp":{exp}}}"#);
+    let input = format!(
+        "{}.{}",
+        b64url(br#"{"alg":"HS256","typ":"JWT"}"#),
+        b64url(claims.as_bytes())
+    );
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    let tag = ring::hmac::sign(&key, input.as_bytes());
+    format!("{input}.{}", b64url(tag.as_ref()))
+}
+
+/// One worker, route `/hs` behind JWT policy `hs` with `secret`, and `extra`.
+fn jwt_config(upstream: SocketAddr, secret: &str, extra: &str) -> String {
+    format!(
+        "{}{}[auth.jwt.hs]\nalgorithms = [\"HS256\"]\nsecret = \"{secret}\"\n\n{}{extra}{ADMIN_TOML}",
+        server_toml(1, ""),
+        upstream_toml("o", &[upstream], ""),
+        route_toml("hs", "path_prefix = \"/hs\"\nauth = \"hs\"", "o"),
+    )
+}
+
+/// (hits, misses) of the worker's verified-token cache, once `lookups` have been reported.
+fn token_lookups(gw: &Gateway, admin: SocketAddr, lookups: f64) -> (f64, f64) {
+    let read = || {
+        let hits = metric(admin, "coregate_jwt_cache_lookups_total{result=\"hit\"}");
+        let misses = metric(admin, "coregate_jwt_cache_lookups_total{result=\"miss\"}");
+        (hits.unwrap_or(0.0), misses.unwrap_or(0.0))
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let (hits, misses) = read();
+            hits + misses >= lookups
+        }),
+        "{lookups} token lookups not reported: {:?}; stderr:\n{}",
+        read(),
+        gw.stderr()
+    );
+    read()
+}
+
+fn get_with_token(gw: &Gateway, token: &str) -> Response {
+    gw.request(&format!(
+        "GET /hs/1 HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\n\r\n"
+    ))
+}
+
+#[test]
+fn verified_tokens_stay_cached_across_a_reload_unless_the_policy_changed() {
+    let o = origin("o", Mode::Json);
+    let (gw, admin) = start_gateway_with_admin(&jwt_config(o.addr(), SECRET, ""));
+    let token = hs256(SECRET, "alice");
+    assert_eq!(get_with_token(&gw, &token).status, 200);
+    assert_eq!(
+        token_lookups(&gw, admin, 1.0),
+        (0.0, 1.0),
+        "first sight: a miss"
+    );
+    assert_eq!(get_with_token(&gw, &token).status, 200);
+    assert_eq!(token_lookups(&gw, admin, 2.0), (1.0, 1.0), "then a hit");
+
+    // A reload that leaves the policy alone (it adds a route, which answers once the new
+    // config serves): the token is still a hit. Before the fix every reload emptied the
+    // cache, so it was verified again.
+    let extra = route_toml("new", "path_prefix = \"/new\"", "o");
+    reload_to(&gw, admin, &jwt_config(o.addr(), SECRET, &extra), 2);
+    assert_eq!(gw.get("/new").status, 200, "the reload's new route");
+    assert_eq!(get_with_token(&gw, &token).status, 200);
+    assert_eq!(
+        token_lookups(&gw, admin, 3.0),
+        (2.0, 1.0),
+        "the cache did not survive the reload"
+    );
+
+    // A rotated secret is another policy: nothing verified under the old one is kept, so
+    // the old token is refused and the new one verified afresh.
+    reload_to(&gw, admin, &jwt_config(o.addr(), ROTATED, &extra), 3);
+    assert_eq!(get_with_token(&gw, &token).status, 401);
+    assert_eq!(get_with_token(&gw, &hs256(ROTATED, "bob")).status, 200);
+    assert_eq!(token_lookups(&gw, admin, 5.0), (2.0, 3.0));
 }
