@@ -35,6 +35,8 @@ pub struct Metrics {
     pub access_log_errors: u64,
     pub json_filter_skipped: u64,
     pub upstream_truncated: u64,
+    pub jwt_cache_hits: u64,
+    pub jwt_cache_misses: u64,
     pub tls: TlsCounters,
 }
 
@@ -53,6 +55,8 @@ impl Metrics {
             access_log_errors: 0,
             json_filter_skipped: 0,
             upstream_truncated: 0,
+            jwt_cache_hits: 0,
+            jwt_cache_misses: 0,
             tls: TlsCounters::default(),
         }
     }
@@ -92,6 +96,8 @@ impl Metrics {
         self.connections_accepted += report.connections_accepted;
         self.json_filter_skipped += report.json_filter_skipped;
         self.upstream_truncated += report.upstream_truncated;
+        self.jwt_cache_hits += report.jwt_cache_hits;
+        self.jwt_cache_misses += report.jwt_cache_misses;
         self.tls.add(&report.tls);
         if let Some(open) = self.connections_open.get_mut(report.worker) {
             *open = report.connections_open;
@@ -183,6 +189,17 @@ impl Metrics {
             "coregate_upstream_truncated_total",
             "Close-delimited upstream bodies cut short (reset, stall, or TLS close without close_notify); the client saw no clean end.",
             self.upstream_truncated,
+        );
+        series(
+            &mut out,
+            "coregate_jwt_cache_lookups_total",
+            "counter",
+            "Verified-token cache lookups of JWT routes: hit (no signature check) or miss.",
+            "result",
+            &[
+                ("hit", self.jwt_cache_hits),
+                ("miss", self.jwt_cache_misses),
+            ],
         );
         let tls = &self.tls;
         series(
@@ -327,6 +344,8 @@ mod tests {
             breakers: Vec::new(),
             json_filter_skipped: 0,
             upstream_truncated: 0,
+            jwt_cache_hits: 5,
+            jwt_cache_misses: 1,
             tls: TlsCounters::default(),
         }
     }
@@ -351,6 +370,8 @@ mod tests {
         assert!(text.contains("coregate_request_duration_us{route=\"users\",quantile=\"0.99\"}"));
         assert!(text.contains("coregate_request_duration_us_count{route=\"users\"} 7"));
         assert!(text.contains("coregate_upstream_duration_us{quantile=\"0.5\"} 0"));
+        assert!(text.contains("coregate_jwt_cache_lookups_total{result=\"hit\"} 15"));
+        assert!(text.contains("coregate_jwt_cache_lookups_total{result=\"miss\"} 3"));
     }
 
     #[test]

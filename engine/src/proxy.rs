@@ -1320,6 +1320,13 @@ async fn aggregated(
     m: &crate::router::Match,
     response_headers: Vec<u8>,
 ) -> Next {
+    // The parts are reads (asked with GET, below); a route without `methods` matches any
+    // method, so anything but GET and HEAD is refused rather than answered with reads.
+    if !matches!(conn.head.method, Method::Get | Method::Head) {
+        let reason = "aggregate routes answer GET and HEAD only";
+        let allow = [("Allow", "GET, HEAD")];
+        return refuse(worker, client, outcome, conn, 405, reason, &allow).await;
+    }
     if conn.head.body != BodyFraming::None {
         let reason = "aggregate routes take no request body";
         return refuse(worker, client, outcome, conn, 400, reason, &[]).await;
@@ -1342,6 +1349,11 @@ async fn aggregated(
                 edits: transform.request.field_edits(&conn.identity),
             };
             encode_request_head(&conn.buf, &conn.head, &forward, &mut head);
+            // Every part is asked with GET, also for a client's HEAD: the answer to HEAD is
+            // the GET answer's head, Content-Length of the merged body included (RFC 9110
+            // §9.3.2), so the bodies are needed; and a part asked with HEAD announces a body
+            // it never sends, which the part's reader would wait for until its timeout.
+            head.splice(..conn.head.method_span.get(&conn.buf).len(), *b"GET");
             head
         })
         .collect();

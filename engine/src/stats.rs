@@ -158,6 +158,10 @@ pub struct StatsReport {
     /// Close-delimited upstream bodies that ended in an error (a reset, a stall, a TLS close
     /// without close_notify) rather than a clean close: relayed cut short, never as whole.
     pub upstream_truncated: u64,
+    /// Verified-token cache lookups of JWT routes that found the token (no signature
+    /// check), and those that did not.
+    pub jwt_cache_hits: u64,
+    pub jwt_cache_misses: u64,
     pub tls: TlsCounters,
 }
 

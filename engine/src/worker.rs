@@ -8,6 +8,11 @@
 //! to the runtime's epoll driver and says so. Everything a worker owns — connections, buffers,
 //! pools, balancer state — lives in its [`Worker`] and is touched by no other thread.
 //!
+//! A worker adopts a newly published snapshot itself, between requests ([`Worker::view`]):
+//! the new [`View`] takes over the circuit breakers of endpoints whose upstream and address
+//! the reload left alone and the verified-token caches of JWT policies whose keys and checks
+//! it left alone, so a reload during an outage does not send traffic back to dead endpoints.
+//!
 //! Its housekeeping task (every 50 ms) sends stats, sweeps the upstream pools, wakes
 //! connections whose coarse deadline passed (the drain slots double as the coarse timer of
 //! connections waiting between requests), and, once the worker has served nothing for a
@@ -16,7 +21,9 @@
 //! [`Timer`], with a ticker task of its own.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::io;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
@@ -335,17 +342,36 @@ pub(crate) struct Worker {
 pub(crate) struct View {
     pub snapshot: Arc<Snapshot>,
     pub balancers: Vec<RefCell<BalancerState>>,
-    /// Per JWT verifier (same index as `policies.jwt`): this worker's verified tokens.
+    /// Per JWT verifier (same index as `policies.jwt`): this worker's verified tokens. A
+    /// reload hands a policy's cache on when its name, keys and checks stay the same (see
+    /// [`View::new`]).
     pub token_caches: Vec<RefCell<TokenCache>>,
     /// Per upstream, per endpoint: this worker's circuit breakers (empty for an upstream
-    /// without `[breaker]`). Rebuilt, closed, with a new snapshot.
-    pub breakers: Vec<RefCell<Vec<Breaker>>>,
+    /// without `[breaker]`). Shared with the previous view for every endpoint whose upstream
+    /// name, address and breaker settings a reload left alone, so that requests still in
+    /// flight on the old view report to the same breaker.
+    pub breakers: Vec<Box<[Rc<RefCell<Breaker>>]>>,
     /// Per route: (requests, retries) in the current retry-budget window.
     pub retry_budget: Vec<Cell<(u32, u32)>>,
 }
 
 impl View {
-    fn new(snapshot: Arc<Snapshot>) -> View {
+    /// The view of `snapshot`, taking over from `previous` (the view it replaces, on this
+    /// worker) what must outlive a reload, so that a reload during an outage does not send
+    /// traffic back to endpoints this worker has cut off, nor check every token again:
+    ///
+    /// - the breaker of every endpoint keyed by upstream name and endpoint address (indexes
+    ///   move when upstreams or endpoints are added or reordered); with the same settings
+    ///   the breaker itself is shared, with changed settings its state is carried over
+    ///   ([`Breaker::carried_to`]);
+    /// - the token cache of every JWT policy keyed by its name, whose verifier has the same
+    ///   fingerprint (keys and every check) and whose cache the same size; the cache moves
+    ///   and the old view keeps an empty one, as cached entries are only valid for the
+    ///   verifier that made them.
+    ///
+    /// Anything else starts fresh. Runs on the worker that owns both views, at the first
+    /// request or tick after the publish, so nothing here is shared or locked.
+    fn new(snapshot: Arc<Snapshot>, previous: Option<&View>, now_ms: u64) -> View {
         let balancers = snapshot
             .config
             .upstreams
@@ -356,27 +382,50 @@ impl View {
             .config
             .jwt
             .iter()
-            .map(|auth| {
-                RefCell::new(TokenCache::new(
-                    auth.cache_entries,
-                    jwt::DEFAULT_CACHE_MAX_AGE_SECONDS,
-                ))
+            .zip(&snapshot.policies.jwt)
+            .map(|(auth, verifier)| {
+                let carried = previous.and_then(|p| {
+                    let old = p.snapshot.config.jwt.iter().position(|a| {
+                        a.name == auth.name && a.cache_entries == auth.cache_entries
+                    })?;
+                    (p.snapshot.policies.jwt[old].fingerprint() == verifier.fingerprint())
+                        .then(|| p.token_caches[old].replace(TokenCache::new(0, 0)))
+                });
+                RefCell::new(carried.unwrap_or_else(|| {
+                    TokenCache::new(auth.cache_entries, jwt::DEFAULT_CACHE_MAX_AGE_SECONDS)
+                }))
             })
             .collect();
+        let old_breakers: HashMap<(&str, SocketAddr), &Rc<RefCell<Breaker>>> = previous
+            .map(|p| {
+                let upstreams = p.snapshot.config.upstreams.iter().zip(&p.breakers);
+                upstreams
+                    .flat_map(|(u, breakers)| {
+                        let addresses = u.endpoints.iter().map(|e| (u.name.as_str(), e.address));
+                        addresses.zip(breakers.iter())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let breakers = snapshot
             .config
             .upstreams
             .iter()
             .map(|u| {
-                let breakers = match &u.breaker {
-                    Some(settings) => u
-                        .endpoints
-                        .iter()
-                        .map(|_| Breaker::new(breaker_config(settings)))
-                        .collect(),
-                    None => Vec::new(),
+                let Some(settings) = &u.breaker else {
+                    return Box::default();
                 };
-                RefCell::new(breakers)
+                let config = breaker_config(settings);
+                let carry = |address| {
+                    let Some(&old) = old_breakers.get(&(u.name.as_str(), address)) else {
+                        return Rc::new(RefCell::new(Breaker::new(config)));
+                    };
+                    if old.borrow().runs_on(&config) {
+                        return old.clone();
+                    }
+                    Rc::new(RefCell::new(old.borrow().carried_to(config, now_ms)))
+                };
+                u.endpoints.iter().map(|e| carry(e.address)).collect()
             })
             .collect();
         let retry_budget = snapshot
@@ -403,7 +452,7 @@ impl Worker {
             reports,
             shares,
         } = lanes;
-        let view = Rc::new(View::new(shared.snapshot.load()));
+        let view = Rc::new(View::new(shared.snapshot.load(), None, 0));
         let stats = Gathered::new(&view.snapshot);
         let health = shared.health.load();
         Worker {
@@ -435,7 +484,14 @@ impl Worker {
         let published = self.shared.snapshot.version();
         let mut view = self.view.borrow_mut();
         if view.snapshot.version != published {
-            *view = Rc::new(View::new(self.shared.snapshot.load()));
+            // The old view's lookups are counted before it goes.
+            self.count_token_lookups(&view);
+            let next = View::new(
+                self.shared.snapshot.load(),
+                Some(&view),
+                self.shared.now_ms(),
+            );
+            *view = Rc::new(next);
         }
         view.clone()
     }
@@ -461,7 +517,7 @@ impl Worker {
         let health = self.health.borrow();
         let endpoints = &view.snapshot.config.upstreams[upstream].endpoints;
         let mut balancer = view.balancers[upstream].borrow_mut();
-        let mut breakers = view.breakers[upstream].borrow_mut();
+        let breakers = &view.breakers[upstream];
         if breakers.is_empty() {
             return balancer.pick(hash, |i| {
                 health.is_up(endpoints[i].address) && !exclude.contains(&i)
@@ -474,12 +530,12 @@ impl Worker {
                 health.is_up(endpoints[i].address)
                     && !refused.contains(&i)
                     && !exclude.contains(&i)
-                    && match breakers[i].state() {
+                    && match breakers[i].borrow().state() {
                         BreakerState::Open { until_ms } => now_ms >= until_ms,
                         BreakerState::Closed | BreakerState::HalfOpen => true,
                     }
             })?;
-            if breakers[picked].allow(now_ms) {
+            if breakers[picked].borrow_mut().allow(now_ms) {
                 return Some(picked);
             }
             refused.push(picked);
@@ -511,8 +567,8 @@ impl Worker {
 
     /// Reports how a request to an endpoint went to its breaker, if it has one.
     pub fn breaker_outcome(&self, view: &View, upstream: usize, endpoint: usize, ok: bool) {
-        let mut breakers = view.breakers[upstream].borrow_mut();
-        if let Some(breaker) = breakers.get_mut(endpoint) {
+        if let Some(breaker) = view.breakers[upstream].get(endpoint) {
+            let mut breaker = breaker.borrow_mut();
             let now_ms = self.shared.now_ms();
             if ok {
                 breaker.on_success(now_ms);
@@ -692,6 +748,17 @@ impl Worker {
         stats.dirty = true;
     }
 
+    /// Moves the token caches' lookup counts into the next stats report.
+    fn count_token_lookups(&self, view: &View) {
+        let mut stats = self.stats.borrow_mut();
+        for cache in &view.token_caches {
+            let (hits, misses) = cache.borrow_mut().take_lookups();
+            stats.jwt_cache_hits += hits;
+            stats.jwt_cache_misses += misses;
+            stats.dirty |= hits + misses > 0;
+        }
+    }
+
     /// Counts a TLS event (handshake, failure, redirect) for the next stats report.
     pub(crate) fn count_tls(&self, count: impl FnOnce(&mut TlsCounters)) {
         let mut stats = self.stats.borrow_mut();
@@ -703,6 +770,7 @@ impl Worker {
     /// current snapshot's routes).
     fn send_stats(&self) {
         let view = self.view();
+        self.count_token_lookups(&view);
         let mut stats = self.stats.borrow_mut();
         let breakers = breaker_reports(&view);
         if !stats.dirty && stats.version == view.snapshot.version && breakers == stats.breakers {
@@ -722,6 +790,8 @@ impl Worker {
             breakers,
             json_filter_skipped: done.json_filter_skipped,
             upstream_truncated: done.upstream_truncated,
+            jwt_cache_hits: done.jwt_cache_hits,
+            jwt_cache_misses: done.jwt_cache_misses,
             tls: done.tls,
         })));
     }
@@ -750,7 +820,8 @@ impl Worker {
 fn breaker_reports(view: &View) -> Vec<BreakerReport> {
     let mut reports = Vec::new();
     for (upstream, breakers) in view.snapshot.config.upstreams.iter().zip(&view.breakers) {
-        for (endpoint, breaker) in upstream.endpoints.iter().zip(breakers.borrow().iter()) {
+        for (endpoint, breaker) in upstream.endpoints.iter().zip(breakers.iter()) {
+            let breaker = breaker.borrow();
             reports.push(BreakerReport {
                 upstream: upstream.name.as_str().into(),
                 endpoint: endpoint.address,
@@ -776,6 +847,8 @@ struct Gathered {
     accepted: u64,
     json_filter_skipped: u64,
     upstream_truncated: u64,
+    jwt_cache_hits: u64,
+    jwt_cache_misses: u64,
     tls: TlsCounters,
     dirty: bool,
     /// The breaker states last reported, so an unchanged state is not sent again.
@@ -797,6 +870,8 @@ impl Gathered {
             accepted: 0,
             json_filter_skipped: 0,
             upstream_truncated: 0,
+            jwt_cache_hits: 0,
+            jwt_cache_misses: 0,
             tls: TlsCounters::default(),
             dirty: false,
             breakers: Vec::new(),

@@ -18,6 +18,10 @@
 //! reset is a failure), or a half-open breaker keeps waiting for its probes. Outcomes that
 //! arrive while open (requests admitted before the trip) are ignored.
 //!
+//! A breaker outlives a reload that leaves its endpoint alone: the worker keeps using it when
+//! the settings are unchanged ([`Breaker::runs_on`]) and carries its state over to new
+//! settings otherwise ([`Breaker::carried_to`]).
+//!
 //! The rolling window is a ring of [`WINDOW_BUCKETS`] time buckets of `window_ms / 10`
 //! each, updated in place. **Never**: allocates, locks, reads a clock (time comes in as
 //! `now_ms`), or panics on any sequence of calls or times (time may even go backwards).
@@ -191,6 +195,36 @@ impl Breaker {
             recoveries: 0,
             config,
         }
+    }
+
+    /// Whether this breaker runs on `config` (after the clamping [`Breaker::new`] does): a
+    /// reload that left the endpoint's settings alone keeps using this very breaker.
+    pub fn runs_on(&self, config: &BreakerConfig) -> bool {
+        self.config == config.sanitized()
+    }
+
+    /// This breaker's state carried over to new settings (a reload changed the endpoint's
+    /// `[breaker]`): an open breaker stays open until the end of its cool-down, a half-open
+    /// one opens until `now_ms` so that the new settings' probes start with the next request
+    /// (the probes in flight report to the old breaker), and a closed one starts a fresh
+    /// window. Trip and recovery counts carry over; the next cool-down is clamped to the
+    /// new bounds.
+    pub fn carried_to(&self, config: BreakerConfig, now_ms: u64) -> Breaker {
+        let mut carried = Breaker::new(config);
+        carried.state = match self.state {
+            State::Closed => State::Closed,
+            State::Open { until_ms } => State::Open { until_ms },
+            State::HalfOpen => State::Open { until_ms: now_ms },
+        };
+        carried.cooldown_ms = self.cooldown_ms.clamp(
+            carried.config.cooldown_base_ms,
+            carried.config.cooldown_max_ms,
+        );
+        carried.closed_since_ms = self.closed_since_ms;
+        carried.trips = self.trips;
+        carried.recoveries = self.recoveries;
+        carried.check_invariants();
+        carried
     }
 
     /// Whether a request may go to this endpoint now. When half-open, an admitted request
@@ -673,6 +707,36 @@ mod tests {
         fail_n(&mut breaker, 3, u64::MAX);
         assert_eq!(breaker.state(), State::Open { until_ms: u64::MAX });
         assert!(breaker.allow(u64::MAX));
+    }
+
+    #[test]
+    fn new_settings_keep_an_open_breaker_open_and_restart_probing() {
+        let mut breaker = Breaker::new(config());
+        assert!(breaker.runs_on(&config()));
+        let longer = BreakerConfig {
+            cooldown_base_ms: 1_000,
+            cooldown_max_ms: 5_000,
+            ..config()
+        };
+        assert!(!breaker.runs_on(&longer));
+        // Closed: closed under the new settings, counts kept.
+        let closed = breaker.carried_to(longer, 0);
+        assert_eq!(closed.state(), State::Closed);
+        assert!(closed.runs_on(&longer));
+        // Open: open until the same instant, trips kept, next cool-down within new bounds.
+        trip(&mut breaker, 0);
+        let open = breaker.carried_to(longer, 50);
+        assert_eq!(open.state(), State::Open { until_ms: 100 });
+        assert_eq!(open.trips(), 1);
+        assert_eq!(open.next_cooldown_ms(), 1_000);
+        // Half-open with its probes in flight: open until now, so the next request probes.
+        assert!(breaker.allow(100));
+        assert!(breaker.allow(100));
+        assert!(!breaker.allow(100), "both probes are out");
+        let mut carried = breaker.carried_to(longer, 120);
+        assert_eq!(carried.state(), State::Open { until_ms: 120 });
+        assert!(carried.allow(120));
+        assert_eq!(carried.state(), State::HalfOpen);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! `kid`; the claim checks (`exp`, `nbf`, `iat`, `iss`, `aud`, required claims); the mapping of
 //! claims to identity headers; token extraction from `Authorization: Bearer` and cookies; and
 //! [`TokenCache`], the per-worker cache that makes a repeated token cost a lookup instead of
-//! a signature check.
+//! a signature check. A verifier's [`Verifier::fingerprint`] covers its keys and every check,
+//! so a worker keeps a policy's cache across a reload that leaves the fingerprint alone.
 //!
 //! Never: accepts `alg: none` (in any spelling), lets an HMAC algorithm run with an asymmetric
 //! key or the reverse (every [`Key`] carries its type), honours `crit` (we understand no
@@ -34,9 +35,8 @@ use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use ring::{hmac, signature};
+use ring::{digest, hmac, signature};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
@@ -176,6 +176,9 @@ struct HmacKeys {
     hs256: hmac::Key,
     hs384: Option<hmac::Key>,
     hs512: Option<hmac::Key>,
+    /// SHA-256 of the secret, for [`Verifier::fingerprint`] (ring's keys do not give the
+    /// secret back). Never printed.
+    secret_sha256: [u8; 32],
 }
 
 enum Material {
@@ -224,6 +227,7 @@ impl Key {
                 hs256: hmac::Key::new(hmac::HMAC_SHA256, secret),
                 hs384,
                 hs512,
+                secret_sha256: sha256(secret),
             })),
             alg: None,
         })
@@ -385,6 +389,22 @@ impl Key {
         }
     }
 
+    /// Feeds what this key accepts to a fingerprint: its type, its algorithm pin and its
+    /// material (an HMAC secret as its SHA-256).
+    fn fingerprint_into(&self, into: &mut Fingerprint) {
+        into.number(self.kind() as u64);
+        into.number(self.alg.map_or(0, |alg| u64::from(alg.bit())));
+        match &self.material {
+            Material::Hmac(keys) => into.bytes(&keys.secret_sha256),
+            Material::Rsa { n, e } => {
+                into.bytes(n);
+                into.bytes(e);
+            }
+            Material::EcP256(point) | Material::EcP384(point) => into.bytes(point),
+            Material::Ed25519(raw) => into.bytes(raw),
+        }
+    }
+
     /// Checks `signature` over `message`. Callers check [`Key::accepts`] first; a mismatch
     /// here fails closed anyway.
     fn verify(&self, alg: Alg, message: &[u8], sig: &[u8]) -> Result<(), ring::error::Unspecified> {
@@ -518,6 +538,62 @@ impl KeySet {
     fn keys(&self) -> impl Iterator<Item = &Key> {
         self.by_kid.values().chain(self.default.as_ref())
     }
+
+    /// Feeds every key, with the `kid` it is selected by, in `kid` order.
+    fn fingerprint_into(&self, into: &mut Fingerprint) {
+        let mut kids: Vec<&Box<str>> = self.by_kid.keys().collect();
+        kids.sort_unstable();
+        into.number(kids.len() as u64);
+        for kid in kids {
+            into.bytes(kid.as_bytes());
+            self.by_kid[kid].fingerprint_into(into);
+        }
+        match &self.default {
+            Some(key) => {
+                into.number(1);
+                key.fingerprint_into(into);
+            }
+            None => into.number(0),
+        }
+    }
+}
+
+/// SHA-256 over an unambiguous encoding (every byte string and list is preceded by its
+/// length) of what decides a verifier's answers.
+struct Fingerprint(digest::Context);
+
+impl Fingerprint {
+    fn number(&mut self, n: u64) {
+        self.0.update(&n.to_le_bytes());
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.number(bytes.len() as u64);
+        self.0.update(bytes);
+    }
+
+    fn list(&mut self, items: &[Box<str>]) {
+        self.number(items.len() as u64);
+        for item in items {
+            self.bytes(item.as_bytes());
+        }
+    }
+}
+
+/// A verifier's fingerprint. Its `Debug` prints nothing of it: it is derived from secrets.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Sha256([u8; 32]);
+
+impl fmt::Debug for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Sha256(..)")
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0; 32];
+    out.copy_from_slice(digest::digest(&digest::SHA256, bytes).as_ref());
+    out
 }
 
 #[derive(Deserialize)]
@@ -652,9 +728,15 @@ impl Default for VerifierConfig {
 /// A compiled JWT policy: immutable, shared by all workers, built on the control thread.
 #[derive(Debug)]
 pub struct Verifier {
-    /// Distinguishes verifiers in a [`TokenCache`], so that a token verified for one route
-    /// (or one configuration) is never a hit for another.
+    /// Distinguishes verifiers in a [`TokenCache`], so that a token verified under other
+    /// keys or checks is never a hit: the first 8 bytes of `fingerprint`. Two verifiers
+    /// with the same keys and checks (the same policy before and after a reload) give every
+    /// token the same answer, so they share it and a carried cache still hits. (A cache is
+    /// only ever handed on between verifiers whose whole fingerprints are equal, so the
+    /// truncation cannot make entries of different verifiers meet.)
     id: u64,
+    /// SHA-256 over the keys and every check (see [`Verifier::fingerprint`]).
+    fingerprint: Sha256,
     allowed: u16,
     keys: KeySet,
     issuer: Option<Box<str>>,
@@ -666,8 +748,6 @@ pub struct Verifier {
     leeway_seconds: u64,
     token_bytes_max: usize,
 }
-
-static NEXT_VERIFIER_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Why a token was refused. [`JwtError::reason`] is safe to show the client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -797,8 +877,9 @@ impl Verifier {
             return Err("token_bytes_max must be positive".to_string());
         }
         let boxed = |list: Vec<String>| list.into_iter().map(String::into_boxed_str).collect();
-        Ok(Verifier {
-            id: NEXT_VERIFIER_ID.fetch_add(1, Ordering::Relaxed),
+        let mut verifier = Verifier {
+            id: 0,
+            fingerprint: Sha256([0; 32]),
             allowed,
             keys,
             issuer: config.issuer.map(String::into_boxed_str),
@@ -813,12 +894,56 @@ impl Verifier {
             require_exp: config.require_exp,
             leeway_seconds: config.leeway_seconds,
             token_bytes_max: config.token_bytes_max,
-        })
+        };
+        verifier.fingerprint = Sha256(verifier.compute_fingerprint());
+        let mut id = [0; 8];
+        id.copy_from_slice(&verifier.fingerprint.0[..8]);
+        verifier.id = u64::from_le_bytes(id);
+        Ok(verifier)
     }
 
-    /// This verifier's identity within the process (cache key component).
+    /// This verifier's identity within the process (cache key component), from its
+    /// fingerprint.
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// A SHA-256 over everything that decides this verifier's answer to a token and the
+    /// identity it passes on: the keys (with their `kid`s and algorithm pins), the allowed
+    /// algorithms and `typ`s, issuer, audiences, required claims, the claim → header
+    /// mapping, `require_exp`, the leeway and the size limit. Equal fingerprints mean a
+    /// token verified by one is verified, with the same identity, by the other: what lets a
+    /// worker keep its [`TokenCache`] of a policy across a reload.
+    pub fn fingerprint(&self) -> &[u8; 32] {
+        &self.fingerprint.0
+    }
+
+    fn compute_fingerprint(&self) -> [u8; 32] {
+        let mut f = Fingerprint(digest::Context::new(&digest::SHA256));
+        f.bytes(b"coregate jwt verifier v1");
+        self.keys.fingerprint_into(&mut f);
+        f.number(u64::from(self.allowed));
+        match &self.issuer {
+            Some(issuer) => {
+                f.number(1);
+                f.bytes(issuer.as_bytes());
+            }
+            None => f.number(0),
+        }
+        f.list(&self.audiences);
+        f.list(&self.required_claims);
+        f.number(self.claim_headers.len() as u64);
+        for (claim, header) in &self.claim_headers {
+            f.bytes(claim.as_bytes());
+            f.bytes(header.as_bytes());
+        }
+        f.list(&self.allowed_types);
+        f.number(u64::from(self.require_exp));
+        f.number(self.leeway_seconds);
+        f.number(self.token_bytes_max as u64);
+        let mut out = [0; 32];
+        out.copy_from_slice(f.0.finish().as_ref());
+        out
     }
 
     /// The (claim, header name) pairs, in the order of [`Verified::header_value`].
@@ -1270,6 +1395,10 @@ pub struct TokenCache {
     /// Holds a verification that could not be cached, so that [`TokenCache::verify`] can
     /// still hand out a reference.
     uncached: Option<Verified>,
+    /// Lookups that found a valid entry, and those that did not, since the last
+    /// [`TokenCache::take_lookups`].
+    hits: u64,
+    misses: u64,
     _not_sync: std::marker::PhantomData<std::cell::Cell<()>>,
 }
 
@@ -1295,6 +1424,8 @@ impl TokenCache {
             max_age_seconds,
             len: 0,
             uncached: None,
+            hits: 0,
+            misses: 0,
             _not_sync: std::marker::PhantomData,
         }
     }
@@ -1312,6 +1443,15 @@ impl TokenCache {
     /// Whether no slot is occupied.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The (hits, misses) of [`TokenCache::get`] and [`TokenCache::verify`] since the last
+    /// call, for the worker's stats.
+    pub fn take_lookups(&mut self) -> (u64, u64) {
+        (
+            std::mem::take(&mut self.hits),
+            std::mem::take(&mut self.misses),
+        )
     }
 
     /// Drops every entry (keeps the memory).
@@ -1377,6 +1517,22 @@ impl TokenCache {
     }
 
     fn find(&mut self, hash: u64, verifier_id: u64, token: &[u8], now_unix: u64) -> Option<usize> {
+        let found = self.find_slot(hash, verifier_id, token, now_unix);
+        if found.is_some() {
+            self.hits += 1;
+        } else {
+            self.misses += 1;
+        }
+        found
+    }
+
+    fn find_slot(
+        &mut self,
+        hash: u64,
+        verifier_id: u64,
+        token: &[u8],
+        now_unix: u64,
+    ) -> Option<usize> {
         if self.slots.is_empty() {
             return None;
         }
@@ -2902,17 +3058,131 @@ EobdMVsG+y/AgflKgz7Jl2Q9R0hMycSNwwIDAQAB
         assert_eq!(cache.get(&v, token.as_bytes(), NOW + 1), Some(&first));
         assert_eq!(cache.verify(&v, token.as_bytes(), NOW + 2), Ok(&first));
         assert_eq!(cache.len(), 1);
+        assert_eq!(
+            cache.take_lookups(),
+            (2, 2),
+            "get, verify: misses; get, verify: hits"
+        );
+        assert_eq!(cache.take_lookups(), (0, 0));
         // Prove a hit does no verification: an entry inserted by hand for a token that
         // would not verify is returned as is.
         let bogus = b"not.a.token";
         cache.insert(&v, bogus, first.clone(), NOW);
         assert_eq!(cache.verify(&v, bogus, NOW), Ok(&first));
-        // Another verifier (another route, or the next snapshot) never hits.
-        let other = rs_verifier();
+        // A verifier with other checks never hits; one with the same keys and checks (the
+        // same policy in the next snapshot) does, as it would accept the same tokens.
+        let other = verifier_with(
+            VerifierConfig {
+                issuer: Some("https://other.test".to_string()),
+                ..config(&[Alg::Rs256])
+            },
+            Key::from_pem(RSA_PUBLIC_SPKI_PEM).unwrap(),
+        );
         assert!(cache.get(&other, token.as_bytes(), NOW).is_none());
+        assert_eq!(
+            cache.get(&rs_verifier(), token.as_bytes(), NOW),
+            Some(&first)
+        );
         assert_eq!(cache.verify(&other, bogus, NOW), Err(JwtError::Malformed));
         // Failures are not cached.
         assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn the_fingerprint_covers_the_keys_and_every_check() {
+        let base = || VerifierConfig {
+            issuer: Some("https://issuer.test".to_string()),
+            audiences: vec!["api".to_string()],
+            required_claims: vec!["sub".to_string()],
+            ..config(&[Alg::Hs256])
+        };
+        let secret = || Key::hmac_secret(SECRET).unwrap();
+        let fingerprint = |config: VerifierConfig, key: Key| {
+            let v = verifier_with(config, key);
+            (*v.fingerprint(), v.id())
+        };
+        let same = fingerprint(base(), secret());
+        assert_eq!(same, fingerprint(base(), secret()), "same keys and checks");
+        let changed = [
+            fingerprint(
+                base(),
+                Key::hmac_secret(b"another-secret-of-at-least-32-bytes").unwrap(),
+            ),
+            fingerprint(base(), secret().with_alg(Alg::Hs256).unwrap()),
+            fingerprint(
+                VerifierConfig {
+                    algorithms: vec![Alg::Hs256, Alg::Hs384],
+                    ..base()
+                },
+                secret(),
+            ),
+            fingerprint(
+                VerifierConfig {
+                    issuer: None,
+                    ..base()
+                },
+                secret(),
+            ),
+            fingerprint(
+                VerifierConfig {
+                    audiences: vec!["api2".to_string()],
+                    ..base()
+                },
+                secret(),
+            ),
+            fingerprint(
+                VerifierConfig {
+                    required_claims: vec![],
+                    ..base()
+                },
+                secret(),
+            ),
+            fingerprint(
+                VerifierConfig {
+                    claim_headers: vec![("sub".to_string(), "X-Subject".to_string())],
+                    ..base()
+                },
+                secret(),
+            ),
+            fingerprint(
+                VerifierConfig {
+                    allowed_types: vec!["JWT".to_string()],
+                    ..base()
+                },
+                secret(),
+            ),
+            fingerprint(
+                VerifierConfig {
+                    require_exp: false,
+                    ..base()
+                },
+                secret(),
+            ),
+            fingerprint(
+                VerifierConfig {
+                    leeway_seconds: 0,
+                    ..base()
+                },
+                secret(),
+            ),
+            fingerprint(
+                VerifierConfig {
+                    token_bytes_max: 1024,
+                    ..base()
+                },
+                secret(),
+            ),
+        ];
+        for (i, other) in changed.iter().enumerate() {
+            assert_ne!(&same, other, "change {i} kept the fingerprint");
+        }
+        // The same key under a kid is another key set.
+        let mut by_kid = KeySet::new();
+        by_kid.insert("k1", secret()).unwrap();
+        let v = Verifier::new(base(), by_kid).unwrap();
+        assert_ne!(*v.fingerprint(), same.0);
+        // Debug shows nothing derived from the secret.
+        assert!(format!("{v:?}").contains("Sha256(..)"));
     }
 
     #[test]
