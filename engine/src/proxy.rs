@@ -450,13 +450,12 @@ async fn exchange(
             Some(id) if !id.is_empty() && id.len() <= REQUEST_ID_BYTES_MAX => {
                 conn.request_id.extend_from_slice(id);
             }
-            _ => {
-                worker.request_ids.generate(&mut conn.request_id);
-                let _ = write!(conn.identity, "{REQUEST_ID}: ");
-                conn.identity.extend_from_slice(&conn.request_id);
-                conn.identity.extend_from_slice(b"\r\n");
-            }
+            _ => worker.request_ids.generate(&mut conn.request_id),
         }
+        // Every client copy is dropped (any spelling): the upstream gets exactly this one.
+        let _ = write!(conn.identity, "{REQUEST_ID}: ");
+        conn.identity.extend_from_slice(&conn.request_id);
+        conn.identity.extend_from_slice(b"\r\n");
         let _ = write!(response_headers, "{REQUEST_ID}: ");
         response_headers.extend_from_slice(&conn.request_id);
         response_headers.extend_from_slice(b"\r\n");

@@ -40,6 +40,7 @@ pub use encode::{
     encode_request_head, encode_response_head, error_response, reason_phrase, relays_verbatim,
     FieldEdits, Forward,
 };
+pub(crate) use fields::fold_name;
 pub use fields::CONNECTION_OPTIONS_MAX;
 pub use request::{
     BodyFraming, HeaderField, HeaderKind, Limits, Method, RequestError, RequestHead, Span,

