@@ -45,7 +45,7 @@ use crate::http::{
     ChunkedDecoder, FieldEdits, Forward, Method, RequestHead, ResponseBody, ResponseHead,
 };
 use crate::json_filter;
-use crate::policy::auth::authenticate;
+use crate::policy::auth::{authenticate, Denial};
 use crate::router::{HeaderLookup, RouteRequest, RouteResult};
 use crate::snapshot::Snapshot;
 use crate::timer::Timer;
@@ -380,28 +380,10 @@ async fn exchange(
 
     // Authentication, before anything goes upstream.
     conn.identity.clear();
-    let mut query_without_key = None;
-    if let Some(auth) = route.auth {
-        let checked = authenticate(
-            &snap.policies,
-            &snap.config,
-            &view.token_caches,
-            auth,
-            &conn.head,
-            &conn.buf,
-            unix_now(),
-            &mut conn.identity,
-        );
-        match checked {
-            Ok(identity) => query_without_key = identity.query_without_key,
-            Err(denial) => {
-                let challenge = denial.challenge();
-                let extra = [("WWW-Authenticate", challenge.as_str())];
-                let reason = denial.reason();
-                return refuse(worker, client, outcome, conn, 401, reason, &extra).await;
-            }
-        }
-    }
+    let query_without_key = match authenticate_route(&view, route, conn) {
+        Ok(rest) => rest,
+        Err(denial) => return deny(worker, client, outcome, conn, denial).await,
+    };
 
     let mut response_headers = Vec::new();
     if let Some(rl) = route.rate_limit {
@@ -1110,6 +1092,59 @@ struct RequestFacts {
     /// The snapshot and route the request is served with (for the response edits).
     view: Rc<View>,
     route: usize,
+}
+
+/// Runs the route's authentication, writing the identity lines into `conn.identity`; `Ok`
+/// carries the query without an API key taken from it.
+fn authenticate_route(
+    view: &View,
+    route: &coregate_config::Route,
+    conn: &mut Conn,
+) -> Result<Option<Vec<u8>>, Denial> {
+    let Some(auth) = route.auth else {
+        return Ok(None);
+    };
+    let snap = &view.snapshot;
+    let identity = authenticate(
+        &snap.policies,
+        &snap.config,
+        &view.token_caches,
+        auth,
+        &conn.head,
+        &conn.buf,
+        unix_now(),
+        &mut conn.identity,
+    )?;
+    Ok(identity.query_without_key)
+}
+
+/// Answers a refused authentication: 401 with its challenge, or 400.
+async fn deny(
+    worker: &Worker,
+    client: &mut Stream,
+    outcome: &Outcome,
+    conn: &mut Conn,
+    denial: Denial,
+) -> Next {
+    let challenge = denial.challenge();
+    let with_challenge;
+    let extra: &[(&str, &str)] = match &challenge {
+        Some(challenge) => {
+            with_challenge = [("WWW-Authenticate", challenge.as_str())];
+            &with_challenge
+        }
+        None => &[],
+    };
+    refuse(
+        worker,
+        client,
+        outcome,
+        conn,
+        denial.status(),
+        denial.reason(),
+        extra,
+    )
+    .await
 }
 
 /// Answers a refusal decided before any byte went upstream. Keeps the connection when the

@@ -206,3 +206,72 @@ fn identity_headers_in_any_cgi_spelling_never_reach_the_upstream() {
     assert_eq!(seen_as(&r, "X-Request-Id"), one("X-Request-Id", "abc-1"));
     assert_eq!(r.header("x-request-id"), Some("abc-1"));
 }
+
+#[test]
+fn duplicate_credentials_are_refused_before_anything_goes_upstream() {
+    let o = origin("o", Mode::Json);
+    let gw = start_gateway(&config(o.addr()));
+    let good = token("alice");
+    // A second copy that would not verify: which one a reader takes decides the answer.
+    let forged = format!("{}x", token("admin"));
+
+    // Each single-copy request is admitted, so the 400s below come from the duplicate.
+    for (target, headers) in [
+        ("/hs/x", format!("Authorization: Bearer {good}\r\n")),
+        ("/header/x", format!("X-Token: {good}\r\n")),
+        (
+            "/cookie/x",
+            format!("Cookie: theme=dark; theme=light; session={good}\r\n"),
+        ),
+        ("/key/x", "X-Api-Key: acme-key\r\n".to_owned()),
+        ("/query/x?api_key=globex-key", String::new()),
+    ] {
+        let r = get(&gw, target, &headers);
+        assert_eq!(r.status, 200, "{target} {headers:?}: {}", r.body_text());
+    }
+
+    let before = o.requests();
+    for (target, headers) in [
+        (
+            "/hs/x",
+            format!("Authorization: Bearer {good}\r\nAuthorization: Bearer {forged}\r\n"),
+        ),
+        (
+            "/open/x",
+            format!("Authorization: Bearer {good}\r\nauthorization: Basic YTpi\r\n"),
+        ),
+        (
+            "/header/x",
+            format!("X-Token: {good}\r\nX-Token: {forged}\r\n"),
+        ),
+        (
+            "/header/x",
+            format!("X-Token: {good}\r\nX_Token: {forged}\r\n"),
+        ),
+        (
+            "/cookie/x",
+            format!("Cookie: session={good}; session={forged}\r\n"),
+        ),
+        (
+            "/cookie/x",
+            format!("Cookie: session={good}\r\nCookie: session={forged}\r\n"),
+        ),
+        (
+            "/key/x",
+            "X-Api-Key: acme-key\r\nX-Api-Key: other\r\n".to_owned(),
+        ),
+        (
+            "/key/x",
+            "X-Api-Key: acme-key\r\nX_Api_Key: other\r\n".to_owned(),
+        ),
+        ("/query/x?api_key=globex-key&api_key=other", String::new()),
+    ] {
+        let r = get(&gw, target, &headers);
+        assert_eq!(r.status, 400, "{target} {headers:?}: {}", r.body_text());
+    }
+    assert_eq!(
+        o.requests(),
+        before,
+        "a refused request reached the upstream"
+    );
+}

@@ -47,6 +47,7 @@ pub(crate) fn classify_name(name: &[u8]) -> (HeaderKind, NameMatch) {
             (b"trailer", HeaderKind::Trailer),
             (b"upgrade", HeaderKind::Upgrade),
         ],
+        13 => &[(b"authorization", HeaderKind::Authorization)],
         10 => &[
             (b"connection", HeaderKind::Connection),
             (b"keep-alive", HeaderKind::KeepAlive),

@@ -40,8 +40,8 @@ pub use encode::{
     encode_request_head, encode_response_head, error_response, reason_phrase, relays_verbatim,
     FieldEdits, Forward,
 };
-pub(crate) use fields::fold_name;
 pub use fields::CONNECTION_OPTIONS_MAX;
+pub(crate) use fields::{fold_name, fold_name_byte};
 pub use request::{
     BodyFraming, HeaderField, HeaderKind, Limits, Method, RequestError, RequestHead, Span,
     HEADER_COUNT_LIMIT,

@@ -1238,6 +1238,19 @@ pub fn cookie_value<'a>(cookie_header: &'a [u8], name: &str) -> Option<&'a [u8]>
     })
 }
 
+/// How many `name=value` pairs in a `Cookie` header are named `name`, empty values included.
+pub fn cookie_count(cookie_header: &[u8], name: &str) -> usize {
+    cookie_header
+        .split(|&b| b == b';')
+        .filter(|pair| {
+            let pair = trim_spaces(pair);
+            pair.iter()
+                .position(|&b| b == b'=')
+                .is_some_and(|eq| trim_spaces(&pair[..eq]) == name.as_bytes())
+        })
+        .count()
+}
+
 fn trim_spaces(mut bytes: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = bytes {
         bytes = rest;
@@ -2885,6 +2898,9 @@ EobdMVsG+y/AgflKgz7Jl2Q9R0hMycSNwwIDAQAB
         assert_eq!(cookie_value(b"a=1; a=2", "a"), Some(&b"1"[..]));
         assert_eq!(cookie_value(b"", "a"), None);
         assert_eq!(cookie_value(b"novalue", "novalue"), None);
+        assert_eq!(cookie_count(b"a=1; a=2", "a"), 2);
+        assert_eq!(cookie_count(b"a=; b=1;a =2", "a"), 2);
+        assert_eq!(cookie_count(b"ab=1; a; ba=2", "a"), 0);
     }
 
     #[test]
