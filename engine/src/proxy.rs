@@ -378,12 +378,20 @@ async fn exchange(
         }
     }
 
-    // Authentication, before anything goes upstream.
+    // Authentication, before anything goes upstream. A rate limit whose key is known without
+    // it (the client IP, a header the gateway never sets) is taken first, so a flood of
+    // forged tokens is refused (429) before each costs a signature check.
     conn.identity.clear();
-    let query_without_key = match authenticate_route(&view, route, conn) {
-        Ok(rest) => rest,
-        Err(denial) => return deny(worker, client, outcome, conn, denial).await,
-    };
+    let mut query_without_key = None;
+    let limit_first = route
+        .rate_limit
+        .is_some_and(|rl| snap.policies.rate_before_auth[rl]);
+    if !limit_first {
+        match authenticate_route(&view, route, conn) {
+            Ok(rest) => query_without_key = rest,
+            Err(denial) => return deny(worker, client, outcome, conn, denial).await,
+        }
+    }
 
     let mut response_headers = Vec::new();
     if let Some(rl) = route.rate_limit {
@@ -421,6 +429,13 @@ async fn exchange(
             "RateLimit-Limit: {limit}\r\nRateLimit-Remaining: {remaining}\r\nRateLimit-Reset: {reset}\r\n"
         )
         .into_bytes();
+    }
+
+    if limit_first {
+        match authenticate_route(&view, route, conn) {
+            Ok(rest) => query_without_key = rest,
+            Err(denial) => return deny(worker, client, outcome, conn, denial).await,
+        }
     }
 
     // Request id and header edits, after authentication (so claims are known) and after the
@@ -1581,6 +1596,11 @@ fn rate_key_bytes<'a>(
                 .find(|(c, _)| c == claim)
                 .map(|(_, h)| h)?;
             identity_value(&conn.identity, Some(header))
+        }
+        // A header the gateway sets from the identity counts by the value it set, never by a
+        // client's copy (which is dropped before forwarding).
+        RateKey::Header(name) if snap.policies.is_identity_header(name) => {
+            identity_value(&conn.identity, Some(name))
         }
         RateKey::Header(name) => conn.head.header(&conn.buf, name),
     }

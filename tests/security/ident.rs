@@ -14,6 +14,8 @@ use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use coregate_engine::policy::jwt::base64url_encode as b64url;
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 
 use crate::common::*;
 
@@ -274,4 +276,114 @@ fn duplicate_credentials_are_refused_before_anything_goes_upstream() {
         before,
         "a refused request reached the upstream"
     );
+}
+
+/// An ES256 JWKS under `kid`, and a token with that kid whose signature is garbage: it
+/// costs the gateway an ECDSA verification to refuse.
+fn es256_jwks_and_forgery(kid: &str) -> (TempFile, String) {
+    let rng = SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let pair =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+    let point = pair.public_key().as_ref();
+    let jwks = format!(
+        r#"{{"keys":[{{"kty":"EC","crv":"P-256","kid":"{kid}","use":"sig","x":"{}","y":"{}"}}]}}"#,
+        b64url(&point[1..33]),
+        b64url(&point[33..65])
+    );
+    let forged = format!(
+        "{}.{}.{}",
+        b64url(format!(r#"{{"alg":"ES256","kid":"{kid}"}}"#).as_bytes()),
+        b64url(format!(r#"{{"sub":"admin","exp":{}}}"#, now() + 600).as_bytes()),
+        b64url(&[7u8; 64])
+    );
+    (TempFile::new("jwks", &jwks), forged)
+}
+
+#[test]
+fn a_client_ip_rate_limit_refuses_forged_tokens_before_checking_them() {
+    let o = origin("o", Mode::Json);
+    let (jwks, forged) = es256_jwks_and_forgery("k1");
+    let gw = start_gateway(&format!(
+        r#"[server]
+workers = 1
+
+[[listener]]
+address = "{{listen}}"
+
+[upstreams.o]
+endpoints = [{{ address = "{origin}" }}]
+
+[auth.jwt.es]
+algorithms = ["ES256"]
+jwks_file = "{jwks}"
+
+[rate_limits.per_ip]
+rate_per_second = 0.01
+burst = 2
+key = "client_ip"
+
+[[route]]
+name = "es"
+path_prefix = "/"
+upstream = "o"
+auth = "es"
+rate_limit = "per_ip"
+"#,
+        origin = o.addr(),
+        jwks = jwks.path().display(),
+    ));
+
+    // Pipelined on one connection: the burst of 2 is spent on the first two forgeries
+    // (checked and refused, 401); the rest are refused by the limit (429), unchecked.
+    let mut client = gw.connect();
+    let one = format!("GET /x HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {forged}\r\n\r\n");
+    client.send(one.repeat(6).as_bytes());
+    let statuses: Vec<u16> = (0..6).map(|_| client.read_response().status).collect();
+    assert_eq!(statuses, [401, 401, 429, 429, 429, 429]);
+    assert_eq!(o.requests(), 0);
+}
+
+/// A limit keyed on an identity header must count the identity the gateway verified, not
+/// the client's copy of the header (which the gateway drops): rotating a spoofed
+/// `X-User-Id` does not buy a fresh budget.
+#[test]
+fn a_rate_limit_on_an_identity_header_counts_the_verified_identity() {
+    let o = origin("o", Mode::Json);
+    let gw = start_gateway(&format!(
+        r#"[server]
+workers = 1
+
+[[listener]]
+address = "{{listen}}"
+
+[upstreams.o]
+endpoints = [{{ address = "{origin}" }}]
+
+[auth.jwt.hs]
+algorithms = ["HS256"]
+secret = "{SECRET}"
+
+[rate_limits.per_user]
+rate_per_second = 0.01
+burst = 1
+key = "header:x-user-id"
+
+[[route]]
+name = "hs"
+path_prefix = "/"
+upstream = "o"
+auth = "hs"
+rate_limit = "per_user"
+"#,
+        origin = o.addr(),
+    ));
+    let alice = format!("Authorization: Bearer {}\r\n", token("alice"));
+    let statuses: Vec<u16> = (0..3)
+        .map(|i| get(&gw, "/x", &format!("{alice}X-User-Id: spoof-{i}\r\n")).status)
+        .collect();
+    assert_eq!(statuses, [200, 429, 429]);
+    // Another verified user has a budget of their own.
+    let bob = format!("Authorization: Bearer {}\r\n", token("bob"));
+    assert_eq!(get(&gw, "/x", &bob).status, 200);
 }

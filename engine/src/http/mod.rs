@@ -41,7 +41,7 @@ pub use encode::{
     FieldEdits, Forward,
 };
 pub use fields::CONNECTION_OPTIONS_MAX;
-pub(crate) use fields::{fold_name, fold_name_byte};
+pub(crate) use fields::{fold_name, fold_name_byte, same_folded_name};
 pub use request::{
     BodyFraming, HeaderField, HeaderKind, Limits, Method, RequestError, RequestHead, Span,
     HEADER_COUNT_LIMIT,
