@@ -8,7 +8,8 @@
 //!   in `Cookie` or its query key twice are refused with 400 and nothing goes upstream.
 //! - 9: a client-IP rate limit runs before authentication, so forged tokens beyond the
 //!   limit get 429 without a signature check (the failure cache itself is unit-tested in
-//!   `engine/src/policy/jwt.rs`).
+//!   `engine/src/policy/jwt.rs`); a limit keyed on an identity header counts the verified
+//!   identity, not a spoofed copy.
 
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -1,6 +1,7 @@
 //! The authentication step of a request: find the credential the route's policy names
-//! (bearer token, header, cookie, API key in a header or query parameter), check it, and
-//! write the identity headers for the upstream. Runs on a worker; reads no file, takes no
+//! (bearer token, header, cookie, API key in a header or query parameter), refuse it when
+//! sent twice (400: the upstream could read the copy the gateway did not check), check it,
+//! and write the identity headers for the upstream. Runs on a worker; reads no file, takes no
 //! lock, and allocates nothing on the cached-token path beyond the identity lines it writes.
 
 use std::cell::RefCell;
