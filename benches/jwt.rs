@@ -1,7 +1,9 @@
 //! Criterion benches of JWT verification and API-key lookup, without sockets: HS256, RS256
 //! (2048-bit) and ES256 (P-256) verification cold (a full check: base64url, header and
 //! claims parsing, signature) and cached (a [`TokenCache`] hit, the per-request cost of a
-//! repeated token), and an API-key lookup in a set of 1 000 keys.
+//! repeated token), a forged token refused again from the cache's memory of refusals (the
+//! per-request cost of pipelined copies of one forgery), and an API-key lookup in a set of
+//! 1 000 keys.
 //!
 //! The tokens are fixed fixtures minted once with the test key pairs of
 //! `engine/src/policy/jwt.rs` (`exp` in 2100); the claims carry `iss`, `sub`, `aud`, `iat`,
@@ -89,6 +91,20 @@ fn jwt(c: &mut Criterion) {
                 cache
                     .verify(verifier, black_box(token), black_box(NOW_UNIX))
                     .map(|v| v.exp())
+            })
+        });
+        // The same token with one character of its signature changed: refused once by a
+        // signature check, then from the cache's memory of refusals (a SHA-256 of the token
+        // and a probe of four slots), which is what pipelined copies of a forgery cost.
+        let mut forged = token.to_vec();
+        let at = forged.len() - 5;
+        forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+        assert!(cache.verify(verifier, &forged, NOW_UNIX).is_err());
+        group.bench_function(format!("{name}_forged_remembered"), |b| {
+            b.iter(|| {
+                cache
+                    .verify(verifier, black_box(&forged), black_box(NOW_UNIX))
+                    .is_err()
             })
         });
     }

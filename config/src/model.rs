@@ -69,8 +69,8 @@ pub struct JwtAuth {
     /// wire); valid tokens, each once (case-insensitively), never a hop-by-hop, framing,
     /// forwarding or credential header. At most [`crate::defaults::JWT_CLAIMS_MAX`].
     pub claims_to_headers: Vec<(String, String)>,
-    /// Verified tokens cached per worker; 0 disables the cache. Default 10 000, at most
-    /// 1 000 000.
+    /// Verified tokens cached per worker (and up to 1 024 recently refused ones); 0 disables
+    /// the cache. Default 10 000, at most 1 000 000.
     pub cache_entries: usize,
 }
 

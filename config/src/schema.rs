@@ -773,8 +773,9 @@ pub struct JwtConfig {
     /// [`defaults::JWT_CLAIMS_TO_HEADERS`] (`{ sub = "X-User-Id" }`); `{}` passes none.
     #[serde(default = "defaults::jwt_claims_to_headers")]
     pub claims_to_headers: BTreeMap<String, String>,
-    /// Verified tokens cached per worker; 0 verifies every request.
-    /// 0..=[`defaults::JWT_CACHE_ENTRIES_MAX`]. Default [`defaults::JWT_CACHE_ENTRIES`].
+    /// Verified tokens cached per worker (and up to 1 024 recently refused ones); 0 verifies
+    /// every request. 0..=[`defaults::JWT_CACHE_ENTRIES_MAX`]. Default
+    /// [`defaults::JWT_CACHE_ENTRIES`].
     #[serde(default = "defaults::jwt_cache_entries")]
     pub cache_entries: usize,
 }

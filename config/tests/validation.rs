@@ -1196,6 +1196,9 @@ fn claims_to_headers_are_safe_header_names() {
         "X-Forwarded-For",
         "Authorization",
         "Cookie",
+        // CGI-style upstreams read these as the reserved names.
+        "Content_Length",
+        "X_Forwarded.For",
     ] {
         let text = hs256(&format!("claims_to_headers = {{ sub = \"{reserved}\" }}"));
         let error = fails_at(
@@ -2394,6 +2397,9 @@ fn request_edits_never_write_identity_headers() {
     );
     let text = request_headers("add = { x-tenant = \"t\" }");
     fails_at(&text, "x-tenant =", &format!("{at}.add.x-tenant"));
+    // So would its CGI twin, which the upstream reads as the same header.
+    let text = request_headers("add = { X_User_Id = \"admin\" }");
+    fails_at(&text, "X_User_Id =", &format!("{at}.add.X_User_Id"));
     // Renaming a client header to an identity header would forge one.
     let text = request_headers("rename = { X-Mine = \"X-Email\" }");
     let error = fails_at_nth(&text, "\"X-Email\"", 1, &format!("{at}.rename.X-Mine"));

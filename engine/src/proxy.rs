@@ -50,7 +50,7 @@ use crate::http::{
     ResponseHead,
 };
 use crate::json_filter;
-use crate::policy::auth::authenticate;
+use crate::policy::auth::{authenticate, Denial};
 use crate::router::{HeaderLookup, RouteRequest, RouteResult};
 use crate::snapshot::Snapshot;
 use crate::stale::{varied_names, KeyParts, StaleRequest};
@@ -438,28 +438,18 @@ async fn exchange(
         }
     }
 
-    // Authentication, before anything goes upstream.
+    // Authentication, before anything goes upstream. A rate limit whose key is known without
+    // it (the client IP, a header the gateway never sets) is taken first, so a flood of
+    // forged tokens is refused (429) before each costs a signature check.
     conn.identity.clear();
     let mut query_without_key = None;
-    if let Some(auth) = route.auth {
-        let checked = authenticate(
-            &snap.policies,
-            &snap.config,
-            &view.token_caches,
-            auth,
-            &conn.head,
-            &conn.buf,
-            unix_now(),
-            &mut conn.identity,
-        );
-        match checked {
-            Ok(identity) => query_without_key = identity.query_without_key,
-            Err(denial) => {
-                let challenge = denial.challenge();
-                let extra = [("WWW-Authenticate", challenge.as_str())];
-                let reason = denial.reason();
-                return refuse(worker, client, outcome, conn, 401, reason, &extra).await;
-            }
+    let limit_first = route
+        .rate_limit
+        .is_some_and(|rl| snap.policies.rate_before_auth[rl]);
+    if !limit_first {
+        match authenticate_route(&view, route, conn) {
+            Ok(rest) => query_without_key = rest,
+            Err(denial) => return deny(worker, client, outcome, conn, denial).await,
         }
     }
 
@@ -501,6 +491,13 @@ async fn exchange(
         .into_bytes();
     }
 
+    if limit_first {
+        match authenticate_route(&view, route, conn) {
+            Ok(rest) => query_without_key = rest,
+            Err(denial) => return deny(worker, client, outcome, conn, denial).await,
+        }
+    }
+
     // Request id and header edits, after authentication (so claims are known) and after the
     // rate limit (which keys on the first identity line).
     let transform = &snap.policies.transforms[m.route];
@@ -510,13 +507,12 @@ async fn exchange(
             Some(id) if !id.is_empty() && id.len() <= REQUEST_ID_BYTES_MAX => {
                 conn.request_id.extend_from_slice(id);
             }
-            _ => {
-                worker.request_ids.generate(&mut conn.request_id);
-                let _ = write!(conn.identity, "{REQUEST_ID}: ");
-                conn.identity.extend_from_slice(&conn.request_id);
-                conn.identity.extend_from_slice(b"\r\n");
-            }
+            _ => worker.request_ids.generate(&mut conn.request_id),
         }
+        // Every client copy is dropped (any spelling): the upstream gets exactly this one.
+        let _ = write!(conn.identity, "{REQUEST_ID}: ");
+        conn.identity.extend_from_slice(&conn.request_id);
+        conn.identity.extend_from_slice(b"\r\n");
         let _ = write!(response_headers, "{REQUEST_ID}: ");
         response_headers.extend_from_slice(&conn.request_id);
         response_headers.extend_from_slice(b"\r\n");
@@ -1227,6 +1223,59 @@ struct RequestFacts {
     route: usize,
 }
 
+/// Runs the route's authentication, writing the identity lines into `conn.identity`; `Ok`
+/// carries the query without an API key taken from it.
+fn authenticate_route(
+    view: &View,
+    route: &coregate_config::Route,
+    conn: &mut Conn,
+) -> Result<Option<Vec<u8>>, Denial> {
+    let Some(auth) = route.auth else {
+        return Ok(None);
+    };
+    let snap = &view.snapshot;
+    let identity = authenticate(
+        &snap.policies,
+        &snap.config,
+        &view.token_caches,
+        auth,
+        &conn.head,
+        &conn.buf,
+        unix_now(),
+        &mut conn.identity,
+    )?;
+    Ok(identity.query_without_key)
+}
+
+/// Answers a refused authentication: 401 with its challenge, or 400.
+async fn deny(
+    worker: &Worker,
+    client: &mut Stream,
+    outcome: &Outcome,
+    conn: &mut Conn,
+    denial: Denial,
+) -> Next {
+    let challenge = denial.challenge();
+    let with_challenge;
+    let extra: &[(&str, &str)] = match &challenge {
+        Some(challenge) => {
+            with_challenge = [("WWW-Authenticate", challenge.as_str())];
+            &with_challenge
+        }
+        None => &[],
+    };
+    refuse(
+        worker,
+        client,
+        outcome,
+        conn,
+        denial.status(),
+        denial.reason(),
+        extra,
+    )
+    .await
+}
+
 /// Answers a refusal decided before any byte went upstream. Keeps the connection when the
 /// request had no body and the client wants keep-alive.
 async fn refuse(
@@ -1693,6 +1742,11 @@ fn rate_key_bytes<'a>(
                 .find(|(c, _)| c == claim)
                 .map(|(_, h)| h)?;
             identity_value(&conn.identity, Some(header))
+        }
+        // A header the gateway sets from the identity counts by the value it set, never by a
+        // client's copy (which is dropped before forwarding).
+        RateKey::Header(name) if snap.policies.is_identity_header(name) => {
+            identity_value(&conn.identity, Some(name))
         }
         RateKey::Header(name) => conn.head.header(&conn.buf, name),
     }

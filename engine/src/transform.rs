@@ -11,7 +11,7 @@ use std::net::IpAddr;
 
 use coregate_config::{AuthRef, HeaderEdits, Route, TemplatePart, Variable};
 
-use crate::http::FieldEdits;
+use crate::http::{fold_name, FieldEdits};
 use crate::router::Params;
 
 /// The request-id field, set upstream and returned to the client.
@@ -23,9 +23,10 @@ pub type Line = (Box<str>, Box<[TemplatePart]>);
 /// One direction's compiled edits.
 #[derive(Debug, Default)]
 pub struct Edits {
-    /// Lower-case names dropped from the received head: removed and `set` fields (and, for
-    /// requests, identity headers and a consumed API-key header; for responses the request
-    /// id when the route returns its own).
+    /// Names dropped from the received head, folded ([`fold_name`]: any case, `_` for `-`):
+    /// removed and `set` fields (and, for requests, identity headers, a consumed API-key
+    /// header, `add` fields whose value comes from a claim and the request id the gateway
+    /// sets; for responses the request id when the route returns its own).
     pub drop: Box<[Box<str>]>,
     pub rename: Box<[(Box<str>, Box<str>)]>,
     /// `set` and `add` lines, in that order.
@@ -35,9 +36,9 @@ pub struct Edits {
 impl Edits {
     /// Compiles `edits`, dropping also `also_drop`.
     pub fn new(edits: &HeaderEdits, also_drop: impl IntoIterator<Item = String>) -> Edits {
-        let mut drop: Vec<Box<str>> = also_drop.into_iter().map(String::into_boxed_str).collect();
-        drop.extend(edits.remove.iter().map(|n| n.as_str().into()));
-        drop.extend(edits.set.iter().map(|(n, _)| n.to_ascii_lowercase().into()));
+        let mut drop: Vec<Box<str>> = also_drop.into_iter().map(|n| fold_name(&n)).collect();
+        drop.extend(edits.remove.iter().map(|n| fold_name(n)));
+        drop.extend(edits.set.iter().map(|(n, _)| fold_name(n)));
         drop.sort();
         drop.dedup();
         Edits {
@@ -81,11 +82,29 @@ pub struct Transform {
 impl Transform {
     /// Compiles a route's edits. `request_drop` are the identity headers and the consumed
     /// API-key header; `claim_headers` the route's verifier's identity header names.
-    pub fn new(route: &Route, request_drop: Vec<String>, claim_headers: Vec<Box<str>>) -> Self {
+    ///
+    /// Every client copy of a header the gateway fills from the identity is dropped, not only
+    /// the identity headers: an `add` line carrying a claim, and with `request_id` the
+    /// request id (the gateway writes the one it returns, received or generated).
+    pub fn new(route: &Route, mut request_drop: Vec<String>, claim_headers: Vec<Box<str>>) -> Self {
         let mut response_drop = Vec::new();
         if route.request_id {
             response_drop.push(REQUEST_ID.to_ascii_lowercase());
+            request_drop.push(REQUEST_ID.to_ascii_lowercase());
         }
+        let from_claim = |parts: &[TemplatePart]| {
+            parts
+                .iter()
+                .any(|p| matches!(p, TemplatePart::Var(Variable::Claim(_))))
+        };
+        request_drop.extend(
+            route
+                .request_headers
+                .add
+                .iter()
+                .filter(|(_, parts)| from_claim(parts))
+                .map(|(name, _)| name.clone()),
+        );
         Transform {
             request: Edits::new(&route.request_headers, request_drop),
             response: Edits::new(&route.response_headers, response_drop),

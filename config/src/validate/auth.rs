@@ -113,7 +113,10 @@ pub(super) fn check_auth(
     }
 
     for header in &identity {
-        if let Some((_, source)) = credentials.iter().find(|(c, _)| *c == header.lower) {
+        if let Some((_, source)) = credentials
+            .iter()
+            .find(|(c, _)| cgi_name(c) == cgi_name(&header.lower))
+        {
             return fail(
                 doc,
                 &header.at,
@@ -588,7 +591,10 @@ fn check_identity_header(
         );
     }
     let lower = name.to_ascii_lowercase();
-    if let Some((_, reason)) = RESERVED_HEADERS.iter().find(|(h, _)| *h == lower) {
+    if let Some((_, reason)) = RESERVED_HEADERS
+        .iter()
+        .find(|(h, _)| *h == cgi_name(&lower))
+    {
         return fail(
             doc,
             at,
@@ -599,6 +605,21 @@ fn check_identity_header(
         );
     }
     Ok(lower)
+}
+
+/// A header name as CGI-style upstreams file it (lower case, every byte other than a
+/// letter or digit as `-`): the engine drops client copies of identity headers in every such
+/// spelling, so identity and credential headers are compared this way.
+pub(super) fn cgi_name(name: &str) -> String {
+    name.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                char::from(b.to_ascii_lowercase())
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 fn check_api_keys(

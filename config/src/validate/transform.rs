@@ -8,6 +8,7 @@
 //! header that frames or routes the message, no request edit forges an identity header, and
 //! no two renames depend on their order. Runs on the control side only.
 
+use super::auth::cgi_name;
 use super::{fail, is_identifier, is_token};
 use crate::defaults::{HEADER_EDITS_MAX, HEADER_VALUE_TEMPLATE_BYTES_MAX, REQUEST_ID_HEADER};
 use crate::locate::{Document, FieldPath, Target};
@@ -494,7 +495,12 @@ fn check_not_identity(
     key: &str,
     context: &Context<'_>,
 ) -> Result<(), ConfigError> {
-    if !context.identity_headers.iter().any(|h| h == lower) {
+    // Compared as CGI-style upstreams read names: `X_User_Id` would forge `X-User-Id`.
+    if !context
+        .identity_headers
+        .iter()
+        .any(|h| cgi_name(h) == cgi_name(lower))
+    {
         return Ok(());
     }
     let target = if key == "rename to" {

@@ -15,7 +15,7 @@
 use std::io::Write as _;
 use std::net::IpAddr;
 
-use super::fields::{is_field_value_byte, is_tchar};
+use super::fields::{is_field_value_byte, is_tchar, same_folded_name};
 use super::forwarded::ClientAddr;
 use super::request::{BodyFraming, HeaderKind, RequestHead};
 use super::response::{ResponseBody, ResponseHead};
@@ -42,7 +42,9 @@ pub struct Forward<'a> {
 /// copied: drop, rename, then append.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FieldEdits<'a> {
-    /// Lower-case names of received fields to leave out.
+    /// Names of received fields to leave out, folded ([`super::fold_name`]): a received
+    /// field is left out when its name folds to one of them, so `X_User_Id` goes with
+    /// `x-user-id` (a CGI-style upstream would read the two as one).
     pub drop: &'a [Box<str>],
     /// `(lower-case from, to)`: a received field `from` goes out named `to`.
     pub rename: &'a [(Box<str>, Box<str>)],
@@ -57,7 +59,7 @@ impl FieldEdits<'_> {
         if self
             .drop
             .iter()
-            .any(|d| d.as_bytes().eq_ignore_ascii_case(name))
+            .any(|d| same_folded_name(name, d.as_bytes()))
         {
             return;
         }
@@ -829,7 +831,8 @@ mod tests {
 
     #[test]
     fn dropped_fields_go_and_extra_lines_are_added() {
-        let raw = b"GET / HTTP/1.1\r\nHost: a\r\nX-User-Id: forged\r\nx-api-key: k\r\nAccept: */*\r\n\r\n";
+        // Underscore and dot spellings are the same field to a CGI-style upstream.
+        let raw = b"GET / HTTP/1.1\r\nHost: a\r\nX-User-Id: forged\r\nX_User_Id: forged\r\nx-api-key: k\r\nX.Api_Key: k\r\nAccept: */*\r\n\r\n";
         let head = request(raw);
         let mut out = Vec::new();
         let fwd = Forward {
@@ -847,6 +850,7 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(!text.contains("forged"), "{text}");
         assert!(!text.contains("x-api-key"), "{text}");
+        assert!(!text.contains("Api_Key"), "{text}");
         assert!(text.contains("X-Accept: */*\r\n"), "{text}");
         assert_eq!(text.matches("X-User-Id: alice\r\n").count(), 1, "{text}");
     }

@@ -51,6 +51,7 @@ pub(crate) fn classify_name(name: &[u8]) -> (HeaderKind, NameMatch) {
             (b"forwarded", HeaderKind::Forwarded),
             (b"x-real-ip", HeaderKind::XRealIp),
         ],
+        13 => &[(b"authorization", HeaderKind::Authorization)],
         10 => &[
             (b"connection", HeaderKind::Connection),
             (b"keep-alive", HeaderKind::KeepAlive),
@@ -99,6 +100,39 @@ fn compare_name(name: &[u8], lower: &[u8]) -> NameMatch {
         }
     }
     how
+}
+
+/// One byte of a header name as a CGI-style server files it: ASCII letters in lower case,
+/// digits as they are, and every other byte as `-`. CGI (RFC 3875 §4.1.18) turns `-` into `_`,
+/// and WSGI, Rack and PHP follow it, so `X_User_Id` and `X-User-Id` reach such an upstream as
+/// the same `HTTP_X_USER_ID`; Apache's `mod_cgi` does the same with other punctuation.
+#[inline]
+pub(crate) fn fold_name_byte(b: u8) -> u8 {
+    if b.is_ascii_alphanumeric() {
+        b.to_ascii_lowercase()
+    } else {
+        b'-'
+    }
+}
+
+/// `name` folded byte by byte with [`fold_name_byte`]: the form a drop list stores, so that
+/// [`same_folded_name`] can compare a received name with it.
+pub(crate) fn fold_name(name: &str) -> Box<str> {
+    name.bytes()
+        .map(|b| char::from(fold_name_byte(b)))
+        .collect::<String>()
+        .into_boxed_str()
+}
+
+/// Whether the received `name` is `folded` (a [`fold_name`] result) once folded itself: the
+/// same field to a CGI-style upstream. Costs a length compare for most pairs.
+#[inline]
+pub(crate) fn same_folded_name(name: &[u8], folded: &[u8]) -> bool {
+    name.len() == folded.len()
+        && name
+            .iter()
+            .zip(folded)
+            .all(|(&a, &b)| fold_name_byte(a) == b)
 }
 
 /// Strips optional whitespace (SP / HTAB, RFC 9110 §5.6.3) from both ends.
@@ -345,6 +379,24 @@ mod tests {
             classify_name(b"Content-Length"),
             (HeaderKind::ContentLength, Exact)
         );
+    }
+
+    #[test]
+    fn folded_names_match_every_cgi_spelling() {
+        let folded = fold_name("X-User_Id");
+        assert_eq!(&*folded, "x-user-id");
+        for name in ["X-User-Id", "x_user_id", "X_USER-ID", "x.user~id"] {
+            assert!(
+                same_folded_name(name.as_bytes(), folded.as_bytes()),
+                "{name}"
+            );
+        }
+        for name in ["X-User-Ids", "X-UserId", "X-User-Ix", ""] {
+            assert!(
+                !same_folded_name(name.as_bytes(), folded.as_bytes()),
+                "{name}"
+            );
+        }
     }
 
     #[test]

@@ -44,6 +44,7 @@ pub use encode::{
 };
 pub use fields::CONNECTION_OPTIONS_MAX;
 pub use forwarded::ClientAddr;
+pub(crate) use fields::{fold_name, fold_name_byte, same_folded_name};
 pub use request::{
     BodyFraming, HeaderField, HeaderKind, Limits, Method, RequestError, RequestHead, Span,
     HEADER_COUNT_LIMIT,

@@ -26,6 +26,8 @@
 //!   wins over Host, RFC 9112 §3.2.2). Non-ASCII bytes and `#` are rejected. CONNECT
 //!   (authority-form) is answered 501: the gateway never tunnels.
 //! - Expect (RFC 9110 §10.1.1): only `100-continue`, otherwise 417.
+//! - Authorization (RFC 9110 §11.6.2): at most one field (400), so the credentials the
+//!   gateway checks are the only ones the upstream can see.
 //! - Names that equal a framing, routing or hop-by-hop name once `_` is read as `-`
 //!   (`Content_Length`, `X_Forwarded_For`) are rejected (400): CGI-style upstreams merge the
 //!   two spellings.
@@ -214,6 +216,8 @@ pub enum HeaderKind {
     Forwarded,
     /// X-Real-IP: always written by the gateway itself.
     XRealIp,
+    /// Authorization
+    Authorization,
     /// Anything else
     Other,
 }
@@ -408,6 +412,7 @@ impl RequestHead {
         let target_authority = self.split_target(target.as_bytes())?;
 
         let mut host_count = 0u32;
+        let mut authorization_count = 0u32;
         let mut host_field = None;
         let mut content_length = ContentLength::default();
         let mut codings = TransferCodings::default();
@@ -440,6 +445,7 @@ impl RequestHead {
                     expect_continue = true;
                 }
                 HeaderKind::Upgrade => upgrade_field = true,
+                HeaderKind::Authorization => authorization_count += 1,
                 _ => {}
             }
             self.headers.push(HeaderField {
@@ -462,6 +468,11 @@ impl RequestHead {
             return Err(bad("missing Host"));
         }
         self.host = target_authority.or(host_field);
+        // RFC 9110 §11.6.2: one set of credentials. With two, the gateway could check one
+        // while the upstream acts on the other.
+        if authorization_count > 1 {
+            return Err(bad("multiple Authorization fields"));
+        }
 
         // RFC 9112 §6.1 and §6.3.
         self.body = if codings.present {
@@ -1173,6 +1184,23 @@ mod tests {
         }
         let raw = b"GET / HTTP/1.1\r\nHost: h\r\nX_Api_Key: k\r\n\r\n";
         assert_eq!(ok(raw).header(raw, "x_api_key"), Some(&b"k"[..]));
+    }
+
+    #[test]
+    fn one_authorization_field_at_most() {
+        let one = b"GET / HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer a\r\n\r\n";
+        assert_eq!(
+            ok(one).headers[1].kind,
+            HeaderKind::Authorization,
+            "classified"
+        );
+        for raw in [
+            &b"GET / HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer a\r\nauthorization: Bearer b\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nAUTHORIZATION: Basic a\r\nHost: h\r\nAuthorization: Bearer a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nAuthorization: \r\nAuthorization: Bearer a\r\n\r\n",
+        ] {
+            assert_eq!(status(raw), 400, "{:?}", String::from_utf8_lossy(raw));
+        }
     }
 
     #[test]

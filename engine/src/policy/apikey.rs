@@ -149,6 +149,14 @@ pub fn query_param<'a>(query: &'a [u8], name: &str) -> Option<&'a [u8]> {
         .filter(|value| !value.is_empty())
 }
 
+/// How many parameters of `query` are named `name`, with a value or without.
+pub fn query_param_count(query: &[u8], name: &str) -> usize {
+    query
+        .split(|&b| b == b'&')
+        .filter(|pair| split_pair(pair).0 == name.as_bytes())
+        .count()
+}
+
 /// Appends `query` without any `name` parameter (every occurrence, with or without a
 /// value) to `out`; the other parameters keep their order and bytes, empty pairs are
 /// dropped. When nothing is appended the forwarded target should carry no `?` at all.
@@ -279,6 +287,16 @@ mod tests {
             query_param(b"api%5Fkey=x&k=a%2Fb", "k"),
             Some(&b"a%2Fb"[..])
         );
+    }
+
+    #[test]
+    fn query_param_count_counts_every_occurrence() {
+        assert_eq!(
+            query_param_count(b"api_key=1&a=1&api_key=2&api_key", "api_key"),
+            3
+        );
+        assert_eq!(query_param_count(b"api_keyx=1&xapi_key=2", "api_key"), 0);
+        assert_eq!(query_param_count(b"", "api_key"), 0);
     }
 
     #[test]

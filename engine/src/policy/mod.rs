@@ -13,8 +13,9 @@ pub mod breaker;
 pub mod jwt;
 pub mod ratelimit;
 
-use coregate_config::{AuthRef, Config, JwtKeys, KeySource};
+use coregate_config::{AuthRef, Config, JwtKeys, KeySource, RateKey};
 
+use crate::http::{fold_name, same_folded_name};
 use crate::transform::{route_claim_headers, Transform};
 
 /// The compiled authentication of one snapshot.
@@ -33,6 +34,12 @@ pub struct Policies {
     /// The largest `keys_max` of any rule (0 without rate limits): what a worker's limiter
     /// is sized for.
     pub rate_keys_max: usize,
+    /// Same index as `Config::rate_limits`: whether the rule's key is known before
+    /// authentication (the client IP, or a header the gateway never sets from an identity),
+    /// so the rule is taken first and an unauthenticated flood costs no signature checks.
+    pub rate_before_auth: Vec<bool>,
+    /// Every identity header, folded ([`fold_name`]).
+    identity_headers: Box<[Box<str>]>,
 }
 
 impl Policies {
@@ -82,14 +89,42 @@ impl Policies {
             .map(|l| l.keys_max)
             .max()
             .unwrap_or(0);
+        let identity_headers: Box<[Box<str>]> = config
+            .identity_headers
+            .iter()
+            .map(|h| fold_name(h))
+            .collect();
+        let rate_before_auth = config
+            .rate_limits
+            .iter()
+            .map(|limit| match &limit.key {
+                RateKey::ClientIp => true,
+                RateKey::Header(name) => !is_folded_in(&identity_headers, name),
+                RateKey::Consumer | RateKey::Claim(_) => false,
+            })
+            .collect();
         Ok(Policies {
             jwt,
             api_keys,
             transforms,
             rate_rules,
             rate_keys_max,
+            rate_before_auth,
+            identity_headers,
         })
     }
+
+    /// Whether the gateway sets header `name` from an identity (any spelling a CGI-style
+    /// upstream merges with it).
+    pub fn is_identity_header(&self, name: &str) -> bool {
+        is_folded_in(&self.identity_headers, name)
+    }
+}
+
+fn is_folded_in(folded: &[Box<str>], name: &str) -> bool {
+    folded
+        .iter()
+        .any(|f| same_folded_name(name.as_bytes(), f.as_bytes()))
 }
 
 /// FNV-1a 32 of a rule's name.
