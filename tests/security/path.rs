@@ -187,18 +187,44 @@ fn merge_slashes_and_allow_encoded_slashes_are_server_settings() {
     assert_eq!(s.hs.requests(), 0);
 }
 
-#[test]
-fn bad_path_settings_are_refused_at_load_time() {
-    let config = format!(
-        "{}{}{}",
-        server_toml(1, "merge_slashes = \"yes\""),
-        upstream_toml("o", &[free_addr()], ""),
-        route_toml("r", "path_prefix = \"/\"", "o"),
-    );
+/// `coregate check` on `config`: the error output, asserting that the config was refused.
+fn refused(config: &str) -> String {
+    let config = config.replace("{listen}", "127.0.0.1:1");
     let file = TempFile::new("path-settings", &config);
     let path = file.path().to_str().unwrap();
     let (status, out, err) = run_cli(&["check", "-c", path]);
-    assert!(!status.success(), "accepted: {out}");
+    assert!(!status.success(), "accepted: {out}\n{config}");
+    err
+}
+
+#[test]
+fn bad_path_settings_and_unmatchable_routes_are_refused_at_load_time() {
+    let upstream = upstream_toml("o", &[free_addr()], "");
+    let err = refused(&format!(
+        "{}{upstream}{}",
+        server_toml(1, "merge_slashes = \"yes\""),
+        route_toml("r", "path_prefix = \"/\"", "o"),
+    ));
     assert!(err.contains("merge_slashes"), "{err}");
     assert!(err.contains(":3"), "no line number: {err}");
+    // A route no normalised request path can match is a mistake, not a silent 404.
+    for (pattern, says) in [
+        ("path_prefix = \"/open/../hs\"", "\"..\""),
+        ("path = \"/a/%41\"", "%41"),
+        ("path = \"/a%2fb\"", "%2F"),
+        ("path_prefix = \"/a%3a\"", "%3A"),
+    ] {
+        let config = format!(
+            "{}{upstream}{}",
+            server_toml(1, ""),
+            route_toml("r", pattern, "o")
+        );
+        let err = refused(&config);
+        let line = config.lines().position(|l| l == pattern).unwrap() + 1;
+        assert!(err.contains(says), "{pattern}: {err}");
+        assert!(
+            err.contains(&format!(":{line}:")),
+            "{pattern}: no line {line}: {err}"
+        );
+    }
 }
