@@ -121,7 +121,7 @@ fn upstream_receives_the_normalised_path_and_the_query_untouched() {
 }
 
 #[test]
-fn encoded_slash_backslash_nul_and_broken_escapes_are_refused() {
+fn encoded_slash_backslash_nul_broken_escapes_and_dot_params_are_refused() {
     let s = setup("");
     for target in [
         "/open/a%2Fb",
@@ -133,6 +133,8 @@ fn encoded_slash_backslash_nul_and_broken_escapes_are_refused() {
         "/open/a\\b",
         "/open/%zz",
         "/open/%4",
+        "/open/..;/hs/secret",
+        "/open/.%2e;x=1/hs/secret",
         "/open/a%",
         "http://test/open/a%2fb",
     ] {

@@ -39,6 +39,12 @@ fn segment_problem(segment: &str, allow_encoded_slashes: bool) -> Option<(String
             "write the path the dot-segment resolves to".to_owned(),
         ));
     }
+    if segment.starts_with(".;") || segment.starts_with("..;") {
+        return Some((
+            format!("a request path with the segment {segment:?} is refused (400)"),
+            "servlet containers read it as a dot-segment; name the resource another way".to_owned(),
+        ));
+    }
     if segment.contains('\\') {
         return Some((
             "a request path with `\\` is refused (400)".to_owned(),
@@ -129,6 +135,8 @@ mod tests {
         for segment in [
             ".",
             "..",
+            "..;x",
+            ".;",
             "a\\b",
             "caf\u{e9}",
             "%41",

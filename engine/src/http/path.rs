@@ -13,6 +13,8 @@
 //! - `%2F` (`/`) and `%5C` (`\`) are errors unless [`PathOptions::allow_encoded_slashes`]:
 //!   upstreams that decode them would see other segments than the router did. `%00` is
 //!   always an error, and so is a literal `\`, which Windows-style servers read as `/`.
+//! - A segment that is `.` or `..` followed by `;` (`..;x`) is an error: servlet containers
+//!   strip such path parameters and then resolve the dot-segment the router never saw.
 //! - After decoding, `.` segments are removed and `..` segments remove the segment before
 //!   them (§5.2.4); `..` above the root stays at the root. A path that ended in a dot-segment
 //!   keeps its trailing `/` (`/a/b/..` is `/a/`).
@@ -63,6 +65,8 @@ pub enum PathError {
     EncodedNul,
     /// A literal `\`.
     Backslash,
+    /// A segment `.;…` or `..;…`: a dot-segment behind a path parameter.
+    DotSegmentParams,
     /// The path does not start with `/` (nor is the asterisk-form `*`).
     NotAbsolute,
 }
@@ -75,6 +79,7 @@ impl PathError {
             PathError::EncodedSlash => "encoded slash in path",
             PathError::EncodedNul => "encoded NUL in path",
             PathError::Backslash => "backslash in path",
+            PathError::DotSegmentParams => "dot-segment with parameters in path",
             PathError::NotAbsolute => "path does not start with /",
         }
     }
@@ -150,8 +155,8 @@ pub fn normalize_head(
 }
 
 /// True when `path` is already in normal form by a cheap test: no `%`, no `\`, no segment
-/// that starts with `.` and is `.`, `..` or longer than that with a second `.` (conservative:
-/// `..x` goes the slow way too), and no `//` when slashes merge.
+/// that starts with `.` followed by the segment's end, `.` or `;` (conservative: `..x` goes
+/// the slow way too), and no `//` when slashes merge.
 #[inline]
 fn is_normal_fast(path: &[u8], merge_slashes: bool) -> bool {
     let mut prev = 0u8;
@@ -159,7 +164,7 @@ fn is_normal_fast(path: &[u8], merge_slashes: bool) -> bool {
         match b {
             b'%' | b'\\' => return false,
             b'.' if prev == b'/' => {
-                if matches!(path.get(i + 1), None | Some(b'/' | b'.')) {
+                if matches!(path.get(i + 1), None | Some(b'/' | b'.' | b';')) {
                     return false;
                 }
             }
@@ -224,7 +229,11 @@ fn rewrite(path: &mut [u8], options: PathOptions) -> Result<usize, PathError> {
         let last = r >= len;
         // Skip the `/` that ended the segment.
         r += 1;
-        match &path[seg_start..w] {
+        let segment = &path[seg_start..w];
+        if segment.starts_with(b".;") || segment.starts_with(b"..;") {
+            return Err(PathError::DotSegmentParams);
+        }
+        match segment {
             b"." => w = seg_start,
             b".." => {
                 // Drop this segment and the kept one before it, if any: back to just after
@@ -331,6 +340,14 @@ mod tests {
             assert_eq!(norm(raw, MERGE), Err(PathError::BadEscape), "{raw}");
         }
         assert_eq!(norm("/a\\b", ALLOW), Err(PathError::Backslash));
+        for raw in ["/a/..;/b", "/a/..;x", "/.;", "/%2e%2E;x=1/b"] {
+            assert_eq!(norm(raw, ALLOW), Err(PathError::DotSegmentParams), "{raw}");
+        }
+        assert_eq!(norm("/a;x/..", MERGE).as_deref(), Ok("/"));
+        assert_eq!(
+            norm("/a/...;/b;/.x;", MERGE).as_deref(),
+            Ok("/a/...;/b;/.x;")
+        );
         assert_eq!(norm("a", MERGE), Err(PathError::NotAbsolute));
         assert_eq!(norm("", MERGE), Err(PathError::NotAbsolute));
     }
@@ -405,7 +422,7 @@ mod tests {
     fn normal_form_is_a_fixed_point() {
         let pieces: [&[u8]; 20] = [
             b"/", b"/", b".", b"..", b"a", b"Z", b"%2e", b"%2E", b"%41", b"%7e", b"%2f", b"%5C",
-            b"%20", b"%c3", b"%00", b"%", b"%g", b"\\", b"-", b"~",
+            b"%20", b"%c3", b"%00", b"%", b"%g", b"\\", b"-", b";",
         ];
         let mut next = xorshift(14);
         let mut accepted = 0;
