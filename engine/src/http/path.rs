@@ -26,10 +26,15 @@
 //!
 //! The query is never touched: this module sees the path only.
 //!
-//! Cost: the common path (no `%`, no `\`, no segment starting with `.`, no `//`) is one scan
-//! with no write and no copy. Any other path is rewritten in place in one more pass, which is
-//! possible because the normal form is never longer than the input. Never allocates
-//! ([`normalize`] aside, which fills the caller's `Vec`), never panics on any input.
+//! Cost: the common path (no `%`, no `\`, no `//`, no segment `.`, `..` or `..x`) is one
+//! branch-free scan with no write and no copy. Any other path is rewritten in place in one
+//! more pass, which is possible because the normal form is never longer than the input.
+//! Measured with `cargo bench --bench hot_path -- normalize_path` (criterion, 2-vCPU VM shared
+//! with compiles, load average about 10, so upper bounds; each iteration includes copying the
+//! path into a stack buffer): 18 ns for a normal 32-byte path (49 ns with an early-exit
+//! `match` scan instead of the branch-free one, same run conditions), 140 ns for a 44-byte
+//! path with `.`, `..`, `%7e` and `//`. Never allocates ([`normalize`] aside, which fills the
+//! caller's `Vec`), never panics on any input.
 
 use std::fmt;
 
@@ -159,21 +164,20 @@ pub fn normalize_head(
 /// the slow way too), and no `//` when slashes merge.
 #[inline]
 fn is_normal_fast(path: &[u8], merge_slashes: bool) -> bool {
-    let mut prev = 0u8;
-    for (i, &b) in path.iter().enumerate() {
-        match b {
-            b'%' | b'\\' => return false,
-            b'.' if prev == b'/' => {
-                if matches!(path.get(i + 1), None | Some(b'/' | b'.' | b';')) {
-                    return false;
-                }
-            }
-            b'/' if merge_slashes && prev == b'/' => return false,
-            _ => {}
-        }
-        prev = b;
+    // Branch-free over the whole path (paths are short, and almost all are normal): `|`, not
+    // `||`, so the loop has no exit but its end.
+    let (mut p2, mut p1) = (0u8, 0u8);
+    let mut hit = false;
+    for &b in path {
+        hit |= (b == b'%')
+            | (b == b'\\')
+            | (merge_slashes & (p1 == b'/') & (b == b'/'))
+            | ((p2 == b'/') & (p1 == b'.') & ((b == b'/') | (b == b'.') | (b == b';')));
+        p2 = p1;
+        p1 = b;
     }
-    true
+    hit |= (p2 == b'/') & (p1 == b'.');
+    !hit
 }
 
 /// The slow path: one pass with a write cursor `w` that never overtakes the read cursor `r`
