@@ -8,6 +8,10 @@ pub const REQUEST_LINE_BYTES_MAX: usize = 8 * 1024;
 pub const HEADER_BYTES_MAX: usize = 32 * 1024;
 /// Most header fields in a request (431 beyond).
 pub const HEADER_COUNT_MAX: usize = 100;
+/// Repeated slashes in request paths are merged (`//a` is `/a`).
+pub const MERGE_SLASHES: bool = true;
+/// `%2F` and `%5C` in request paths are refused (400).
+pub const ALLOW_ENCODED_SLASHES: bool = false;
 /// Largest request body in bytes (413 beyond): 16 MiB.
 pub const BODY_BYTES_MAX: u64 = 16 * 1024 * 1024;
 /// Time to receive a complete request head, ms (408 beyond).
@@ -240,6 +244,12 @@ pub(crate) fn header_bytes_max() -> usize {
 }
 pub(crate) fn header_count_max() -> usize {
     HEADER_COUNT_MAX
+}
+pub(crate) fn merge_slashes() -> bool {
+    MERGE_SLASHES
+}
+pub(crate) fn allow_encoded_slashes() -> bool {
+    ALLOW_ENCODED_SLASHES
 }
 pub(crate) fn body_bytes_max() -> u64 {
     BODY_BYTES_MAX

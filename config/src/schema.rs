@@ -100,6 +100,17 @@ pub struct ServerConfig {
     /// 1..=[`defaults::HEADER_COUNT_MAX_CEILING`]. Default [`defaults::HEADER_COUNT_MAX`].
     #[serde(default = "defaults::header_count_max")]
     pub header_count_max: usize,
+    /// Merge repeated slashes in request paths (`//a///b` is routed and forwarded as `/a/b`)
+    /// when normalising them, as Envoy's `merge_slashes`. Default
+    /// [`defaults::MERGE_SLASHES`] (true).
+    #[serde(default = "defaults::merge_slashes")]
+    pub merge_slashes: bool,
+    /// Accept `%2F` and `%5C` (encoded `/` and `\`) in request paths, kept encoded inside
+    /// their segment; when false such a request gets 400, since an upstream that decodes
+    /// them would see other segments than the router matched. Default
+    /// [`defaults::ALLOW_ENCODED_SLASHES`] (false).
+    #[serde(default = "defaults::allow_encoded_slashes")]
+    pub allow_encoded_slashes: bool,
     /// Largest request body in bytes for routes that set no limit of their own; larger gets
     /// 413. Default [`defaults::BODY_BYTES_MAX`].
     #[serde(default = "defaults::body_bytes_max")]
@@ -162,6 +173,8 @@ impl Default for ServerConfig {
             request_line_bytes_max: defaults::REQUEST_LINE_BYTES_MAX,
             header_bytes_max: defaults::HEADER_BYTES_MAX,
             header_count_max: defaults::HEADER_COUNT_MAX,
+            merge_slashes: defaults::MERGE_SLASHES,
+            allow_encoded_slashes: defaults::ALLOW_ENCODED_SLASHES,
             body_bytes_max: defaults::BODY_BYTES_MAX,
             header_read_timeout_ms: defaults::HEADER_READ_TIMEOUT_MS,
             client_idle_timeout_ms: defaults::CLIENT_IDLE_TIMEOUT_MS,

@@ -20,6 +20,7 @@ mod breaker;
 mod fallback;
 mod json_filter;
 mod keys;
+mod path;
 mod proxies;
 mod ratelimit;
 mod retry;
@@ -884,6 +885,12 @@ fn check_route(
             )
         }
     };
+    if let Some((field, text)) = (route.path.as_ref().map(|p| ("path", p)))
+        .or_else(|| route.path_prefix.as_ref().map(|p| ("path_prefix", p)))
+    {
+        let allow = server.allow_encoded_slashes;
+        path::check_normal_form(doc, &at.key(field), field, text, allow)?;
+    }
     let headers = check_headers(doc, &at.key("headers"), route)?;
     let headers_present = check_headers_present(doc, &at.key("headers_present"), route)?;
     let aggregate = aggregate::check_aggregate(doc, at, route, &methods, &path, upstreams)?;

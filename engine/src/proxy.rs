@@ -378,6 +378,14 @@ async fn exchange(
         conn.log_target
             .extend_from_slice(conn.head.target.get(&conn.buf));
     }
+    // Everything from here on (redirect exemptions, routing, auth, transforms, the forwarded
+    // target) sees the normal form of the path, so the gateway and the upstream name the
+    // same resource; the access log keeps the target as received.
+    let normalized = crate::http::normalize_head(&mut conn.head, &mut conn.buf, snap.path_options);
+    if let Err(e) = normalized {
+        reply_error(worker, client, outcome, e.status(), e.reason(), true, &[]).await;
+        return Next::Close;
+    }
     if conn.id.redirect {
         if let Some(redirect) = &snap.config.listeners[conn.id.listener].redirect_https {
             let path = conn.head.path.get(&conn.buf);

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use coregate_config::Config;
 
-use crate::http::Limits;
+use crate::http::{Limits, PathOptions};
 use crate::policy::Policies;
 use crate::router::Router;
 use crate::tls::{ClientTls, ServerTls};
@@ -27,6 +27,8 @@ pub struct Snapshot {
     pub config: Config,
     pub router: Router,
     pub limits: Limits,
+    /// How request paths are normalised (`[server]` `merge_slashes`, `allow_encoded_slashes`).
+    pub path_options: PathOptions,
     /// Per upstream (same index as `config.upstreams`): the `Host` value sent when the client
     /// sent none (HTTP/1.0): the first endpoint's address.
     pub default_hosts: Vec<Box<[u8]>>,
@@ -88,6 +90,10 @@ impl Snapshot {
             header_bytes_max: config.server.header_bytes_max,
             header_count_max: config.server.header_count_max,
         };
+        let path_options = PathOptions {
+            merge_slashes: config.server.merge_slashes,
+            allow_encoded_slashes: config.server.allow_encoded_slashes,
+        };
         let default_hosts = config
             .upstreams
             .iter()
@@ -104,6 +110,7 @@ impl Snapshot {
             config,
             router,
             limits,
+            path_options,
             default_hosts,
             policies,
             tls,

@@ -4,6 +4,8 @@
 //! Never allocates per header; never accepts an ambiguous message.
 //!
 //! - [`request`]: [`RequestHead::parse`], limits (414/431), framing and Host rules.
+//! - [`path`]: the path's normal form (RFC 3986 dot-segments and escapes), [`normalize`],
+//!   applied to a parsed head by [`normalize_head`] before anything routes on it.
 //! - [`response`]: [`ResponseHead::parse`] and response framing (RFC 9112 §6.3).
 //! - [`chunked`]: [`ChunkedDecoder`], a resumable validating decoder for chunked bodies.
 //! - [`encode`]: forwarded request heads, relayed response heads, JSON error responses.
@@ -27,6 +29,9 @@
 //!   payload, the same consumed total and the same error as feeding it whole.
 //! - **Spans in bounds**: every [`Span`] of an accepted head lies within `buf[..head_len]`;
 //!   every [`Step`] range lies within the consumed bytes.
+//! - **Normal paths**: [`normalize`] never panics; a path it accepts comes out no longer than
+//!   it went in, starting with `/`, with no `.` or `..` segment, and normalising it again
+//!   changes nothing.
 //! - **Round trip**: a head produced by [`encode_request_head`] or [`encode_response_head`]
 //!   parses back to the same method, target, framing and forwarded fields.
 
@@ -34,6 +39,7 @@ pub mod chunked;
 pub mod encode;
 mod fields;
 pub mod forwarded;
+pub mod path;
 pub mod request;
 pub mod response;
 
@@ -43,8 +49,9 @@ pub use encode::{
     FieldEdits, Forward,
 };
 pub use fields::CONNECTION_OPTIONS_MAX;
-pub use forwarded::ClientAddr;
 pub(crate) use fields::{fold_name, fold_name_byte, same_folded_name};
+pub use forwarded::ClientAddr;
+pub use path::{normalize, normalize_head, normalize_in_place, PathError, PathOptions};
 pub use request::{
     BodyFraming, HeaderField, HeaderKind, Limits, Method, RequestError, RequestHead, Span,
     HEADER_COUNT_LIMIT,

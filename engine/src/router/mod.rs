@@ -17,9 +17,12 @@
 //! method only make the answer a 405 if no other table produces a match; the `Allow` list
 //! is then the sorted union of their methods, exactly as configured.
 //!
-//! Paths are matched as raw bytes, without percent-decoding: `/a%2Fb` is one segment, and
-//! an upstream sees the same bytes the route was chosen by. A path that does not start with
-//! `/` (`*`, absolute-form) matches nothing.
+//! Paths are matched as bytes, without decoding of their own: the proxy hands the router the
+//! normal form of the request path ([`crate::http::path`]: dot-segments resolved, unreserved
+//! escapes decoded, `%2F` refused unless allowed and then kept inside one segment), and the
+//! upstream is sent that same form, so it sees the resource the route was chosen for and a
+//! `{param}` never holds `/`, `.` or `..`. A path that does not start with `/` (`*`)
+//! matches nothing.
 //!
 //! Never allocates per lookup (the only allocation is the `Allow` string of a 405, and
 //! [`Params`] beyond [`PARAMS_INLINE`] parameters), never locks, never scans the route list:

@@ -1,8 +1,9 @@
 //! The path trie of one host table: one node per pattern segment, built once per snapshot.
 //!
 //! A path is split on `/` after its leading `/`: `/` has no segments, `/a/` is `["a", ""]`.
-//! Segments are matched as raw bytes; percent-encoding is not decoded, so `/a%2Fb` is one
-//! segment `a%2Fb` and never matches `/a/b`, and `%41` never matches `A`.
+//! Segments are matched as bytes; the trie decodes nothing, so `/a%2Fb` is one segment
+//! `a%2Fb` and never matches `/a/b`. Request paths arrive in normal form (see
+//! [`crate::http::path`]: `%41` has become `A` before the lookup).
 //!
 //! Candidates come out most specific first, which is the order the router accepts them in:
 //! 1. exact patterns, depth-first with the static child tried before the parameter child at
