@@ -2,9 +2,9 @@
 //! Each drives the real binary with the bytes that triggered its defect and fails on a build
 //! without the fix. One test binary, so the areas share one link.
 
+mod admintls;
 #[path = "../common/mod.rs"]
 mod common;
-mod admintls;
 mod conn;
 mod fwd;
 mod reload;
