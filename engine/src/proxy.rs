@@ -549,7 +549,7 @@ async fn exchange(
     let up_tls = view.snapshot.upstream_tls[up_index].as_deref();
     let upstream = &snap.config.upstreams[up_index];
     let hash = balance_hash(&upstream.balancer, &conn.head, &conn.buf, conn.client.ip);
-    let stale = stale_request(snap, route, conn);
+    let stale = stale_request(snap, m.route, conn);
     let Some(endpoint) = worker.pick_endpoint(&view, up_index, hash, &[]) else {
         let fallback = Fallback {
             config: &route.fallback,
@@ -1760,19 +1760,19 @@ fn rate_key_bytes<'a>(
     }
 }
 
-/// The request as the stale cache knows it, for a GET on a route with `fallback.stale` that
-/// may use the cache, keyed by route, method, host and target: on a route with `auth` only
-/// with `stale_per_identity` and keyed by the verified identity too (the JWT `sub` or the
-/// API key's consumer, as the authentication step wrote it); on a route without, never for
-/// a request with `Authorization` (RFC 9111 §3.5: a shared cache keeps no answer to one).
-fn stale_request(
-    snap: &Snapshot,
-    route: &coregate_config::Route,
-    conn: &Conn,
-) -> Option<StaleRequest> {
-    if !route.fallback.stale || conn.head.method != Method::Get {
+/// The request as the stale cache knows it, for a GET on route `index` with `fallback.stale`
+/// that may use the cache, keyed by the route's fingerprint (looked up, computed with the
+/// snapshot: what the route means, so no other route gets its answers, across reloads too),
+/// method, host and target: on a route with `auth` only with `stale_per_identity` and keyed
+/// by the verified identity too (the JWT `sub` or the API key's consumer, as the
+/// authentication step wrote it); on a route without, never for a request with
+/// `Authorization` (RFC 9111 §3.5: a shared cache keeps no answer to one).
+fn stale_request(snap: &Snapshot, index: usize, conn: &Conn) -> Option<StaleRequest> {
+    let fingerprint = snap.route_fingerprints[index].as_ref()?;
+    if conn.head.method != Method::Get {
         return None;
     }
+    let route = &snap.config.routes[index];
     let (buf, head) = (&conn.buf, &conn.head);
     let identity = match route.auth {
         None if head.header(buf, "authorization").is_some() => return None,
@@ -1793,7 +1793,7 @@ fn stale_request(
         return None;
     }
     let parts = KeyParts {
-        route: &route.name,
+        route: fingerprint,
         method: head.method_span.get(buf),
         host: head.host.map(|h| h.get(buf)).unwrap_or_default(),
         target: head.target.get(buf),

@@ -18,6 +18,7 @@ use coregate_config::Config;
 use crate::http::{Limits, PathOptions};
 use crate::policy::Policies;
 use crate::router::Router;
+use crate::stale::RouteFingerprint;
 use crate::tls::{ClientTls, ServerTls};
 
 /// Everything a worker needs to serve requests, compiled once per config load.
@@ -39,6 +40,9 @@ pub struct Snapshot {
     /// Per upstream (same index as `config.upstreams`): TLS to its endpoints, when on.
     /// Shared with the control side's health probes.
     pub upstream_tls: Vec<Option<Arc<ClientTls>>>,
+    /// Per route (same index as `config.routes`): what the stale cache knows it by, for a
+    /// route with `fallback.stale`, so a request looks it up instead of computing it.
+    pub route_fingerprints: Vec<Option<RouteFingerprint>>,
 }
 
 impl Snapshot {
@@ -105,6 +109,15 @@ impl Snapshot {
                     .into_boxed_slice()
             })
             .collect();
+        let route_fingerprints = config
+            .routes
+            .iter()
+            .map(|r| {
+                r.fallback
+                    .stale
+                    .then(|| RouteFingerprint::of(&config, &policies, r))
+            })
+            .collect();
         Ok(Snapshot {
             version,
             config,
@@ -115,6 +128,7 @@ impl Snapshot {
             policies,
             tls,
             upstream_tls,
+            route_fingerprints,
         })
     }
 }

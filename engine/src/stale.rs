@@ -5,10 +5,19 @@
 //! request fetched it. So the store follows what RFC 9111 lets a *shared* cache keep, and keys
 //! entries the way such a cache would:
 //!
-//! - **Key** ([`StaleRequest`]): route name, method, host and the whole target, plus the
-//!   verified identity on routes that key by it (`stale_per_identity`). The parts are
-//!   length-prefixed and compared whole (no hash stands in for the key, so no collision can
-//!   hand one key's answer to another).
+//! - **Key** ([`StaleRequest`]): the route's [`RouteFingerprint`], method, host and the whole
+//!   target, plus the verified identity on routes that key by it (`stale_per_identity`). The
+//!   request's parts are length-prefixed and compared whole (no hash stands in for them, so
+//!   no collision can hand one key's answer to another).
+//! - **Route**: a route is known by what it means, not by its name or position: a SHA-256
+//!   over its name and everything that decides which requests it matches, where they go and
+//!   what the upstream and the client get ([`RouteFingerprint::of`]), computed once per
+//!   snapshot (a SHA-256 collision between two routes of one config is not a practical
+//!   concern, and the config is the operator's, not a client's). Entries outlive a reload: a
+//!   route the reload left alone keeps answering from them, while a route that changed, or
+//!   another one that took over a default `route-N` name, never sees them (they age out under
+//!   the byte bound). A request in flight across a reload stores under the fingerprint of
+//!   the route it started on.
 //! - **Secondary key** (RFC 9111 §4.1): the request field values the response `Vary`s on are
 //!   kept with the entry, and only a request with the same values gets it. `Cookie` is always
 //!   treated as varied: a response to a request with cookies may depend on them without
@@ -30,8 +39,13 @@
 //! nothing here runs unless a route has `fallback.stale`.
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt::{self, Write as _};
+
+use coregate_config::{AuthRef, Config, Route};
+use ring::digest;
 
 use crate::http::request::HeaderField;
+use crate::policy::Policies;
 
 /// Largest response (head and body) kept, bytes.
 pub const RESPONSE_BYTES_MAX: usize = 64 * 1024;
@@ -58,9 +72,107 @@ const RESPONSE_DIRECTIVES_REFUSED: [&[u8]; 6] = [
     b"s-maxage",
 ];
 
+/// What the cache knows a route by (see [`RouteFingerprint::of`]). Its `Debug` prints
+/// nothing of it: it is derived from key material too.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct RouteFingerprint([u8; 32]);
+
+impl fmt::Debug for RouteFingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RouteFingerprint(..)")
+    }
+}
+
+/// A SHA-256 fed through `fmt::Write`, so `Debug` output goes in without a `String`.
+struct Sha256(digest::Context);
+
+impl fmt::Write for Sha256 {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.update(s.as_bytes());
+        Ok(())
+    }
+}
+
+impl RouteFingerprint {
+    /// The fingerprint of `route` in `config` (with its compiled `policies`): a SHA-256 over
+    /// its name, everything that decides which requests it matches (host, methods, path
+    /// pattern and kind, header matchers), where they go (the upstream's name: its endpoints
+    /// may change, it is still the same service) and how they are rewritten (path rewrite,
+    /// request header edits), how answers are shaped (response header edits, JSON filter,
+    /// aggregate parts) and who a request is (the auth policy: its name, and the JWT
+    /// verifier's fingerprint over its keys and checks or the API keys with their consumers;
+    /// `stale_per_identity`). Timeouts, retries, rate limits, body limits, request ids and
+    /// the static fallback change none of that and are left out, so a reload that only tunes
+    /// them keeps the route's stale answers.
+    ///
+    /// Values go in as their derived `Debug` output, which prints every field and quotes
+    /// strings with escapes, so two different routes never write the same text; the text
+    /// only ever meets fingerprints of the same process. Runs when a snapshot is compiled,
+    /// never per request.
+    pub fn of(config: &Config, policies: &Policies, route: &Route) -> RouteFingerprint {
+        // Named field by field, without `..`: a field added to `Route` must be placed here.
+        let Route {
+            name,
+            host,
+            methods,
+            path,
+            headers,
+            headers_present,
+            upstream,
+            rewrite,
+            body_bytes_max: _,
+            auth,
+            rate_limit: _,
+            fallback,
+            request_headers,
+            response_headers,
+            request_id: _,
+            retry: _,
+            timeout_ms: _,
+            aggregate,
+            json_filter,
+        } = route;
+        let upstream = &config.upstreams[*upstream].name;
+        // Upstreams by name: their indexes move when one is added.
+        let parts: Vec<_> = aggregate
+            .iter()
+            .map(|p| {
+                (
+                    &config.upstreams[p.upstream].name,
+                    &p.key,
+                    &p.path,
+                    p.required,
+                )
+            })
+            .collect();
+        let mut sha = Sha256(digest::Context::new(&digest::SHA256));
+        // Writing into a digest cannot fail.
+        let _ = write!(
+            sha,
+            "coregate stale route v1\n{name:?}\n{host:?}\n{methods:?}\n{path:?}\n{headers:?}\n\
+             {headers_present:?}\n{upstream:?}\n{rewrite:?}\n{request_headers:?}\n\
+             {response_headers:?}\n{json_filter:?}\n{parts:?}\n{:?}\n",
+            fallback.stale_per_identity
+        );
+        match *auth {
+            None => sha.0.update(b"no auth"),
+            Some(AuthRef::Jwt(i)) => {
+                let _ = write!(sha, "jwt {:?} ", config.jwt[i].name);
+                sha.0.update(policies.jwt[i].fingerprint());
+            }
+            Some(AuthRef::ApiKey(i)) => {
+                let _ = write!(sha, "api keys {:?}", config.api_keys[i]);
+            }
+        }
+        let mut out = [0; 32];
+        out.copy_from_slice(sha.0.finish().as_ref());
+        RouteFingerprint(out)
+    }
+}
+
 /// The parts of a request's primary key, borrowed from its head.
 pub struct KeyParts<'a> {
-    pub route: &'a str,
+    pub route: &'a RouteFingerprint,
     pub method: &'a [u8],
     pub host: &'a [u8],
     pub target: &'a [u8],
@@ -82,14 +194,11 @@ impl StaleRequest {
     /// is still in the read buffer.
     pub fn new(parts: &KeyParts<'_>, head: &[u8], fields: &[HeaderField]) -> StaleRequest {
         let mut key = Vec::with_capacity(
-            parts.route.len() + parts.method.len() + parts.host.len() + parts.target.len() + 32,
+            parts.route.0.len() + parts.method.len() + parts.host.len() + parts.target.len() + 24,
         );
-        for part in [
-            parts.route.as_bytes(),
-            parts.method,
-            parts.host,
-            parts.target,
-        ] {
+        // Fixed length, so it needs no length in front.
+        key.extend_from_slice(&parts.route.0);
+        for part in [parts.method, parts.host, parts.target] {
             push_part(&mut key, part);
         }
         match parts.identity {
@@ -340,6 +449,7 @@ impl StaleCache {
 mod tests {
     use super::*;
     use crate::http::request::{Limits, RequestHead};
+    use crate::snapshot::Snapshot;
 
     const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n";
     const BOUND: usize = 1 << 20;
@@ -357,7 +467,7 @@ mod tests {
             .expect("valid")
             .expect("complete");
         let parts = KeyParts {
-            route: "r",
+            route: &RouteFingerprint([7; 32]),
             method: b"GET",
             host: b"h",
             target: target.as_bytes(),
@@ -489,5 +599,79 @@ mod tests {
         assert!(!cache.store(&nine, names(&[]).unwrap(), HEAD, &body, size - 1));
         assert!(cache.answer(&nine, b"", false).is_none());
         assert_eq!(cache.bytes(), 2 * size);
+    }
+
+    /// The fingerprints of the routes `routes` over upstreams `a` and `b` (and `extra`
+    /// upstreams), as a compiled snapshot holds them.
+    fn fingerprints(extra: &str, routes: &str) -> Vec<Option<RouteFingerprint>> {
+        let text = format!(
+            "[[listener]]\naddress = \"127.0.0.1:1\"\n\n\
+             [upstreams.a]\nendpoints = [{{ address = \"127.0.0.1:2\" }}]\n\n\
+             [upstreams.b]\nendpoints = [{{ address = \"127.0.0.1:3\" }}]\n\n\
+             [auth.api_keys.k]\nkeys = [{{ consumer = \"alice\", sha256 = \"{}\" }}]\n\n\
+             {extra}{routes}",
+            "ab".repeat(32)
+        );
+        let config = coregate_config::load_str(&text, "t.toml").expect("valid");
+        Snapshot::compile(config, 1, None)
+            .expect("compiles")
+            .route_fingerprints
+    }
+
+    /// An unnamed route with a stale fallback and these lines.
+    fn route(lines: &str) -> String {
+        format!("[[route]]\n{lines}\n[route.fallback]\nstale = true\n\n")
+    }
+
+    const BASE: &str = "path_prefix = \"/x\"\nupstream = \"a\"\n";
+
+    #[test]
+    fn a_route_keeps_its_fingerprint_where_its_meaning_is_unchanged() {
+        let alone = fingerprints("", &route(BASE))[0].expect("a stale route has one");
+        // Moved behind another route, under the name it had by its old position.
+        let first = route("name = \"first\"\npath = \"/y\"\nupstream = \"b\"");
+        let moved = route(&format!("name = \"route-0\"\n{BASE}"));
+        assert_eq!(fingerprints("", &(first + &moved))[1], Some(alone));
+        // Tuned: deadline, body limit, request ids, another upstream sorted first.
+        let tuned = format!("{BASE}timeout_ms = 100\nbody_bytes_max = 10\nrequest_id = true\n");
+        let extra = "[upstreams.aa]\nendpoints = [{ address = \"127.0.0.1:4\" }]\n\n";
+        assert_eq!(fingerprints(extra, &route(&tuned))[0], Some(alone));
+        // Without a stale fallback there is none.
+        let plain = format!("[[route]]\n{BASE}");
+        assert_eq!(fingerprints("", &plain)[0], None);
+    }
+
+    #[test]
+    fn a_route_changed_in_what_it_matches_forwards_or_who_it_serves_gets_another() {
+        let alone = fingerprints("", &route(BASE))[0];
+        let key = "[auth.api_keys.k2]\nkeys = [{ consumer = \"alice\", sha256 = \"".to_owned()
+            + &"cd".repeat(32)
+            + "\" }]\n\n";
+        for (extra, lines) in [
+            (
+                "",
+                "name = \"other\"\npath_prefix = \"/x\"\nupstream = \"a\"",
+            ),
+            ("", "path = \"/x\"\nupstream = \"a\""),
+            ("", "path_prefix = \"/x/y\"\nupstream = \"a\""),
+            ("", "path_prefix = \"/x\"\nupstream = \"b\""),
+            ("", &format!("{BASE}host = \"example.com\"")),
+            ("", &format!("{BASE}methods = [\"GET\"]")),
+            ("", &format!("{BASE}headers = {{ \"x-v\" = \"2\" }}")),
+            ("", &format!("{BASE}strip_prefix = true")),
+            ("", &format!("{BASE}auth = \"k\"")),
+            (&*key, &format!("{BASE}auth = \"k2\"")),
+            (
+                "",
+                &format!("{BASE}[route.request_headers]\nset = {{ \"x-v\" = \"2\" }}"),
+            ),
+            (
+                "",
+                &format!("{BASE}[route.response_headers]\nremove = [\"x-secret\"]"),
+            ),
+        ] {
+            let changed = fingerprints(extra, &route(lines))[0];
+            assert!(changed.is_some() && changed != alone, "{lines}");
+        }
     }
 }

@@ -3,6 +3,12 @@
 //! the credential, cookie or varied header it saw), then makes that upstream fail until the
 //! worker's breaker opens, and checks which clients get a stale answer: never one made for
 //! somebody else, nor one HTTP caching rules forbid keeping (RFC 9111).
+//!
+//! The follow-up: the key named the route by its name, and entries outlive a reload, so a
+//! reload that reordered unnamed routes handed the default name `route-0`, and with it the
+//! old `route-0`'s answers, to another route. The key now holds the route's fingerprint (what
+//! it matches, where it forwards, how, and for whom); the reload tests change the config
+//! under a running gateway and check who gets the kept answers.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -484,4 +490,136 @@ fn the_byte_bound_evicts_the_oldest_answers() {
     assert_not_stale(&get(&gw, "/a", ""), "the oldest answer");
     assert_stale(&get(&gw, "/b", ""), &pages[1]);
     assert_stale(&get(&gw, "/c", ""), &pages[2]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Follow-up: stale answers across a reload
+
+/// Answers `upstream NAME for TARGET`, naming the fixture by the `X-Up` field the route adds.
+fn named_page(seen: &Seen) -> (String, String) {
+    (
+        String::new(),
+        format!("upstream {} for {}", seen.header("x-up"), seen.target),
+    )
+}
+
+/// Upstream `name` over `up` with the breaker of [`gateway`] (opens after three 503s, stays
+/// open for the test).
+fn breaker_upstream(name: &str, up: &Upstream) -> String {
+    format!(
+        "[upstreams.{name}]\nendpoints = [{{ address = \"{}\" }}]\nconnect_timeout_ms = 2000\n\n\
+         [upstreams.{name}.breaker]\nconsecutive_failures = 3\nfailure_ratio = 0\n\
+         cooldown_ms = 600000\ncooldown_max_ms = 600000\nhalf_open_probes = 1\n\
+         failure_statuses = [503]\n\n",
+        up.addr
+    )
+}
+
+/// An unnamed route (so called `route-N` by its position) with `fields`, to `upstream`, that
+/// tells the fixture which upstream it is and has a stale fallback.
+fn unnamed_stale_route(fields: &str, upstream: &str) -> String {
+    format!(
+        "[[route]]\n{fields}\nupstream = \"{upstream}\"\n\n\
+         [route.request_headers]\nset = {{ \"x-up\" = \"{upstream}\" }}\n\n\
+         [route.fallback]\nstale = true\n\n"
+    )
+}
+
+/// One worker, the admin listener, upstreams `a` and `b`, then `routes`.
+fn reload_config(a: &Upstream, b: &Upstream, routes: &str) -> String {
+    format!(
+        "{}{}{}{routes}{ADMIN_TOML}",
+        server_toml(1, ""),
+        breaker_upstream("a", a),
+        breaker_upstream("b", b),
+    )
+}
+
+/// Rewrites the config, signals the reload and waits until the admin listener reports
+/// config `version`.
+fn reload_to(gw: &Gateway, admin: SocketAddr, text: &str, version: u64) {
+    gw.rewrite_config(&text.replace("{admin}", &admin.to_string()));
+    gw.signal(libc::SIGHUP);
+    let serving = eventually(Duration::from_secs(20), || {
+        admin_get(admin, "/config").json()["version"].as_u64() == Some(version)
+    });
+    assert!(serving, "version {version} not served: {}", gw.stderr());
+}
+
+/// Makes `up` fail until its breaker is open: `target` (on a route to `up`) gets the
+/// fallback's 503 with the gateway's JSON body, where the upstream's 503 is empty.
+fn trip_at(gw: &Gateway, up: &Upstream, target: &str) {
+    up.fail();
+    let opened = eventually(Duration::from_secs(20), || {
+        let r = get(gw, target, "");
+        r.status == 503 && !r.body.is_empty()
+    });
+    assert!(opened, "the breaker did not open");
+}
+
+/// A reload that reorders unnamed routes hands the default name `route-0` to another route.
+/// Its upstream down, that route must answer with its own fallback, never with the stale
+/// answer the old `route-0` kept for the same GET. Before the fix the cache was keyed by the
+/// route's name, and the new `route-0` served the old one's answer from upstream `a`.
+#[test]
+fn a_route_that_takes_an_old_routes_default_name_never_gets_its_stale_answers() {
+    let (a, b) = (Upstream::start(named_page), Upstream::start(named_page));
+    let before = [
+        unnamed_stale_route("path_prefix = \"/x\"", "a"),
+        unnamed_stale_route("path_prefix = \"/\"", "b"),
+    ]
+    .concat();
+    let (gw, admin) = start_gateway_with_admin(&reload_config(&a, &b, &before));
+    let kept = fresh(get(&gw, "/x", "")).body_text();
+    assert_eq!(kept, "upstream a for /x");
+
+    // Reordered: `route-0` is now the catch-all to `b`, and `/x` is no longer a's.
+    let after = [
+        unnamed_stale_route("path_prefix = \"/\"", "b"),
+        unnamed_stale_route("path_prefix = \"/y\"", "a"),
+    ]
+    .concat();
+    reload_to(&gw, admin, &reload_config(&a, &b, &after), 2);
+    trip_at(&gw, &b, "/trip");
+    assert_not_stale(
+        &get(&gw, "/x", ""),
+        "the new route-0 on the old route-0's answer",
+    );
+
+    // Reverted: the route that made the answer is back, and only it gets the answer again.
+    reload_to(&gw, admin, &reload_config(&a, &b, &before), 3);
+    trip_at(&gw, &a, "/x/trip");
+    assert_stale(&get(&gw, "/x", ""), &kept);
+}
+
+/// A route whose meaning a reload changed under the same name (here its upstream request:
+/// another path prefix) starts without stale answers; one the reload left alone keeps them,
+/// even when routes were added in front of it, so a reload during an outage loses nothing it
+/// may keep.
+#[test]
+fn stale_answers_survive_a_reload_only_for_an_unchanged_route() {
+    let (a, b) = (Upstream::start(named_page), Upstream::start(named_page));
+    let route = |rewrite: &str| {
+        format!(
+            "[[route]]\nname = \"r\"\npath_prefix = \"/x\"\n{rewrite}\nupstream = \"a\"\n\n\
+             [route.request_headers]\nset = {{ \"x-up\" = \"a\" }}\n\n\
+             [route.fallback]\nstale = true\n\n"
+        )
+    };
+    let (gw, admin) = start_gateway_with_admin(&reload_config(&a, &b, &route("")));
+    let kept = fresh(get(&gw, "/x/1", "")).body_text();
+    assert_eq!(kept, "upstream a for /x/1");
+
+    // Unchanged, with a new route in front of it.
+    let added = unnamed_stale_route("path_prefix = \"/b\"", "b");
+    let unchanged = format!("{added}{}", route(""));
+    reload_to(&gw, admin, &reload_config(&a, &b, &unchanged), 2);
+    fresh(get(&gw, "/b", ""));
+    trip_at(&gw, &a, "/x/trip");
+    assert_stale(&get(&gw, "/x/1", ""), &kept);
+
+    // The same name, but its upstream now gets another path: the old answer is not its own.
+    let changed = format!("{added}{}", route("replace_prefix = \"/v2\""));
+    reload_to(&gw, admin, &reload_config(&a, &b, &changed), 3);
+    assert_not_stale(&get(&gw, "/x/1", ""), "a route changed under the same name");
 }
