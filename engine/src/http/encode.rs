@@ -137,7 +137,9 @@ pub fn encode_request_head(buf: &[u8], head: &RequestHead, fwd: &Forward, out: &
             }
         }
     }
+    let peer_at = out.len();
     push_ip(out, fwd.client.peer);
+    let peer_text = peer_at..out.len();
     out.extend_from_slice(b"\r\n");
     if !sent_proto {
         push_field(out, b"X-Forwarded-Proto", fwd.proto.as_bytes());
@@ -146,7 +148,12 @@ pub fn encode_request_head(buf: &[u8], head: &RequestHead, fwd: &Forward, out: &
         push_field(out, b"X-Forwarded-Host", host);
     }
     out.extend_from_slice(b"X-Real-IP: ");
-    push_ip(out, fwd.client.ip);
+    if fwd.client.ip == fwd.client.peer {
+        // The usual case: the address is already written out once, above.
+        out.extend_from_within(peer_text);
+    } else {
+        push_ip(out, fwd.client.ip);
+    }
     out.extend_from_slice(b"\r\n");
     match head.body {
         BodyFraming::None => {}
