@@ -1,6 +1,10 @@
 //! Defects the fuzz targets (`fuzz/`) found, replayed against the real binary with the bytes
-//! that triggered them: a JWT whose claims are not UTF-8 (accepted).
+//! that triggered them: a JWT whose claims are not UTF-8 (accepted), and a JSON body whose
+//! untouched numbers the JSON filter changed (serde_json's float parsing was not correctly
+//! rounded).
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use coregate_engine::policy::jwt::base64url_encode as b64url;
@@ -66,4 +70,80 @@ auth = "hs"
     let r = get(&hs256(header, &bad));
     assert_eq!(r.status, 401, "claims with a 0xFF byte: {}", r.body_text());
     assert_eq!(o.requests(), before, "the upstream saw the request");
+}
+
+/// An upstream that answers every request on its connection with `body` as JSON.
+fn json_upstream(body: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    // Requests without a body: answer each complete head.
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let response = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                             Content-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if stream.write_all(response.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                    match stream.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A number the filter does not touch reaches the client with the value the upstream sent.
+/// serde_json's default float parser is not correctly rounded: `0.17801246309558322749`
+/// became the neighbouring double `0.17801246309558325` on its way through the filter.
+#[test]
+fn json_filter_keeps_the_value_of_numbers_it_does_not_touch() {
+    const NUMBER: &str = "0.17801246309558322749";
+    const BODY: &str = r#"{"f":0.17801246309558322749,"secret":1}"#;
+    let upstream = json_upstream(BODY);
+    let gw = start_gateway(&format!(
+        r#"[server]
+workers = 1
+
+[[listener]]
+address = "{{listen}}"
+
+[upstreams.o]
+endpoints = [{{ address = "{upstream}" }}]
+
+[[route]]
+name = "filtered"
+path_prefix = "/"
+upstream = "o"
+
+[route.json_filter]
+remove = ["secret"]
+"#
+    ));
+    let r = gw.get("/x");
+    assert_eq!(r.status, 200);
+    let text = r.body_text();
+    let written = text
+        .strip_prefix(r#"{"f":"#)
+        .and_then(|rest| rest.strip_suffix('}'))
+        .unwrap_or_else(|| panic!("unexpected body {text}"));
+    // std's float parser is correctly rounded: the two texts must name the same double.
+    assert_eq!(
+        written.parse::<f64>().unwrap(),
+        NUMBER.parse::<f64>().unwrap(),
+        "the filter changed an untouched number: {text}"
+    );
 }
