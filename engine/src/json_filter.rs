@@ -118,6 +118,27 @@ mod tests {
         );
     }
 
+    /// A number the filter does not touch keeps its value. serde_json's default float parser
+    /// is not correctly rounded, so `0.17801246309558322749` came back as the neighbouring
+    /// double `0.17801246309558325` (found by the `json_filter` fuzz target); the workspace
+    /// enables serde_json's `float_roundtrip`. std's parser is correctly rounded.
+    #[test]
+    fn untouched_numbers_keep_their_value() {
+        let number = "0.17801246309558322749";
+        let body = format!(r#"{{"f":{number},"x":1}}"#);
+        let out = apply(&filter(JsonFilterMode::Remove, &["x"]), body.as_bytes()).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        let written = out
+            .strip_prefix(r#"{"f":"#)
+            .and_then(|rest| rest.strip_suffix('}'))
+            .unwrap();
+        assert_eq!(
+            written.parse::<f64>().unwrap(),
+            number.parse::<f64>().unwrap(),
+            "{out}"
+        );
+    }
+
     #[test]
     fn not_json_is_left_alone() {
         assert!(apply(&filter(JsonFilterMode::Remove, &["a"]), b"<html>").is_none());

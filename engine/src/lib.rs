@@ -10,7 +10,9 @@
 pub mod access_log;
 mod aggregate;
 pub mod http;
-mod json_filter;
+// Public for the fuzz targets (`fuzz/`), not an API.
+#[doc(hidden)]
+pub mod json_filter;
 pub mod policy;
 mod proxy;
 pub mod router;

@@ -6,6 +6,7 @@ mod admintls;
 #[path = "../common/mod.rs"]
 mod common;
 mod conn;
+mod fuzz;
 mod fwd;
 mod ident;
 mod path;

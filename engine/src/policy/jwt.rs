@@ -1031,8 +1031,11 @@ impl Verifier {
         if first_non_space(header_json) != Some(b'{') {
             return Err(JwtError::Malformed);
         }
+        // RFC 7515 §5.2 step 4: UTF-8 JSON. serde_json skips the members we ignore without
+        // checking their bytes, so a header that is not UTF-8 would otherwise pass.
+        let header_json = std::str::from_utf8(header_json).map_err(|_| JwtError::Malformed)?;
         let header: JoseHeader<'_> =
-            serde_json::from_slice(header_json).map_err(|_| JwtError::Malformed)?;
+            serde_json::from_str(header_json).map_err(|_| JwtError::Malformed)?;
         if header.alg.0.eq_ignore_ascii_case("none") {
             return Err(JwtError::AlgorithmNotAllowed);
         }
@@ -1079,7 +1082,12 @@ impl Verifier {
     }
 
     fn check_claims(&self, payload: &[u8], now_unix: u64) -> Result<Verified, JwtError> {
-        let mut de = serde_json::Deserializer::from_slice(payload);
+        // RFC 7519 §7.2 step 10: the claims are UTF-8 JSON, ignored members included (found
+        // by the `jwt` fuzz target: serde_json skips unread strings without checking them,
+        // so a payload with, say, a 0xFF byte in an unread claim was accepted, and every
+        // strict parser behind the gateway would refuse the token the gateway let through).
+        let payload = std::str::from_utf8(payload).map_err(|_| JwtError::InvalidClaims)?;
+        let mut de = serde_json::Deserializer::from_str(payload);
         let claims = ClaimsSeed { verifier: self }
             .deserialize(&mut de)
             .map_err(|_| JwtError::InvalidClaims)?;
@@ -2273,6 +2281,32 @@ EobdMVsG+y/AgflKgz7Jl2Q9R0hMycSNwwIDAQAB
         assert_eq!(
             headers(&v, &verified),
             [("X-User-Id".into(), "alice".into())]
+        );
+    }
+
+    /// RFC 7515 §5.2 and RFC 7519 §7.2: header and claims are UTF-8, also in members the
+    /// verifier does not read (a `jwt` fuzz target finding).
+    #[test]
+    fn header_or_claims_not_utf8_are_refused() {
+        let v = hs_verifier();
+        let token = |header: &[u8], claims: &[u8]| {
+            let input = format!("{}.{}", b64url(header), b64url(claims));
+            let signature = hs256()(input.as_bytes());
+            format!("{input}.{}", b64url(signature))
+        };
+        let good = claims("");
+        let bad = [&good.as_bytes()[..good.len() - 1], b",\"note\":\"a\xffb\"}"].concat();
+        assert!(v
+            .verify(token(HS256.as_bytes(), good.as_bytes()).as_bytes(), NOW)
+            .is_ok());
+        assert_eq!(
+            v.verify(token(HS256.as_bytes(), &bad).as_bytes(), NOW),
+            Err(JwtError::InvalidClaims)
+        );
+        let bad_header = b"{\"alg\":\"HS256\",\"typ\":\"JWT\",\"x\":\"\xc0\xaf\"}";
+        assert_eq!(
+            v.verify(token(bad_header, good.as_bytes()).as_bytes(), NOW),
+            Err(JwtError::Malformed)
         );
     }
 
