@@ -16,7 +16,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use coregate_engine::http::{
-    encode_request_head, BodyFraming, FieldEdits, Forward, HeaderKind, Limits, RequestHead,
+    encode_request_head, BodyFraming, ClientAddr, FieldEdits, Forward, HeaderKind, Limits,
+    RequestHead,
 };
 use coregate_fuzz::{cut_points, Rng};
 
@@ -220,7 +221,7 @@ fn round_trip(raw: &[u8], head: &RequestHead) {
     let client_ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
     let fwd = Forward {
         path_and_query: &path_and_query,
-        client_ip,
+        client: ClientAddr::peer(client_ip),
         proto: "https",
         default_host: b"default.test",
         edits: FieldEdits::default(),
@@ -259,6 +260,9 @@ fn round_trip(raw: &[u8], head: &RequestHead) {
                 | HeaderKind::XForwardedFor
                 | HeaderKind::XForwardedProto
                 | HeaderKind::XForwardedHost
+                | HeaderKind::XForwardedOther
+                | HeaderKind::Forwarded
+                | HeaderKind::XRealIp
         )
     };
     let sent: Vec<(&[u8], &[u8])> = head
@@ -279,16 +283,9 @@ fn round_trip(raw: &[u8], head: &RequestHead) {
         .iter()
         .all(|f| !f.hop_by_hop || f.kind == HeaderKind::TransferEncoding));
 
-    // X-Forwarded-For: the received values, then the client; the gateway's Proto and Host.
-    let mut xff = Vec::new();
-    for f in head.headers.iter() {
-        let value = f.value.get(raw);
-        if f.kind == HeaderKind::XForwardedFor && !value.is_empty() {
-            xff.extend_from_slice(value);
-            xff.extend_from_slice(b", ");
-        }
-    }
-    xff.extend_from_slice(client_ip.to_string().as_bytes());
+    // From an untrusted peer, the forwarding fields are the gateway's alone: X-Forwarded-For
+    // and X-Real-IP name the peer, and Proto and Host are the gateway's.
+    let client = client_ip.to_string();
     let one = |kind: HeaderKind| {
         let mut values = back
             .headers
@@ -299,7 +296,10 @@ fn round_trip(raw: &[u8], head: &RequestHead) {
         assert!(values.next().is_none(), "{kind:?} twice");
         value
     };
-    assert_eq!(one(HeaderKind::XForwardedFor), Some(&xff[..]));
+    assert_eq!(one(HeaderKind::XForwardedFor), Some(client.as_bytes()));
+    assert_eq!(one(HeaderKind::XRealIp), Some(client.as_bytes()));
+    assert_eq!(one(HeaderKind::Forwarded), None);
+    assert_eq!(one(HeaderKind::XForwardedOther), None);
     assert_eq!(one(HeaderKind::XForwardedProto), Some(&b"https"[..]));
     assert_eq!(
         one(HeaderKind::XForwardedHost),

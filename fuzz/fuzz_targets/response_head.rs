@@ -180,9 +180,10 @@ fn trim(v: &[u8]) -> &[u8] {
 
 fn round_trip(raw: &[u8], head: &ResponseHead, method: Method) {
     let edits = FieldEdits::default();
-    // What the proxy does: pass chunked through, close when the body ends with the
-    // connection.
-    let close = head.body == ResponseBody::UntilClose || !head.keep_alive;
+    // What the proxy does for an HTTP/1.1 client: pass chunked through, re-frame a body that
+    // ends with the upstream's connection as chunked (so a cut is visible), close only when
+    // the upstream asked to.
+    let close = !head.keep_alive;
     let mut out = Vec::new();
     encode_response_head(raw, head, true, close, &edits, &mut out);
     // A head at the field-count limit may go out with one or two fields more (framing,
@@ -210,7 +211,7 @@ fn round_trip(raw: &[u8], head: &ResponseHead, method: Method) {
         ResponseBody::None | ResponseBody::Length(_) | ResponseBody::Chunked => {
             assert_eq!(back.body, head.body);
         }
-        ResponseBody::UntilClose => assert_eq!(back.body, ResponseBody::UntilClose),
+        ResponseBody::UntilClose => assert_eq!(back.body, ResponseBody::Chunked),
     }
     assert_eq!(back.keep_alive, !close);
 
