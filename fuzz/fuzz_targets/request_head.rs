@@ -19,7 +19,7 @@ use coregate_engine::http::{
     encode_request_head, BodyFraming, ClientAddr, FieldEdits, Forward, HeaderKind, Limits,
     RequestHead,
 };
-use coregate_fuzz::{cut_points, Rng};
+use coregate_fuzz::{cut_points, trim, values, Rng};
 
 /// Limits no fuzz input reaches (inputs are capped at 4 KiB), so every head is judged on
 /// its syntax; `SMALL` exercises the limit paths.
@@ -129,7 +129,7 @@ fn unambiguous(raw: &[u8], head: &RequestHead) {
         raw.ends_with(b"\r\n\r\n"),
         "head does not end in an empty line"
     );
-    let named = |name: &'static str| values(raw, head, name);
+    let named = |name: &'static str| values(raw, &head.headers, name);
     let hosts = named("host").count();
     assert!(hosts <= 1, "{hosts} Host fields accepted");
     assert!(
@@ -176,27 +176,6 @@ fn unambiguous(raw: &[u8], head: &RequestHead) {
         head.target.get(raw).iter().all(|&b| b < 0x80 && b != b'#'),
         "non-ASCII or fragment in target"
     );
-}
-
-/// The values of the fields named `name` (any case).
-fn values<'a>(
-    raw: &'a [u8],
-    head: &'a RequestHead,
-    name: &'static str,
-) -> impl Iterator<Item = &'a [u8]> + 'a {
-    head.headers
-        .iter()
-        .filter(move |f| f.name.get(raw).eq_ignore_ascii_case(name.as_bytes()))
-        .map(move |f| f.value.get(raw))
-}
-
-fn trim(v: &[u8]) -> &[u8] {
-    let start = v.iter().position(|b| !matches!(b, b' ' | b'\t'));
-    let end = v.iter().rposition(|b| !matches!(b, b' ' | b'\t'));
-    match (start, end) {
-        (Some(s), Some(e)) => &v[s..=e],
-        _ => &[],
-    }
 }
 
 fn spans_in_bounds(head: &RequestHead, head_len: usize) {

@@ -18,7 +18,7 @@ use coregate_engine::http::{
     encode_response_head, relays_verbatim, FieldEdits, HeaderKind, Method, ResponseBody,
     ResponseHead, HEADER_COUNT_LIMIT,
 };
-use coregate_fuzz::{cut_points, Rng};
+use coregate_fuzz::{cut_points, trim, values, Rng};
 
 /// Above what fuzz inputs reach (4 KiB), so heads are judged on their syntax.
 const HEADER_BYTES_MAX: usize = 16 * 1024;
@@ -103,7 +103,7 @@ fn unambiguous(raw: &[u8], head: &ResponseHead, method: Method) {
     let reason = head.reason;
     assert!(reason.start <= reason.end && reason.end as usize <= raw.len());
 
-    let named = |name: &'static str| values(raw, head, name);
+    let named = |name: &'static str| values(raw, &head.headers, name);
     let lengths: Vec<&[u8]> = named("content-length")
         .flat_map(|v| v.split(|&b| b == b','))
         .map(trim)
@@ -154,27 +154,6 @@ fn unambiguous(raw: &[u8], head: &ResponseHead, method: Method) {
             !(chunked && length.is_some()),
             "kept alive with both framings"
         );
-    }
-}
-
-/// The values of the fields named `name` (any case).
-fn values<'a>(
-    raw: &'a [u8],
-    head: &'a ResponseHead,
-    name: &'static str,
-) -> impl Iterator<Item = &'a [u8]> + 'a {
-    head.headers
-        .iter()
-        .filter(move |f| f.name.get(raw).eq_ignore_ascii_case(name.as_bytes()))
-        .map(move |f| f.value.get(raw))
-}
-
-fn trim(v: &[u8]) -> &[u8] {
-    let start = v.iter().position(|b| !matches!(b, b' ' | b'\t'));
-    let end = v.iter().rposition(|b| !matches!(b, b' ' | b'\t'));
-    match (start, end) {
-        (Some(s), Some(e)) => &v[s..=e],
-        _ => &[],
     }
 }
 
