@@ -32,14 +32,7 @@ issuer = "https://issuer.test"
 algorithms = ["ES256"]
 jwks_file = "{jwks}"
 
-[auth.api_keys.partners]
-keys = [{{ consumer = "acme", sha256 = "{acme}" }}]
-consumer_header = "X-Consumer"
-
-[auth.api_keys.by_query]
-keys = [{{ consumer = "globex", sha256 = "{globex}" }}]
-from = "query:api_key"
-
+{api_keys}
 [[route]]
 name = "hs"
 path_prefix = "/hs"
@@ -52,26 +45,14 @@ path_prefix = "/es"
 upstream = "o"
 auth = "es"
 
-[[route]]
-name = "key"
-path_prefix = "/key"
-upstream = "o"
-auth = "partners"
-
-[[route]]
-name = "query"
-path_prefix = "/query"
-upstream = "o"
-auth = "by_query"
-
+{API_KEY_ROUTES}
 [[route]]
 name = "open"
 path_prefix = "/open"
 upstream = "o"
 "#,
         one_upstream_config(origin),
-        acme = sha256_hex("acme-key"),
-        globex = sha256_hex("globex-key"),
+        api_keys = api_key_policies(),
     )
 }
 

@@ -19,7 +19,7 @@ use coregate_engine::http::{
     encode_request_head, BodyFraming, ClientAddr, FieldEdits, Forward, HeaderKind, Limits,
     RequestHead,
 };
-use coregate_fuzz::{cut_points, trim, values, Rng};
+use coregate_fuzz::{cut_points, list_elements, values, Rng};
 
 /// Limits no fuzz input reaches (inputs are capped at 4 KiB), so every head is judged on
 /// its syntax; `SMALL` exercises the limit paths.
@@ -136,15 +136,9 @@ fn unambiguous(raw: &[u8], head: &RequestHead) {
         head.version_minor == 0 || hosts == 1,
         "HTTP/1.1 without Host"
     );
-    let lengths: Vec<&[u8]> = named("content-length")
-        .flat_map(|v| v.split(|&b| b == b','))
-        .map(trim)
-        .collect();
-    let codings: Vec<&[u8]> = named("transfer-encoding")
-        .flat_map(|v| v.split(|&b| b == b','))
-        .map(trim)
-        .filter(|c| !c.is_empty())
-        .collect();
+    let lengths = list_elements(raw, &head.headers, "content-length");
+    let mut codings = list_elements(raw, &head.headers, "transfer-encoding");
+    codings.retain(|c| !c.is_empty());
     match head.body {
         BodyFraming::None => {
             assert!(lengths.is_empty() && codings.is_empty());

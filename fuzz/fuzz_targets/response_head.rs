@@ -18,7 +18,7 @@ use coregate_engine::http::{
     encode_response_head, relays_verbatim, FieldEdits, HeaderKind, Method, ResponseBody,
     ResponseHead, HEADER_COUNT_LIMIT,
 };
-use coregate_fuzz::{cut_points, trim, values, Rng};
+use coregate_fuzz::{cut_points, list_elements, Rng};
 
 /// Above what fuzz inputs reach (4 KiB), so heads are judged on their syntax.
 const HEADER_BYTES_MAX: usize = 16 * 1024;
@@ -103,16 +103,9 @@ fn unambiguous(raw: &[u8], head: &ResponseHead, method: Method) {
     let reason = head.reason;
     assert!(reason.start <= reason.end && reason.end as usize <= raw.len());
 
-    let named = |name: &'static str| values(raw, &head.headers, name);
-    let lengths: Vec<&[u8]> = named("content-length")
-        .flat_map(|v| v.split(|&b| b == b','))
-        .map(trim)
-        .collect();
-    let codings: Vec<&[u8]> = named("transfer-encoding")
-        .flat_map(|v| v.split(|&b| b == b','))
-        .map(trim)
-        .filter(|c| !c.is_empty())
-        .collect();
+    let lengths = list_elements(raw, &head.headers, "content-length");
+    let mut codings = list_elements(raw, &head.headers, "transfer-encoding");
+    codings.retain(|c| !c.is_empty());
     for value in &lengths {
         assert!(!value.is_empty() && value.iter().all(u8::is_ascii_digit));
     }

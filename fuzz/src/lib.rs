@@ -136,3 +136,16 @@ pub fn trim(v: &[u8]) -> &[u8] {
         _ => &[],
     }
 }
+
+/// The elements of the comma-separated lists in the fields named `name` (any case), each
+/// trimmed, empty ones kept.
+pub fn list_elements<'a>(
+    raw: &'a [u8],
+    headers: &'a [HeaderField],
+    name: &'static str,
+) -> Vec<&'a [u8]> {
+    values(raw, headers, name)
+        .flat_map(|v| v.split(|&b| b == b','))
+        .map(trim)
+        .collect()
+}

@@ -1113,3 +1113,35 @@ endpoints = [{{ address = "{origin}" }}]
 "#
     )
 }
+
+/// API-key policies `partners` (key `acme-key` for consumer `acme`, who is named upstream in
+/// `X-Consumer`) and `by_query` (key `globex-key` for `globex`, from query parameter
+/// `api_key`), as config text.
+pub fn api_key_policies() -> String {
+    format!(
+        r#"[auth.api_keys.partners]
+keys = [{{ consumer = "acme", sha256 = "{acme}" }}]
+consumer_header = "X-Consumer"
+
+[auth.api_keys.by_query]
+keys = [{{ consumer = "globex", sha256 = "{globex}" }}]
+from = "query:api_key"
+"#,
+        acme = sha256_hex("acme-key"),
+        globex = sha256_hex("globex-key"),
+    )
+}
+
+/// Routes `/key` and `/query` behind the policies of [`api_key_policies`], to upstream `o`.
+pub const API_KEY_ROUTES: &str = r#"[[route]]
+name = "key"
+path_prefix = "/key"
+upstream = "o"
+auth = "partners"
+
+[[route]]
+name = "query"
+path_prefix = "/query"
+upstream = "o"
+auth = "by_query"
+"#;

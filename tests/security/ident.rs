@@ -45,14 +45,7 @@ algorithms = ["HS256"]
 secret = "{SECRET}"
 token = "cookie:session"
 
-[auth.api_keys.partners]
-keys = [{{ consumer = "acme", sha256 = "{acme}" }}]
-consumer_header = "X-Consumer"
-
-[auth.api_keys.by_query]
-keys = [{{ consumer = "globex", sha256 = "{globex}" }}]
-from = "query:api_key"
-
+{api_keys}
 [[route]]
 name = "hs"
 path_prefix = "/hs"
@@ -75,18 +68,7 @@ path_prefix = "/cookie"
 upstream = "o"
 auth = "by_cookie"
 
-[[route]]
-name = "key"
-path_prefix = "/key"
-upstream = "o"
-auth = "partners"
-
-[[route]]
-name = "query"
-path_prefix = "/query"
-upstream = "o"
-auth = "by_query"
-
+{API_KEY_ROUTES}
 [[route]]
 name = "open"
 path_prefix = "/open"
@@ -94,8 +76,7 @@ upstream = "o"
 request_id = true
 "#,
         one_upstream_config(origin),
-        acme = sha256_hex("acme-key"),
-        globex = sha256_hex("globex-key"),
+        api_keys = api_key_policies(),
     )
 }
 
