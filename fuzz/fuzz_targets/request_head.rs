@@ -19,7 +19,7 @@ use coregate_engine::http::{
     encode_request_head, BodyFraming, ClientAddr, FieldEdits, Forward, HeaderKind, Limits,
     RequestHead,
 };
-use coregate_fuzz::{cut_points, list_elements, values, Rng};
+use coregate_fuzz::{assert_no_nul_and_crlf_only, cut_points, list_elements, values, Rng};
 
 /// Limits no fuzz input reaches (inputs are capped at 4 KiB), so every head is judged on
 /// its syntax; `SMALL` exercises the limit paths.
@@ -116,15 +116,7 @@ fn summary<'a>(buf: &'a [u8], head: &RequestHead) -> Summary<'a> {
 
 /// RFC 9112 framing and line rules, re-derived from the raw fields without the codec.
 fn unambiguous(raw: &[u8], head: &RequestHead) {
-    for (i, &b) in raw.iter().enumerate() {
-        assert_ne!(b, 0, "NUL in an accepted head");
-        if b == b'\n' {
-            assert!(i > 0 && raw[i - 1] == b'\r', "bare LF at {i}");
-        }
-        if b == b'\r' {
-            assert_eq!(raw.get(i + 1), Some(&b'\n'), "bare CR at {i}");
-        }
-    }
+    assert_no_nul_and_crlf_only(raw);
     assert!(
         raw.ends_with(b"\r\n\r\n"),
         "head does not end in an empty line"

@@ -18,7 +18,7 @@ use coregate_engine::http::{
     encode_response_head, relays_verbatim, FieldEdits, HeaderKind, Method, ResponseBody,
     ResponseHead, HEADER_COUNT_LIMIT,
 };
-use coregate_fuzz::{cut_points, list_elements, Rng};
+use coregate_fuzz::{assert_no_nul_and_crlf_only, cut_points, list_elements, Rng};
 
 /// Above what fuzz inputs reach (4 KiB), so heads are judged on their syntax.
 const HEADER_BYTES_MAX: usize = 16 * 1024;
@@ -83,15 +83,7 @@ fn summary<'a>(buf: &'a [u8], head: &ResponseHead) -> Summary<'a> {
 }
 
 fn unambiguous(raw: &[u8], head: &ResponseHead, method: Method) {
-    for (i, &b) in raw.iter().enumerate() {
-        assert_ne!(b, 0, "NUL in an accepted head");
-        if b == b'\n' {
-            assert!(i > 0 && raw[i - 1] == b'\r', "bare LF at {i}");
-        }
-        if b == b'\r' {
-            assert_eq!(raw.get(i + 1), Some(&b'\n'), "bare CR at {i}");
-        }
-    }
+    assert_no_nul_and_crlf_only(raw);
     assert!(raw.starts_with(b"HTTP/1."), "bytes before the status line");
     assert!(raw.ends_with(b"\r\n\r\n"));
     assert!((100..=599).contains(&head.status) && head.status != 101);

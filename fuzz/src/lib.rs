@@ -149,3 +149,17 @@ pub fn list_elements<'a>(
         .map(trim)
         .collect()
 }
+
+/// Panics unless an accepted head `raw` has no NUL byte and every CR and LF in it stands in
+/// a CRLF pair.
+pub fn assert_no_nul_and_crlf_only(raw: &[u8]) {
+    for (i, &b) in raw.iter().enumerate() {
+        assert_ne!(b, 0, "NUL in an accepted head");
+        if b == b'\n' {
+            assert!(i > 0 && raw[i - 1] == b'\r', "bare LF at {i}");
+        }
+        if b == b'\r' {
+            assert_eq!(raw.get(i + 1), Some(&b'\n'), "bare CR at {i}");
+        }
+    }
+}
