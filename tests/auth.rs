@@ -5,31 +5,15 @@
 
 mod common;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use common::*;
 use coregate_engine::policy::jwt::base64url_encode as b64url;
 use ring::rand::SystemRandom;
-use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use ring::signature::EcdsaKeyPair;
 
 const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 fn hs256(header: &str, claims: &str) -> String {
-    let signing_input = format!(
-        "{}.{}",
-        b64url(header.as_bytes()),
-        b64url(claims.as_bytes())
-    );
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, SECRET.as_bytes());
-    let tag = ring::hmac::sign(&key, signing_input.as_bytes());
-    format!("{signing_input}.{}", b64url(tag.as_ref()))
+    hs256_sign(SECRET, header.as_bytes(), claims.as_bytes())
 }
 
 fn claims(sub: &str, exp: u64) -> String {
@@ -38,15 +22,7 @@ fn claims(sub: &str, exp: u64) -> String {
 
 fn config(origin: std::net::SocketAddr, jwks: &str) -> String {
     format!(
-        r#"[server]
-workers = 1
-
-[[listener]]
-address = "{{listen}}"
-
-[upstreams.o]
-endpoints = [{{ address = "{origin}" }}]
-
+        r#"{}
 [auth.jwt.hs]
 algorithms = ["HS256"]
 secret = "{SECRET}"
@@ -56,14 +32,7 @@ issuer = "https://issuer.test"
 algorithms = ["ES256"]
 jwks_file = "{jwks}"
 
-[auth.api_keys.partners]
-keys = [{{ consumer = "acme", sha256 = "{acme}" }}]
-consumer_header = "X-Consumer"
-
-[auth.api_keys.by_query]
-keys = [{{ consumer = "globex", sha256 = "{globex}" }}]
-from = "query:api_key"
-
+{api_keys}
 [[route]]
 name = "hs"
 path_prefix = "/hs"
@@ -76,49 +45,15 @@ path_prefix = "/es"
 upstream = "o"
 auth = "es"
 
-[[route]]
-name = "key"
-path_prefix = "/key"
-upstream = "o"
-auth = "partners"
-
-[[route]]
-name = "query"
-path_prefix = "/query"
-upstream = "o"
-auth = "by_query"
-
+{API_KEY_ROUTES}
 [[route]]
 name = "open"
 path_prefix = "/open"
 upstream = "o"
 "#,
-        acme = sha256_hex("acme-key"),
-        globex = sha256_hex("globex-key"),
+        one_upstream_config(origin),
+        api_keys = api_key_policies(),
     )
-}
-
-fn sha256_hex(key: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, key.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// An ES256 key pair and the JWKS file that publishes its public half under `kid`.
-fn es256_key(kid: &str) -> (EcdsaKeyPair, TempFile) {
-    let rng = SystemRandom::new();
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-    let pair =
-        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
-    let point = pair.public_key().as_ref();
-    let jwks = format!(
-        r#"{{"keys":[{{"kty":"EC","crv":"P-256","kid":"{kid}","use":"sig","x":"{}","y":"{}"}}]}}"#,
-        b64url(&point[1..33]),
-        b64url(&point[33..65])
-    );
-    (pair, TempFile::new("jwks", &jwks))
 }
 
 fn es256(pair: &EcdsaKeyPair, kid: &str, claims: &str) -> String {
@@ -153,7 +88,7 @@ fn jwt_hs256_passes_identity_and_refuses_bad_tokens() {
     let gw = start_gateway(&config(o.addr(), &jwks.path().display().to_string()));
     let header = r#"{"alg":"HS256","typ":"JWT"}"#;
 
-    let good = hs256(header, &claims("alice", now() + 600));
+    let good = hs256(header, &claims("alice", unix_now() + 600));
     let r = get_with(
         &gw,
         "/hs/x",
@@ -179,13 +114,13 @@ fn jwt_hs256_passes_identity_and_refuses_bad_tokens() {
     let cases = [
         (
             "expired",
-            hs256(header, &claims("alice", now() - 3600)),
+            hs256(header, &claims("alice", unix_now() - 3600)),
             "expired",
         ),
         (
             "alg none",
             {
-                let t = hs256(header, &claims("alice", now() + 600));
+                let t = hs256(header, &claims("alice", unix_now() + 600));
                 let parts: Vec<&str> = t.split('.').collect();
                 format!("{}.{}.", b64url(br#"{"alg":"none","typ":"JWT"}"#), parts[1])
             },
@@ -196,19 +131,19 @@ fn jwt_hs256_passes_identity_and_refuses_bad_tokens() {
             format!(
                 "{}.{}.",
                 b64url(br#"{"alg":"NoNe"}"#),
-                b64url(claims("alice", now() + 600).as_bytes())
+                b64url(claims("alice", unix_now() + 600).as_bytes())
             ),
             "",
         ),
         (
             "tampered",
             {
-                let t = hs256(header, &claims("alice", now() + 600));
+                let t = hs256(header, &claims("alice", unix_now() + 600));
                 let parts: Vec<&str> = t.split('.').collect();
                 format!(
                     "{}.{}.{}",
                     parts[0],
-                    b64url(claims("root", now() + 600).as_bytes()),
+                    b64url(claims("root", unix_now() + 600).as_bytes()),
                     parts[2]
                 )
             },
@@ -220,7 +155,7 @@ fn jwt_hs256_passes_identity_and_refuses_bad_tokens() {
                 header,
                 &format!(
                     r#"{{"sub":"a","exp":{},"iss":"https://evil"}}"#,
-                    now() + 600
+                    unix_now() + 600
                 ),
             ),
             "",
@@ -259,14 +194,17 @@ fn jwt_es256_from_a_jwks_file_and_no_alg_confusion() {
     let o = origin("o", Mode::Json);
     let (pair, jwks) = es256_key("k1");
     let gw = start_gateway(&config(o.addr(), &jwks.path().display().to_string()));
-    let token = es256(&pair, "k1", &claims("bob", now() + 600));
+    let token = es256(&pair, "k1", &claims("bob", unix_now() + 600));
     let r = get_with(&gw, "/es/x", &format!("Authorization: Bearer {token}\r\n"));
     assert_eq!(r.status, 200, "{}", r.body_text());
     assert_eq!(seen_header(&r, "x-user-id").as_deref(), Some("bob"));
 
     // Unknown kid (a path trick), an HS256 token on the ES256 route, an all-zero signature.
-    let bad_kid = es256(&pair, "../../etc/passwd", &claims("bob", now() + 600));
-    let hs_on_es = hs256(r#"{"alg":"HS256","kid":"k1"}"#, &claims("bob", now() + 600));
+    let bad_kid = es256(&pair, "../../etc/passwd", &claims("bob", unix_now() + 600));
+    let hs_on_es = hs256(
+        r#"{"alg":"HS256","kid":"k1"}"#,
+        &claims("bob", unix_now() + 600),
+    );
     let zero_sig = {
         let parts: Vec<&str> = token.split('.').collect();
         format!("{}.{}.{}", parts[0], parts[1], b64url(&[0u8; 64]))
@@ -317,7 +255,7 @@ fn a_rotated_jwks_file_is_picked_up_on_sighup() {
     let (_, jwks) = es256_key("old");
     let gw = start_gateway(&config(o.addr(), &jwks.path().display().to_string()));
     let (new_pair, new_jwks) = es256_key("new");
-    let token = es256(&new_pair, "new", &claims("carol", now() + 600));
+    let token = es256(&new_pair, "new", &claims("carol", unix_now() + 600));
     let auth = format!("Authorization: Bearer {token}\r\n");
     assert_eq!(get_with(&gw, "/es/x", &auth).status, 401);
     std::fs::copy(new_jwks.path(), jwks.path()).unwrap();

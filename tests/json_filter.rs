@@ -7,15 +7,7 @@ use common::*;
 
 fn config(origin: std::net::SocketAddr, filter: &str) -> String {
     format!(
-        r#"[server]
-workers = 1
-
-[[listener]]
-address = "{{listen}}"
-
-[upstreams.o]
-endpoints = [{{ address = "{origin}" }}]
-
+        r#"{}
 [[route]]
 name = "filtered"
 path_prefix = "/"
@@ -23,7 +15,8 @@ upstream = "o"
 
 [route.json_filter]
 {filter}
-{ADMIN_TOML}"#
+{ADMIN_TOML}"#,
+        one_upstream_config(origin)
     )
 }
 

@@ -8,15 +8,7 @@ use common::*;
 
 fn config(origin: std::net::SocketAddr) -> String {
     format!(
-        r#"[server]
-workers = 1
-
-[[listener]]
-address = "{{listen}}"
-
-[upstreams.o]
-endpoints = [{{ address = "{origin}" }}]
-
+        r#"{}
 [[route]]
 name = "users"
 path = "/v1/users/{{id}}"
@@ -39,7 +31,8 @@ name = "plain"
 path_prefix = "/plain"
 upstream = "o"
 request_id = false
-"#
+"#,
+        one_upstream_config(origin)
     )
 }
 

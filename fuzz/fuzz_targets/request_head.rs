@@ -19,7 +19,7 @@ use coregate_engine::http::{
     encode_request_head, BodyFraming, ClientAddr, FieldEdits, Forward, HeaderKind, Limits,
     RequestHead,
 };
-use coregate_fuzz::{cut_points, Rng};
+use coregate_fuzz::{assert_no_nul_and_crlf_only, cut_points, list_elements, values, Rng};
 
 /// Limits no fuzz input reaches (inputs are capped at 4 KiB), so every head is judged on
 /// its syntax; `SMALL` exercises the limit paths.
@@ -116,35 +116,21 @@ fn summary<'a>(buf: &'a [u8], head: &RequestHead) -> Summary<'a> {
 
 /// RFC 9112 framing and line rules, re-derived from the raw fields without the codec.
 fn unambiguous(raw: &[u8], head: &RequestHead) {
-    for (i, &b) in raw.iter().enumerate() {
-        assert_ne!(b, 0, "NUL in an accepted head");
-        if b == b'\n' {
-            assert!(i > 0 && raw[i - 1] == b'\r', "bare LF at {i}");
-        }
-        if b == b'\r' {
-            assert_eq!(raw.get(i + 1), Some(&b'\n'), "bare CR at {i}");
-        }
-    }
+    assert_no_nul_and_crlf_only(raw);
     assert!(
         raw.ends_with(b"\r\n\r\n"),
         "head does not end in an empty line"
     );
-    let named = |name: &'static str| values(raw, head, name);
+    let named = |name: &'static str| values(raw, &head.headers, name);
     let hosts = named("host").count();
     assert!(hosts <= 1, "{hosts} Host fields accepted");
     assert!(
         head.version_minor == 0 || hosts == 1,
         "HTTP/1.1 without Host"
     );
-    let lengths: Vec<&[u8]> = named("content-length")
-        .flat_map(|v| v.split(|&b| b == b','))
-        .map(trim)
-        .collect();
-    let codings: Vec<&[u8]> = named("transfer-encoding")
-        .flat_map(|v| v.split(|&b| b == b','))
-        .map(trim)
-        .filter(|c| !c.is_empty())
-        .collect();
+    let lengths = list_elements(raw, &head.headers, "content-length");
+    let mut codings = list_elements(raw, &head.headers, "transfer-encoding");
+    codings.retain(|c| !c.is_empty());
     match head.body {
         BodyFraming::None => {
             assert!(lengths.is_empty() && codings.is_empty());
@@ -176,27 +162,6 @@ fn unambiguous(raw: &[u8], head: &RequestHead) {
         head.target.get(raw).iter().all(|&b| b < 0x80 && b != b'#'),
         "non-ASCII or fragment in target"
     );
-}
-
-/// The values of the fields named `name` (any case).
-fn values<'a>(
-    raw: &'a [u8],
-    head: &'a RequestHead,
-    name: &'static str,
-) -> impl Iterator<Item = &'a [u8]> + 'a {
-    head.headers
-        .iter()
-        .filter(move |f| f.name.get(raw).eq_ignore_ascii_case(name.as_bytes()))
-        .map(move |f| f.value.get(raw))
-}
-
-fn trim(v: &[u8]) -> &[u8] {
-    let start = v.iter().position(|b| !matches!(b, b' ' | b'\t'));
-    let end = v.iter().rposition(|b| !matches!(b, b' ' | b'\t'));
-    match (start, end) {
-        (Some(s), Some(e)) => &v[s..=e],
-        _ => &[],
-    }
 }
 
 fn spans_in_bounds(head: &RequestHead, head_len: usize) {

@@ -18,7 +18,7 @@ use coregate_engine::http::{
     encode_response_head, relays_verbatim, FieldEdits, HeaderKind, Method, ResponseBody,
     ResponseHead, HEADER_COUNT_LIMIT,
 };
-use coregate_fuzz::{cut_points, Rng};
+use coregate_fuzz::{assert_no_nul_and_crlf_only, cut_points, list_elements, Rng};
 
 /// Above what fuzz inputs reach (4 KiB), so heads are judged on their syntax.
 const HEADER_BYTES_MAX: usize = 16 * 1024;
@@ -83,15 +83,7 @@ fn summary<'a>(buf: &'a [u8], head: &ResponseHead) -> Summary<'a> {
 }
 
 fn unambiguous(raw: &[u8], head: &ResponseHead, method: Method) {
-    for (i, &b) in raw.iter().enumerate() {
-        assert_ne!(b, 0, "NUL in an accepted head");
-        if b == b'\n' {
-            assert!(i > 0 && raw[i - 1] == b'\r', "bare LF at {i}");
-        }
-        if b == b'\r' {
-            assert_eq!(raw.get(i + 1), Some(&b'\n'), "bare CR at {i}");
-        }
-    }
+    assert_no_nul_and_crlf_only(raw);
     assert!(raw.starts_with(b"HTTP/1."), "bytes before the status line");
     assert!(raw.ends_with(b"\r\n\r\n"));
     assert!((100..=599).contains(&head.status) && head.status != 101);
@@ -103,16 +95,9 @@ fn unambiguous(raw: &[u8], head: &ResponseHead, method: Method) {
     let reason = head.reason;
     assert!(reason.start <= reason.end && reason.end as usize <= raw.len());
 
-    let named = |name: &'static str| values(raw, head, name);
-    let lengths: Vec<&[u8]> = named("content-length")
-        .flat_map(|v| v.split(|&b| b == b','))
-        .map(trim)
-        .collect();
-    let codings: Vec<&[u8]> = named("transfer-encoding")
-        .flat_map(|v| v.split(|&b| b == b','))
-        .map(trim)
-        .filter(|c| !c.is_empty())
-        .collect();
+    let lengths = list_elements(raw, &head.headers, "content-length");
+    let mut codings = list_elements(raw, &head.headers, "transfer-encoding");
+    codings.retain(|c| !c.is_empty());
     for value in &lengths {
         assert!(!value.is_empty() && value.iter().all(u8::is_ascii_digit));
     }
@@ -154,27 +139,6 @@ fn unambiguous(raw: &[u8], head: &ResponseHead, method: Method) {
             !(chunked && length.is_some()),
             "kept alive with both framings"
         );
-    }
-}
-
-/// The values of the fields named `name` (any case).
-fn values<'a>(
-    raw: &'a [u8],
-    head: &'a ResponseHead,
-    name: &'static str,
-) -> impl Iterator<Item = &'a [u8]> + 'a {
-    head.headers
-        .iter()
-        .filter(move |f| f.name.get(raw).eq_ignore_ascii_case(name.as_bytes()))
-        .map(move |f| f.value.get(raw))
-}
-
-fn trim(v: &[u8]) -> &[u8] {
-    let start = v.iter().position(|b| !matches!(b, b' ' | b'\t'));
-    let end = v.iter().rposition(|b| !matches!(b, b' ' | b'\t'));
-    match (start, end) {
-        (Some(s), Some(e)) => &v[s..=e],
-        _ => &[],
     }
 }
 

@@ -13,6 +13,8 @@
 
 use std::path::{Path, PathBuf};
 
+use coregate_engine::http::HeaderField;
+
 #[doc(hidden)]
 pub use libfuzzer_sys;
 
@@ -111,4 +113,53 @@ pub fn cut_points(len: usize, rng: &mut Rng) -> Vec<usize> {
     let mut cuts: Vec<usize> = (0..SAMPLED_CUTS).map(|_| rng.size(len) - 1).collect();
     cuts.push(len - 1);
     cuts
+}
+
+/// The values of the fields in `headers` named `name` (any case); the head targets share it.
+pub fn values<'a>(
+    raw: &'a [u8],
+    headers: &'a [HeaderField],
+    name: &'static str,
+) -> impl Iterator<Item = &'a [u8]> + 'a {
+    headers
+        .iter()
+        .filter(move |f| f.name.get(raw).eq_ignore_ascii_case(name.as_bytes()))
+        .map(move |f| f.value.get(raw))
+}
+
+/// `v` without its leading and trailing spaces and tabs.
+pub fn trim(v: &[u8]) -> &[u8] {
+    let start = v.iter().position(|b| !matches!(b, b' ' | b'\t'));
+    let end = v.iter().rposition(|b| !matches!(b, b' ' | b'\t'));
+    match (start, end) {
+        (Some(s), Some(e)) => &v[s..=e],
+        _ => &[],
+    }
+}
+
+/// The elements of the comma-separated lists in the fields named `name` (any case), each
+/// trimmed, empty ones kept.
+pub fn list_elements<'a>(
+    raw: &'a [u8],
+    headers: &'a [HeaderField],
+    name: &'static str,
+) -> Vec<&'a [u8]> {
+    values(raw, headers, name)
+        .flat_map(|v| v.split(|&b| b == b','))
+        .map(trim)
+        .collect()
+}
+
+/// Panics unless an accepted head `raw` has no NUL byte and every CR and LF in it stands in
+/// a CRLF pair.
+pub fn assert_no_nul_and_crlf_only(raw: &[u8]) {
+    for (i, &b) in raw.iter().enumerate() {
+        assert_ne!(b, 0, "NUL in an accepted head");
+        if b == b'\n' {
+            assert!(i > 0 && raw[i - 1] == b'\r', "bare LF at {i}");
+        }
+        if b == b'\r' {
+            assert_eq!(raw.get(i + 1), Some(&b'\n'), "bare CR at {i}");
+        }
+    }
 }

@@ -1049,3 +1049,99 @@ pub fn eventually(wait: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Tokens and keys for the authentication tests
+
+/// Seconds since the Unix epoch, for `exp` claims.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A compact JWS over `header` and `claims` (each base64url-encoded as given) signed with
+/// HS256 under `secret`.
+pub fn hs256_sign(secret: &str, header: &[u8], claims: &[u8]) -> String {
+    use coregate_engine::policy::jwt::base64url_encode as b64url;
+    let signing_input = format!("{}.{}", b64url(header), b64url(claims));
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    let tag = ring::hmac::sign(&key, signing_input.as_bytes());
+    format!("{signing_input}.{}", b64url(tag.as_ref()))
+}
+
+/// The lower-case hex SHA-256 of an API key, as a config's `sha256 = "..."` holds it.
+pub fn sha256_hex(key: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, key.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// An ES256 key pair and the JWKS file that publishes its public half under `kid`.
+pub fn es256_key(kid: &str) -> (ring::signature::EcdsaKeyPair, TempFile) {
+    use coregate_engine::policy::jwt::base64url_encode as b64url;
+    use ring::rand::SystemRandom;
+    use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    let rng = SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let pair =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+    let point = pair.public_key().as_ref();
+    let jwks = format!(
+        r#"{{"keys":[{{"kty":"EC","crv":"P-256","kid":"{kid}","use":"sig","x":"{}","y":"{}"}}]}}"#,
+        b64url(&point[1..33]),
+        b64url(&point[33..65])
+    );
+    (pair, TempFile::new("jwks", &jwks))
+}
+
+/// The part of a test config up to its first policy: one worker, one listener, and
+/// upstream `o` with the single endpoint `origin`.
+pub fn one_upstream_config(origin: impl std::fmt::Display) -> String {
+    format!(
+        r#"[server]
+workers = 1
+
+[[listener]]
+address = "{{listen}}"
+
+[upstreams.o]
+endpoints = [{{ address = "{origin}" }}]
+"#
+    )
+}
+
+/// API-key policies `partners` (key `acme-key` for consumer `acme`, who is named upstream in
+/// `X-Consumer`) and `by_query` (key `globex-key` for `globex`, from query parameter
+/// `api_key`), as config text.
+pub fn api_key_policies() -> String {
+    format!(
+        r#"[auth.api_keys.partners]
+keys = [{{ consumer = "acme", sha256 = "{acme}" }}]
+consumer_header = "X-Consumer"
+
+[auth.api_keys.by_query]
+keys = [{{ consumer = "globex", sha256 = "{globex}" }}]
+from = "query:api_key"
+"#,
+        acme = sha256_hex("acme-key"),
+        globex = sha256_hex("globex-key"),
+    )
+}
+
+/// Routes `/key` and `/query` behind the policies of [`api_key_policies`], to upstream `o`.
+pub const API_KEY_ROUTES: &str = r#"[[route]]
+name = "key"
+path_prefix = "/key"
+upstream = "o"
+auth = "partners"
+
+[[route]]
+name = "query"
+path_prefix = "/query"
+upstream = "o"
+auth = "by_query"
+"#;

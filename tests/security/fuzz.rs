@@ -5,19 +5,13 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use coregate_engine::policy::jwt::base64url_encode as b64url;
 
 use crate::common::*;
 
 const SECRET: &str = "a-fuzz-test-secret-long-enough-for-hs256";
 
 fn hs256(header: &[u8], claims: &[u8]) -> String {
-    let signing_input = format!("{}.{}", b64url(header), b64url(claims));
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, SECRET.as_bytes());
-    let tag = ring::hmac::sign(&key, signing_input.as_bytes());
-    format!("{signing_input}.{}", b64url(tag.as_ref()))
+    hs256_sign(SECRET, header, claims)
 }
 
 /// RFC 7519 §7.2 step 10: the claims must be UTF-8 JSON. The verifier skipped the claims it
@@ -27,15 +21,7 @@ fn hs256(header: &[u8], claims: &[u8]) -> String {
 fn jwt_with_claims_that_are_not_utf8_is_refused() {
     let o = origin("o", Mode::Json);
     let gw = start_gateway(&format!(
-        r#"[server]
-workers = 1
-
-[[listener]]
-address = "{{listen}}"
-
-[upstreams.o]
-endpoints = [{{ address = "{origin}" }}]
-
+        r#"{}
 [auth.jwt.hs]
 algorithms = ["HS256"]
 secret = "{SECRET}"
@@ -46,13 +32,9 @@ path_prefix = "/"
 upstream = "o"
 auth = "hs"
 "#,
-        origin = o.addr()
+        one_upstream_config(o.addr()),
     ));
-    let exp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
+    let exp = unix_now() + 600;
     let header = br#"{"alg":"HS256","typ":"JWT"}"#;
     let get = |token: &str| {
         gw.request(&format!(
@@ -115,15 +97,7 @@ fn json_filter_keeps_the_value_of_numbers_it_does_not_touch() {
     const BODY: &str = r#"{"f":0.17801246309558322749,"secret":1}"#;
     let upstream = json_upstream(BODY);
     let gw = start_gateway(&format!(
-        r#"[server]
-workers = 1
-
-[[listener]]
-address = "{{listen}}"
-
-[upstreams.o]
-endpoints = [{{ address = "{upstream}" }}]
-
+        r#"{}
 [[route]]
 name = "filtered"
 path_prefix = "/"
@@ -131,7 +105,8 @@ upstream = "o"
 
 [route.json_filter]
 remove = ["secret"]
-"#
+"#,
+        one_upstream_config(upstream)
     ));
     let r = gw.get("/x");
     assert_eq!(r.status, 200);

@@ -12,60 +12,24 @@
 //!   identity, not a spoofed copy.
 
 use std::net::SocketAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use coregate_engine::policy::jwt::base64url_encode as b64url;
-use ring::rand::SystemRandom;
-use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 
 use crate::common::*;
 
 const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn hs256(claims: &str) -> String {
-    let signing_input = format!(
-        "{}.{}",
-        b64url(br#"{"alg":"HS256","typ":"JWT"}"#),
-        b64url(claims.as_bytes())
-    );
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, SECRET.as_bytes());
-    let tag = ring::hmac::sign(&key, signing_input.as_bytes());
-    format!("{signing_input}.{}", b64url(tag.as_ref()))
-}
-
 fn token(sub: &str) -> String {
-    hs256(&format!(
+    let claims = format!(
         r#"{{"sub":"{sub}","tenant":"t-{sub}","exp":{}}}"#,
-        now() + 600
-    ))
-}
-
-fn sha256_hex(key: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, key.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+        unix_now() + 600
+    );
+    hs256_sign(SECRET, br#"{"alg":"HS256","typ":"JWT"}"#, claims.as_bytes())
 }
 
 fn config(origin: SocketAddr) -> String {
     format!(
-        r#"[server]
-workers = 1
-
-[[listener]]
-address = "{{listen}}"
-
-[upstreams.o]
-endpoints = [{{ address = "{origin}" }}]
-
+        r#"{}
 [auth.jwt.hs]
 algorithms = ["HS256"]
 secret = "{SECRET}"
@@ -81,14 +45,7 @@ algorithms = ["HS256"]
 secret = "{SECRET}"
 token = "cookie:session"
 
-[auth.api_keys.partners]
-keys = [{{ consumer = "acme", sha256 = "{acme}" }}]
-consumer_header = "X-Consumer"
-
-[auth.api_keys.by_query]
-keys = [{{ consumer = "globex", sha256 = "{globex}" }}]
-from = "query:api_key"
-
+{api_keys}
 [[route]]
 name = "hs"
 path_prefix = "/hs"
@@ -111,26 +68,15 @@ path_prefix = "/cookie"
 upstream = "o"
 auth = "by_cookie"
 
-[[route]]
-name = "key"
-path_prefix = "/key"
-upstream = "o"
-auth = "partners"
-
-[[route]]
-name = "query"
-path_prefix = "/query"
-upstream = "o"
-auth = "by_query"
-
+{API_KEY_ROUTES}
 [[route]]
 name = "open"
 path_prefix = "/open"
 upstream = "o"
 request_id = true
 "#,
-        acme = sha256_hex("acme-key"),
-        globex = sha256_hex("globex-key"),
+        one_upstream_config(origin),
+        api_keys = api_key_policies(),
     )
 }
 
@@ -282,58 +228,55 @@ fn duplicate_credentials_are_refused_before_anything_goes_upstream() {
 /// An ES256 JWKS under `kid`, and a token with that kid whose signature is garbage: it
 /// costs the gateway an ECDSA verification to refuse.
 fn es256_jwks_and_forgery(kid: &str) -> (TempFile, String) {
-    let rng = SystemRandom::new();
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-    let pair =
-        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
-    let point = pair.public_key().as_ref();
-    let jwks = format!(
-        r#"{{"keys":[{{"kty":"EC","crv":"P-256","kid":"{kid}","use":"sig","x":"{}","y":"{}"}}]}}"#,
-        b64url(&point[1..33]),
-        b64url(&point[33..65])
-    );
+    let (_, jwks) = es256_key(kid);
     let forged = format!(
         "{}.{}.{}",
         b64url(format!(r#"{{"alg":"ES256","kid":"{kid}"}}"#).as_bytes()),
-        b64url(format!(r#"{{"sub":"admin","exp":{}}}"#, now() + 600).as_bytes()),
+        b64url(format!(r#"{{"sub":"admin","exp":{}}}"#, unix_now() + 600).as_bytes()),
         b64url(&[7u8; 64])
     );
-    (TempFile::new("jwks", &jwks), forged)
+    (jwks, forged)
+}
+
+/// A gateway whose one route `/` is behind JWT policy `auth` (its settings `policy`) and
+/// rate limit `limit`: a burst of `burst` keyed on `key`, refilled too slowly to matter here.
+fn rate_limited_gateway(
+    origin: SocketAddr,
+    auth: &str,
+    policy: &str,
+    limit: &str,
+    burst: u32,
+    key: &str,
+) -> Gateway {
+    start_gateway(&format!(
+        r#"{}
+[auth.jwt.{auth}]
+{policy}
+[rate_limits.{limit}]
+rate_per_second = 0.01
+burst = {burst}
+key = "{key}"
+
+[[route]]
+name = "{auth}"
+path_prefix = "/"
+upstream = "o"
+auth = "{auth}"
+rate_limit = "{limit}"
+"#,
+        one_upstream_config(origin)
+    ))
 }
 
 #[test]
 fn a_client_ip_rate_limit_refuses_forged_tokens_before_checking_them() {
     let o = origin("o", Mode::Json);
     let (jwks, forged) = es256_jwks_and_forgery("k1");
-    let gw = start_gateway(&format!(
-        r#"[server]
-workers = 1
-
-[[listener]]
-address = "{{listen}}"
-
-[upstreams.o]
-endpoints = [{{ address = "{origin}" }}]
-
-[auth.jwt.es]
-algorithms = ["ES256"]
-jwks_file = "{jwks}"
-
-[rate_limits.per_ip]
-rate_per_second = 0.01
-burst = 2
-key = "client_ip"
-
-[[route]]
-name = "es"
-path_prefix = "/"
-upstream = "o"
-auth = "es"
-rate_limit = "per_ip"
-"#,
-        origin = o.addr(),
-        jwks = jwks.path().display(),
-    ));
+    let es = format!(
+        "algorithms = [\"ES256\"]\njwks_file = \"{}\"\n",
+        jwks.path().display()
+    );
+    let gw = rate_limited_gateway(o.addr(), "es", &es, "per_ip", 2, "client_ip");
 
     // Pipelined on one connection: the burst of 2 is spent on the first two forgeries
     // (checked and refused, 401); the rest are refused by the limit (429), unchecked.
@@ -351,34 +294,8 @@ rate_limit = "per_ip"
 #[test]
 fn a_rate_limit_on_an_identity_header_counts_the_verified_identity() {
     let o = origin("o", Mode::Json);
-    let gw = start_gateway(&format!(
-        r#"[server]
-workers = 1
-
-[[listener]]
-address = "{{listen}}"
-
-[upstreams.o]
-endpoints = [{{ address = "{origin}" }}]
-
-[auth.jwt.hs]
-algorithms = ["HS256"]
-secret = "{SECRET}"
-
-[rate_limits.per_user]
-rate_per_second = 0.01
-burst = 1
-key = "header:x-user-id"
-
-[[route]]
-name = "hs"
-path_prefix = "/"
-upstream = "o"
-auth = "hs"
-rate_limit = "per_user"
-"#,
-        origin = o.addr(),
-    ));
+    let hs = format!("algorithms = [\"HS256\"]\nsecret = \"{SECRET}\"\n");
+    let gw = rate_limited_gateway(o.addr(), "hs", &hs, "per_user", 1, "header:x-user-id");
     let alice = format!("Authorization: Bearer {}\r\n", token("alice"));
     let statuses: Vec<u16> = (0..3)
         .map(|i| get(&gw, "/x", &format!("{alice}X-User-Id: spoof-{i}\r\n")).status)

@@ -11,9 +11,7 @@
 //!   unchanged, and token caches for every JWT policy whose keys and checks are unchanged.
 
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use coregate_engine::policy::jwt::base64url_encode as b64url;
+use std::time::Duration;
 
 use crate::common::*;
 
@@ -229,20 +227,9 @@ const SECRET: &str = "a-reload-test-secret-long-enough-for-hs256";
 const ROTATED: &str = "the-rotated-secret-also-long-enough-for-hs256";
 
 fn hs256(secret: &str, sub: &str) -> String {
-    let exp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
+    let exp = unix_now() + 3600;
     let claims = format!(r#"{{"sub":"{sub}","exp":{exp}}}"#);
-    let input = format!(
-        "{}.{}",
-        b64url(br#"{"alg":"HS256","typ":"JWT"}"#),
-        b64url(claims.as_bytes())
-    );
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
-    let tag = ring::hmac::sign(&key, input.as_bytes());
-    format!("{input}.{}", b64url(tag.as_ref()))
+    hs256_sign(secret, br#"{"alg":"HS256","typ":"JWT"}"#, claims.as_bytes())
 }
 
 /// One worker, route `/hs` behind JWT policy `hs` with `secret`, and `extra`.
