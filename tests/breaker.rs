@@ -11,15 +11,7 @@ use common::*;
 
 fn config(endpoint: std::net::SocketAddr, fallback: &str) -> String {
     format!(
-        r#"[server]
-workers = 1
-
-[[listener]]
-address = "{{listen}}"
-
-[upstreams.o]
-endpoints = [{{ address = "{endpoint}" }}]
-connect_timeout_ms = 500
+        r#"{}connect_timeout_ms = 500
 
 [upstreams.o.breaker]
 consecutive_failures = 3
@@ -36,7 +28,8 @@ upstream = "o"
 
 [route.fallback]
 {fallback}
-"#
+"#,
+        one_upstream_config(endpoint)
     )
 }
 
